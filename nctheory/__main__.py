@@ -1,0 +1,5 @@
+import sys
+
+from nctheory.cli import main
+
+sys.exit(main())

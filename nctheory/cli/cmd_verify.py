@@ -1,0 +1,113 @@
+"""`nctheory verify`: run every registered claim's check and report the verdicts."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nctheory.errors import InputError
+
+NAME = "verify"
+HELP = "run the executable theorems and print the claims table with verdicts and evidence"
+DESCRIPTION = (
+    "Run the check of every registered claim (or those matching --only) and print the claims table. "
+    "Exit 0 when every check ran and gave its committed verdict; 1 when a check crashed or its verdict "
+    "changed. A refuted claim is a finding, not a failure: it exits 0 with verdict 'refuted'."
+)
+
+
+def add_arguments(p):
+    p.add_argument("--json", action="store_true", help="print a JSON list of claim objects")
+    p.add_argument("--only", action="append", metavar="PATTERN", help="claim ids to run (glob, repeatable)")
+    p.add_argument("--budget", default="standard", choices=["quick", "standard", "full"], help="search effort")
+    p.add_argument("--report", default="nctheory_verify_report.md", metavar="FILE.md",
+                   help="where to write the Markdown report (default: %(default)s; '-' for none)")
+    p.add_argument("--list", action="store_true", help="list registered claim ids and exit")
+    p.add_argument("--no-progress", action="store_true", help="do not print progress to stderr")
+
+
+def run(args) -> int:
+    from nctheory.claims.registry import Budget, load_all, run_claim
+
+    claims = load_all()
+    if args.only:
+        chosen = [c for cid, c in claims.items() if any(fnmatch.fnmatchcase(cid, pat) for pat in args.only)]
+        if not chosen:
+            raise InputError(f"no registered claim matches {args.only}; `nctheory verify --list` shows the ids")
+    else:
+        chosen = list(claims.values())
+    if args.list:
+        for c in chosen:
+            print(f"{c.id}\t{c.source}")
+        return 0
+    budget = Budget.named(args.budget)
+    results = []
+    for i, c in enumerate(chosen, 1):
+        if not args.no_progress:
+            print(f"[{i}/{len(chosen)}] {c.id} ...", file=sys.stderr, flush=True)
+        results.append(run_claim(c, budget))
+    rows = [r.to_json() for r in results]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(table(rows))
+    if args.report != "-":
+        path = Path(args.report)
+        try:
+            path.write_text(markdown_report(rows, budget.level))
+        except OSError as exc:
+            raise InputError(f"cannot write report {path}: {exc.strerror}") from None
+        if not args.json:
+            print(f"\nreport written to {path}")
+    bad = [r for r in results if not r.ok]
+    if bad and not args.json:
+        for r in bad:
+            why = r.error or f"verdict {r.verdict.verdict!r}, committed {r.claim.expected!r}"
+            print(f"CHANGED OR FAILED: {r.claim.id}: {why}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def table(rows) -> str:
+    w = max(len(r["id"]) for r in rows)
+    vw = max(len(r["verdict"]) for r in rows)
+    lines = [f"{'claim'.ljust(w)}  {'verdict'.ljust(vw)}  evidence", "-" * (w + vw + 60)]
+    for r in rows:
+        flag = "" if r["matches_expected"] else "  [!]"
+        ev = r["evidence"].replace("\n", " ")
+        if len(ev) > 160:
+            ev = ev[:157] + "..."
+        lines.append(f"{r['id'].ljust(w)}  {r['verdict'].ljust(vw)}  {ev}{flag}")
+    counts = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    lines.append("")
+    lines.append("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f"   ({len(rows)} claims)")
+    return "\n".join(lines)
+
+
+def markdown_report(rows, level: str) -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# nctheory verdict report\n", f"Generated {now}, budget `{level}`.\n",
+           "| claim | source | verdict | seconds |", "|---|---|---|---|"]
+    for r in rows:
+        mark = "" if r["matches_expected"] else " (changed!)"
+        out.append(f"| `{r['id']}` | {r['source']} | **{r['verdict']}**{mark} | {r['seconds']} |")
+    for r in rows:
+        out.append(f"\n## `{r['id']}`: {r['verdict']}\n")
+        out.append(f"*Source:* {r['source']}\n")
+        out.append("*Hypotheses as stated:*\n")
+        out.extend(f"- {h}" for h in r["hypotheses"])
+        out.append(f"\n*Statement:* {r['statement']}\n")
+        out.append(f"*Evidence:* {r['evidence']}\n")
+        if r.get("counterexample") is not None:
+            out.append("*Smallest counterexample:*\n\n```json\n" + json.dumps(r["counterexample"], indent=1) + "\n```\n")
+        if r.get("corrected_statement"):
+            out.append(f"*Corrected statement:* {r['corrected_statement']}\n")
+        if r.get("details"):
+            out.append("<details><summary>numbers</summary>\n\n```json\n" + json.dumps(r["details"], indent=1)
+                       + "\n```\n</details>\n")
+        out.append(f"*Checked by:* {', '.join(r['tests'])}\n")
+    return "\n".join(out) + "\n"
