@@ -1,0 +1,26 @@
+"""Every loss of the three papers, defined once in torch (exact in float64 on CPU, usable on GPU).
+
+Conventions (each function's docstring repeats the part that concerns it):
+- features (n, d), one row per sample; prototypes / classifiers (k, d), one row per class;
+  labels integers in [0, k). numpy input is computed in float64.
+- SCL-type losses use the papers' *sum* form (Kini et al. Eq. 2/4, Gill et al. Eq. 1) with
+  temperature tau; CE-type losses (Koromilas et al.) average over the anchors.
+- An anchor without a positive in its batch contributes 0 and remains a negative for the others.
+- ``nctheory.losses.gram`` gives each loss as a function of the Gram matrix (tested equal).
+"""
+
+from nctheory.losses.classifier import ce, ce_fixed_classifier, nonl, normface, ntce, proto_loss
+from nctheory.losses.scl import scl, scl_batches, scl_with_prototypes, supcon_mean
+
+__all__ = [
+    "scl",
+    "scl_batches",
+    "supcon_mean",
+    "scl_with_prototypes",
+    "ce",
+    "ce_fixed_classifier",
+    "normface",
+    "ntce",
+    "nonl",
+    "proto_loss",
+]

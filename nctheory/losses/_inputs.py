@@ -1,0 +1,92 @@
+"""Input validation shared by every loss: turn arrays into tensors and refuse malformed input."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nctheory.errors import InputError
+
+
+def as_features(z, name: str = "z") -> torch.Tensor:
+    """An (n, d) floating tensor. numpy input becomes float64 (exact mode); torch keeps dtype/device."""
+    if isinstance(z, torch.Tensor):
+        t = z
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(z, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{name} must be a numeric (n, d) array: {exc}") from None
+    if t.ndim != 2:
+        raise InputError(f"{name} must be 2-dimensional (one row per sample), got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise InputError(f"{name} contains NaN or infinite entries")
+    return t
+
+
+def as_labels(y, n: int, device, k: int | None = None, name: str = "y") -> torch.Tensor:
+    """Integer labels of length n, all >= 0 (and < k when k is given)."""
+    if isinstance(y, torch.Tensor):
+        if y.is_floating_point() or y.is_complex():
+            raise InputError(f"{name} must hold integer labels, got dtype {y.dtype}")
+        t = y.to(device=device, dtype=torch.long)
+    else:
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+                arr = arr.astype(np.int64)
+            elif arr.size == 0:
+                arr = arr.astype(np.int64)
+            else:
+                raise InputError(f"{name} must hold integer labels, got {arr.dtype}")
+        t = torch.as_tensor(arr.astype(np.int64), device=device)
+    if t.ndim != 1:
+        raise InputError(f"{name} must be 1-dimensional, got shape {tuple(t.shape)}")
+    if t.numel() != n:
+        raise InputError(f"{name} has {t.numel()} labels for {n} feature rows")
+    if n and int(t.min()) < 0:
+        raise InputError(f"{name} has a negative label ({int(t.min())})")
+    if k is not None and n and int(t.max()) >= k:
+        raise InputError(f"{name} has label {int(t.max())} but only {k} prototypes/classes are given")
+    return t
+
+
+def as_batches(batches, n: int) -> list[torch.Tensor]:
+    """A list of non-empty batches of distinct sample indices in [0, n)."""
+    if batches is None:
+        return [torch.arange(n)]
+    out = []
+    for b, batch in enumerate(batches):
+        arr = np.asarray(batch)
+        if arr.ndim != 1 or arr.size == 0:
+            raise InputError(f"batch {b} must be a non-empty list of sample indices")
+        if arr.dtype.kind not in "iu":
+            raise InputError(f"batch {b} holds non-integer indices")
+        if arr.min() < 0 or arr.max() >= n:
+            raise InputError(f"batch {b} has index {int(arr.min() if arr.min() < 0 else arr.max())} outside [0, {n})")
+        if np.unique(arr).size != arr.size:
+            raise InputError(f"batch {b} repeats a sample index")
+        out.append(torch.as_tensor(arr.astype(np.int64)))
+    if not out:
+        raise InputError("the set of batches is empty")
+    return out
+
+
+def check_tau(tau) -> float:
+    try:
+        tau = float(tau)
+    except (TypeError, ValueError):
+        raise InputError(f"tau must be a positive number, got {tau!r}") from None
+    if not (tau > 0 and np.isfinite(tau)):
+        raise InputError(f"tau must be a positive finite number, got {tau}")
+    return tau
+
+
+def like(W, z: torch.Tensor, name: str = "W") -> torch.Tensor:
+    """Prototypes/classifier W as a tensor on z's device and dtype, with z's feature dimension."""
+    W = as_features(W, name).to(device=z.device, dtype=z.dtype)
+    if W.shape[1] != z.shape[1]:
+        raise InputError(f"{name} has dimension {W.shape[1]} but features have dimension {z.shape[1]}")
+    return W

@@ -1,0 +1,132 @@
+"""Cross-entropy-type losses: CE, CE with a fixed classifier, and the normalised losses of
+Koromilas et al. 2026 (NormFace, NTCE, NONL) and their prototype loss L_proto.
+
+Definitions follow ../shared/papers/koromilas2026-spec.md §1 (equation numbers are the paper's):
+all of them are averaged over the M anchors of the batch (``reduction="mean"``, the papers'
+convention) unless ``reduction="sum"`` is asked for. Features z are (M, d) rows, classifiers /
+prototypes W are (K, d) rows, labels y are integers in [0, K).
+
+Convention for anchors without a positive: CE, NormFace, NTCE and L_proto always have one (the
+class weight, the sample itself, or the class mean that includes the anchor). NONL's denominator
+runs over samples of *other* classes only; a batch with a single class has an empty denominator and
+the loss is undefined (+inf): that is refused with an InputError rather than returned as a number.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nctheory.errors import InputError
+from nctheory.losses._inputs import as_features, as_labels, check_tau, like
+
+
+def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_anchor.mean()
+    if reduction == "sum":
+        return per_anchor.sum()
+    raise InputError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:
+    norms = x.norm(dim=1, keepdim=True)
+    if (norms == 0).any():
+        raise InputError(f"{name} has a zero row, which cannot be normalised")
+    return x / norms
+
+
+def ce(z, y, W, b=None, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy, Koromilas Eq. (1): (1/M) sum_i -log softmax(z_i W^T + b)[y_i]. No normalisation,
+    no temperature. W (K, d) and b (K,) are trainable here (gradients flow into them)."""
+    z = as_features(z)
+    W = like(W, z)
+    y = as_labels(y, z.shape[0], z.device, k=W.shape[0])
+    logits = z @ W.T
+    if b is not None:
+        b = torch.as_tensor(b, dtype=z.dtype, device=z.device)
+        if b.shape != (W.shape[0],):
+            raise InputError(f"bias must have shape ({W.shape[0]},), got {tuple(b.shape)}")
+        logits = logits + b
+    per = torch.logsumexp(logits, dim=1) - logits[torch.arange(z.shape[0], device=z.device), y]
+    return _reduce(per, reduction)
+
+
+def ce_fixed_classifier(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    """CE with a fixed classifier (Gill et al. Remark 1; Yang et al. 2022): :func:`ce` with logits
+    z_i.w_c / tau and W a constant (no gradient flows into W, no bias). Features are used as given
+    (Gill et al. normalise them; pass unit rows for that setting)."""
+    z = as_features(z)
+    W = like(W, z).detach()
+    return ce(z, y, W / check_tau(tau), reduction=reduction)
+
+
+def normface(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    """NormFace, Koromilas Eq. (3)=(7): (1/M) sum_i -log [exp(u_i.ŵ_{y_i}/tau) / sum_c exp(u_i.ŵ_c/tau)]
+    with u_i = z_i/||z_i||, ŵ_c = w_c/||w_c||. The anchor is the instance; the denominator runs over
+    the K prototypes, positive included."""
+    z = as_features(z)
+    W = like(W, z)
+    tau = check_tau(tau)
+    return ce(_unit_rows(z, "z"), y, _unit_rows(W, "W") / tau, reduction=reduction)
+
+
+def _prototype_anchored_logits(z, y, W, tau):
+    z = as_features(z)
+    W = like(W, z)
+    y = as_labels(y, z.shape[0], z.device, k=W.shape[0])
+    tau = check_tau(tau)
+    u, w = _unit_rows(z, "z"), _unit_rows(W, "W")
+    S = w[y] @ u.T / tau  # S[i, j] = ŵ_{y_i}.u_j / tau
+    return S, y
+
+
+def ntce(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    """NTCE, Koromilas Eq. (4)=(8): (1/M) sum_i -log [exp(ŵ_{y_i}.u_i/tau) / sum_{j=1}^M exp(ŵ_{y_i}.u_j/tau)].
+    The anchor is the prototype of y_i; the denominator runs over all M instances (i itself and its
+    classmates included)."""
+    S, _ = _prototype_anchored_logits(z, y, W, tau)
+    per = torch.logsumexp(S, dim=1) - torch.diagonal(S)
+    return _reduce(per, reduction)
+
+
+def nonl(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    """NONL, Koromilas Eq. (9) (the reading the proofs and the authors' code use; spec FLAG-3):
+    (1/M) sum_i -log [exp(ŵ_{y_i}.u_i/tau) / sum_{j: y_j != y_i} exp(ŵ_{y_i}.u_j/tau)].
+    The denominator holds only instances of other classes (i and its classmates excluded). A batch in
+    which some anchor has no other-class instance (a single-class batch) is refused (InputError)."""
+    S, y = _prototype_anchored_logits(z, y, W, tau)
+    other = y[:, None] != y[None, :]
+    if not other.any(dim=1).all():
+        raise InputError("NONL is undefined on a batch with a single class (empty negatives-only denominator)")
+    per = torch.logsumexp(S.masked_fill(~other, float("-inf")), dim=1) - torch.diagonal(S)
+    return _reduce(per, reduction)
+
+
+def proto_loss(a, y, tau: float = 1.0, k: int | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Prototype loss L_proto, Koromilas Eq. (6):
+
+        (1/N) sum_i -log [ exp(a_i.μ_{y_i}/tau) / ( -exp(a_i.μ_{y_i}/tau) + sum_c n_c exp(a_i.μ_c/tau) ) ]
+
+    with μ_c = (1/n_c) sum_{j: y_j = c} a_j the *raw* batch mean (not renormalised, anchor included)
+    and n_c the batch count of class c; classes absent from the batch are left out of the sum. The
+    rows a_i are used as given (unit rows in the paper: stacked views). A batch where some anchor's
+    denominator is empty (one class with a single sample and nothing else) is refused."""
+    a = as_features(a, "a")
+    y = as_labels(y, a.shape[0], a.device, k=k)
+    tau = check_tau(tau)
+    K = int(y.max()) + 1 if k is None else k
+    onehot = torch.nn.functional.one_hot(y, K).to(a.dtype)  # (N, K)
+    n_c = onehot.sum(0)
+    present = n_c > 0
+    mu = (onehot.T @ a)[present] / n_c[present, None]
+    L = a @ mu.T / tau  # (N, K_present)
+    col = torch.cumsum(present.long(), 0)[y] - 1  # column of y_i among present classes
+    rows = torch.arange(a.shape[0], device=a.device)
+    pos = L[rows, col]
+    weights = n_c[present][None, :].expand_as(L).clone()
+    weights[rows, col] -= 1  # one copy of the positive removed: weight n_{y_i} - 1
+    if (weights.sum(1) == 0).any():
+        raise InputError("L_proto is undefined: an anchor's denominator is empty (a single one-sample class)")
+    logw = torch.where(weights > 0, weights.clamp(min=1).log(), torch.full_like(weights, float("-inf")))
+    per = torch.logsumexp(L + logw, dim=1) - pos
+    return _reduce(per, reduction)

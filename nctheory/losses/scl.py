@@ -1,0 +1,157 @@
+"""Supervised contrastive loss (SCL), defined once.
+
+Sum form (Kini et al. 2023, Eq. 1/2/4; Gill et al. 2023, Eq. 1), for a batch B with temperature tau:
+
+    L_B(H) = sum_{i in B} 1/(n_{B,y_i} - 1) sum_{j in B, j != i, y_j = y_i}
+                 log( sum_{l in B, l != i} exp((h_i.h_l - h_i.h_j)/tau) )
+
+which equals  sum_{i in B} [ LSE_{l != i}(h_i.h_l/tau) - mean_{j in P(i)} h_i.h_j/tau ]  over anchors
+with a non-empty positive set P(i) = {j in B: j != i, y_j = y_i}.
+
+Convention for anchors without a positive (the class appears once in the batch): the anchor
+contributes 0 (the empty sum times 1/(n_{B,y}-1) = 1/0 is taken as 0); it is still a negative (a
+term in the denominator) of every other anchor of the batch. Every SCL-type loss here follows it.
+
+The features are used as given: the papers assume unit rows (normalisation is part of the network);
+nothing here renormalises.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nctheory.errors import InputError
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like
+
+NEG_INF = float("-inf")
+
+
+def _anchor_terms(S: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-anchor SCL terms for one batch from its logit matrix S = Z Z^T / tau (0 for no-positive anchors)."""
+    n = S.shape[0]
+    if n < 2:  # a one-sample batch: no positives and no denominator; avoid logsumexp over nothing
+        return S.new_zeros(n)
+    eye = torch.eye(n, dtype=torch.bool, device=S.device)
+    lse = torch.logsumexp(S.masked_fill(eye, NEG_INF), dim=1)
+    pos = (y[:, None] == y[None, :]) & ~eye
+    npos = pos.sum(1)
+    mean_pos = (S * pos).sum(1) / npos.clamp(min=1)
+    return torch.where(npos > 0, lse - mean_pos, torch.zeros_like(lse))
+
+
+def scl(z, y, tau: float = 1.0) -> torch.Tensor:
+    """Full-batch SCL in the papers' sum form (Kini et al. Eq. 2 with temperature tau).
+
+    z: (n, d) features (unit rows in the papers), y: (n,) integer labels. Anchors whose class has a
+    single sample contribute 0 (see module docstring). Returns a 0-dim tensor.
+    """
+    z = as_features(z)
+    y = as_labels(y, z.shape[0], z.device)
+    tau = check_tau(tau)
+    if z.shape[0] == 0:
+        raise InputError("scl needs at least one sample")
+    return _anchor_terms(z @ z.T / tau, y).sum()
+
+
+def scl_batches(z, y, batches, tau: float = 1.0) -> torch.Tensor:
+    """Mini-batch SCL (Kini et al. Eq. 4): sum over the batches B of the batch loss L_B.
+
+    batches: iterable of index lists (distinct indices in [0, n) within a batch; a sample may appear
+    in several batches). Same no-positive convention as :func:`scl`.
+    """
+    z = as_features(z)
+    y = as_labels(y, z.shape[0], z.device)
+    tau = check_tau(tau)
+    total = z.new_zeros(())
+    for b in as_batches(batches, z.shape[0]):
+        b = b.to(z.device)
+        zb = z[b]
+        total = total + _anchor_terms(zb @ zb.T / tau, y[b]).sum()
+    return total
+
+
+def supcon_mean(features, labels, tau: float = 0.07, base_tau: float = 0.07) -> torch.Tensor:
+    """The mean form of the reference SupCon implementation (Khosla et al., contrast_mode "all").
+
+    features: (bsz, n_views, d), labels: (bsz,). The views are stacked view-major (all first views,
+    then all second views, ...), every view is an anchor, and
+
+        supcon_mean = (tau / base_tau) * scl(stacked, labels repeated, tau) / (n_views * bsz)
+
+    i.e. the reference divides by *all* anchors, including anchors without a positive, which
+    contribute 0 (the reference's current behaviour; its early versions returned NaN there).
+    """
+    f = features if isinstance(features, torch.Tensor) else torch.as_tensor(features, dtype=torch.float64)
+    if f.ndim != 3:
+        raise InputError(f"features must be (batch, views, dim), got shape {tuple(f.shape)}")
+    bsz, views, _ = f.shape
+    stacked = torch.cat(torch.unbind(f, dim=1), dim=0)
+    y = as_labels(labels, bsz, stacked.device, name="labels").repeat(views)
+    tau, base_tau = check_tau(tau), check_tau(base_tau)
+    return (tau / base_tau) * scl(stacked, y, tau) / (views * bsz)
+
+
+def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None) -> torch.Tensor:
+    """SCL on batches augmented with n_w copies of each fixed prototype (Gill et al. 2023, §2 and Eq. 1).
+
+    Each batch B becomes B ∪ W_rep with W_rep = n_w copies of {w_1, ..., w_k} (class c for w_c), and
+    the sum-form SCL is taken over the augmented batch: every member is an anchor, the n_w copies of
+    a prototype included (Gill et al. App. A.1 writes these as L_p). It is computed with
+    multiplicities, never by concatenation: the logits needed are the n_B^2 sample pairs, the
+    n_B k sample-prototype pairs and the k^2 prototype pairs, for any n_w; identical prototype
+    anchors are counted n_w times, and a prototype's copies enter a denominator as log(n_w) offsets.
+
+    Anchor counts: a sample i of class c has n_{B,c} - 1 + n_w positives; a copy of w_c has
+    n_{B,c} + n_w - 1. Anchors with no positive contribute 0 (module convention), e.g. a copy of w_c
+    when n_w = 1 and class c is absent from B. With n_w = 0 this is exactly :func:`scl_batches`.
+
+    z: (n, d), y: (n,) labels in [0, k), W: (k, d) prototypes (rows; unit norm in the paper),
+    batches: None for the full batch. W is a constant (no gradient flows into it).
+    """
+    z = as_features(z)
+    W = like(W, z).detach()
+    k = W.shape[0]
+    y = as_labels(y, z.shape[0], z.device, k=k)
+    tau = check_tau(tau)
+    if isinstance(n_w, bool) or not float(n_w).is_integer() or n_w < 0:
+        raise InputError(f"n_w must be a non-negative integer, got {n_w!r}")
+    n_w = int(n_w)
+    total = z.new_zeros(())
+    Q = W @ W.T / tau  # prototype-prototype logits
+    for b in as_batches(batches, z.shape[0]):
+        b = b.to(z.device)
+        zb, yb = z[b], y[b]
+        total = total + _prototype_batch(zb, yb, W, Q, n_w, tau)
+    return total
+
+
+def _prototype_batch(zb, yb, W, Q, n_w: int, tau: float) -> torch.Tensor:
+    n, k = zb.shape[0], W.shape[0]
+    S = zb @ zb.T / tau
+    if n_w == 0:
+        return _anchor_terms(S, yb).sum()
+    P = zb @ W.T / tau  # (n, k) sample-prototype logits
+    log_nw = math.log(n_w)
+    rows = torch.arange(n, device=zb.device)
+    eye = torch.eye(n, dtype=torch.bool, device=zb.device)
+
+    # sample anchors: denominator = other samples + n_w copies of every prototype
+    lse_s = torch.logsumexp(torch.cat([S.masked_fill(eye, NEG_INF), P + log_nw], dim=1), dim=1)
+    same = (yb[:, None] == yb[None, :]) & ~eye
+    cnt_s = same.sum(1) + n_w
+    pos_s = (S * same).sum(1) + n_w * P[rows, yb]
+    sample_part = (lse_s - pos_s / cnt_s).sum()  # cnt_s >= n_w >= 1
+
+    # prototype anchors (class c, n_w identical copies): denominator = all samples + the other copies
+    eye_k = torch.eye(k, dtype=torch.bool, device=zb.device)
+    mult = torch.full((k, k), float(n_w), dtype=zb.dtype, device=zb.device) - eye_k.to(zb.dtype)
+    log_mult = torch.where(mult > 0, mult.clamp(min=1).log(), torch.full_like(mult, NEG_INF))
+    lse_p = torch.logsumexp(torch.cat([P.T, Q + log_mult], dim=1), dim=1)
+    onehot = torch.nn.functional.one_hot(yb, k).to(zb.dtype)  # (n, k)
+    n_c = onehot.sum(0)
+    cnt_p = n_c + (n_w - 1)
+    pos_p = (onehot * P).sum(0) + (n_w - 1) * torch.diagonal(Q)
+    proto_terms = torch.where(cnt_p > 0, lse_p - pos_p / cnt_p.clamp(min=1), torch.zeros_like(lse_p))
+    return sample_part + n_w * proto_terms.sum()
