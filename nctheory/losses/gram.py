@@ -53,10 +53,13 @@ class LSEForm:
         """L(G) in float64 (a stable grouped log-sum-exp)."""
         G = np.asarray(G, dtype=np.float64)
         x = self.logits(G)
+        linear = float(np.sum(self.C * G) + self.const)
+        if x.size == 0:  # no anchor has a positive: only the linear part (zero) remains
+            return linear
         starts = np.flatnonzero(np.r_[True, np.diff(self.group) != 0])
         m = np.maximum.reduceat(x, starts)
         lse = m + np.log(np.add.reduceat(np.exp(x - m[self.group]), starts))
-        return float(self.weight @ lse + np.sum(self.C * G) + self.const)
+        return float(self.weight @ lse) + linear
 
 
 class _Builder:

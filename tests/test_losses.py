@@ -1,0 +1,375 @@
+"""Each loss against a naive loop transcription of its paper formula, its Gram form, explicit
+concatenation (prototypes), finite differences, and the reference SupCon convention.
+
+Device and dtype come from NCTHEORY_TEST_DEVICE (default cpu): float64 comparisons are exact to
+1e-10 relative (the loop and the vectorised code sum the same terms in a different order); float32
+on the device is compared to 1e-4 relative.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nctheory.errors import InputError
+from nctheory.losses import (
+    ce,
+    ce_fixed_classifier,
+    nonl,
+    normface,
+    ntce,
+    proto_loss,
+    scl,
+    scl_batches,
+    scl_with_prototypes,
+    supcon_mean,
+)
+from nctheory.losses import gram
+
+DEVICE = os.environ.get("NCTHEORY_TEST_DEVICE", "cpu")
+HSET = settings(max_examples=60, deadline=None, derandomize=True, database=None)
+
+
+def unit_rows(rng, n, d):
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- naive transcriptions of the papers
+def naive_scl_batch(H, y, B, tau):
+    """Kini et al. Eq. (1)/(4) for one batch, literally (no-positive anchors skipped)."""
+    total = 0.0
+    for i in B:
+        pos = [j for j in B if j != i and y[j] == y[i]]
+        if not pos:
+            continue
+        acc = 0.0
+        for j in pos:
+            s = sum(math.exp((H[i] @ H[l] - H[i] @ H[j]) / tau) for l in B if l != i)
+            acc += math.log(s)
+        total += acc / (len(pos))  # len(pos) = n_{B,y_i} - 1
+    return total
+
+
+def naive_ce(Z, y, W, b):
+    out = 0.0
+    for i in range(len(y)):
+        logits = [Z[i] @ W[c] + (b[c] if b is not None else 0.0) for c in range(len(W))]
+        out += -logits[y[i]] + math.log(sum(math.exp(v) for v in logits))
+    return out / len(y)
+
+
+def nrm(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def naive_normface(Z, y, W, tau):
+    U, Wh = nrm(Z), nrm(W)
+    return sum(-math.log(math.exp(U[i] @ Wh[y[i]] / tau) / sum(math.exp(U[i] @ Wh[c] / tau) for c in range(len(W))))
+               for i in range(len(y))) / len(y)
+
+
+def naive_ntce(Z, y, W, tau):
+    U, Wh = nrm(Z), nrm(W)
+    M = len(y)
+    return sum(-math.log(math.exp(Wh[y[i]] @ U[i] / tau) / sum(math.exp(Wh[y[i]] @ U[j] / tau) for j in range(M)))
+               for i in range(M)) / M
+
+
+def naive_nonl(Z, y, W, tau):
+    U, Wh = nrm(Z), nrm(W)
+    M = len(y)
+    return sum(-math.log(math.exp(Wh[y[i]] @ U[i] / tau)
+                         / sum(math.exp(Wh[y[i]] @ U[j] / tau) for j in range(M) if y[j] != y[i]))
+               for i in range(M)) / M
+
+
+def naive_proto(A, y, tau):
+    N = len(y)
+    classes = sorted(set(y.tolist()))
+    n = {c: int(np.sum(y == c)) for c in classes}
+    mu = {c: A[y == c].mean(0) for c in classes}
+    out = 0.0
+    for i in range(N):
+        num = math.exp(A[i] @ mu[y[i]] / tau)
+        den = -num + sum(n[c] * math.exp(A[i] @ mu[c] / tau) for c in classes)
+        out += -math.log(num / den)
+    return out / N
+
+
+def reference_supcon(features, labels, temperature, base_temperature):
+    """A transcription of the reference SupCon loss (contrast_mode 'all'), masks and all,
+    including its guard that gives anchors without positives a zero mean log-probability."""
+    bsz, views = features.shape[:2]
+    labels = labels.reshape(-1, 1)
+    mask = torch.eq(labels, labels.T).to(features.dtype)
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
+    adc = contrast @ contrast.T / temperature
+    logits = adc - adc.max(dim=1, keepdim=True).values.detach()
+    mask = mask.repeat(views, views)
+    logits_mask = torch.ones_like(mask) - torch.eye(bsz * views, dtype=mask.dtype)
+    mask = mask * logits_mask
+    exp_logits = torch.exp(logits) * logits_mask
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
+    mpp = mask.sum(1)
+    mpp = torch.where(mpp < 1e-6, torch.ones_like(mpp), mpp)
+    mean_log_prob_pos = (mask * log_prob).sum(1) / mpp
+    loss = -(temperature / base_temperature) * mean_log_prob_pos
+    return loss.view(views, bsz).mean()
+
+
+# ---------------------------------------------------------------- strategies
+@st.composite
+def labelled_features(draw, max_n=9, max_k=4, max_d=4):
+    """Labels drawn from range(k) so classes may be absent, have one sample, or many."""
+    k = draw(st.integers(1, max_k))
+    n = draw(st.integers(1, max_n))
+    y = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)), dtype=np.int64)
+    d = draw(st.integers(1, max_d))
+    seed = draw(st.integers(0, 2**31 - 1))
+    tau = draw(st.sampled_from([0.1, 0.5, 1.0, 2.0]))
+    rng = np.random.default_rng(seed)
+    return unit_rows(rng, n, d), y, k, tau, rng
+
+
+REL = 1e-10
+
+
+def close(a, b, rel=REL):
+    return abs(float(a) - float(b)) <= rel * max(1.0, abs(float(b)))
+
+
+# ---------------------------------------------------------------- SCL
+@HSET
+@given(labelled_features())
+def test_scl_equals_naive_transcription(case):
+    H, y, k, tau, _ = case
+    assert close(scl(H, y, tau), naive_scl_batch(H, y, list(range(len(y))), tau))
+
+
+@HSET
+@given(labelled_features(), st.data())
+def test_scl_batches_equals_naive_and_gram(case, data):
+    H, y, k, tau, rng = case
+    n = len(y)
+    nb = data.draw(st.integers(1, 4))
+    batches = [sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=n))) for _ in range(nb)]
+    expected = sum(naive_scl_batch(H, y, B, tau) for B in batches)
+    assert close(scl_batches(H, y, batches, tau), expected)
+    assert close(gram.scl_form(y, tau, batches).evaluate(H @ H.T), expected)
+
+
+@HSET
+@given(labelled_features())
+def test_scl_gram_form_equals_feature_form(case):
+    H, y, k, tau, _ = case
+    assert close(gram.scl_form(y, tau).evaluate(H @ H.T), scl(H, y, tau))
+
+
+def test_scl_one_sample_classes_contribute_nothing_but_are_negatives():
+    rng = np.random.default_rng(1)
+    H = unit_rows(rng, 4, 3)
+    y = np.array([0, 0, 1, 2])  # classes 1 and 2 have one sample each
+    # only anchors 0 and 1 contribute; samples 2 and 3 appear in their denominators
+    a = sum(math.log(sum(math.exp(H[i] @ H[l] - H[i] @ H[j]) for l in range(4) if l != i)) for i, j in [(0, 1), (1, 0)])
+    assert close(scl(H, y, 1.0), a)
+    assert float(scl(H[2:], y[2:], 1.0)) == 0.0  # no anchor has a positive
+
+
+def test_scl_is_exact_in_float64_and_runs_on_the_selected_device():
+    rng = np.random.default_rng(2)
+    H = unit_rows(rng, 12, 5)
+    y = rng.integers(0, 3, 12)
+    ref = scl(H, y, 0.3)
+    assert ref.dtype == torch.float64
+    t = torch.as_tensor(H, dtype=torch.float32, device=DEVICE)
+    got = scl(t, torch.as_tensor(y, device=DEVICE), 0.3)
+    assert got.device.type == torch.device(DEVICE).type
+    assert abs(float(got) - float(ref)) <= 1e-4 * abs(float(ref))
+
+
+# ---------------------------------------------------------------- mean form vs reference SupCon
+@pytest.mark.parametrize("tau,base_tau", [(0.07, 0.07), (0.1, 0.07), (0.5, 1.0)])
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2], [0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 2, 3]])
+@pytest.mark.parametrize("views", [1, 2])
+def test_supcon_mean_equals_reference_convention(tau, base_tau, labels, views):
+    """Covers what SupCon's users report: anchors without positives (single view, unique labels)
+    and tau != base_tau scaling."""
+    rng = np.random.default_rng(3)
+    f = torch.as_tensor(nrm(rng.normal(size=(len(labels) * views, 8))).reshape(len(labels), views, 8))
+    lab = torch.tensor(labels)
+    ref = reference_supcon(f, lab, tau, base_tau)
+    ours = supcon_mean(f, lab, tau, base_tau)
+    assert torch.isfinite(ref)
+    assert close(ours, ref, 1e-12)
+
+
+def test_supcon_mean_relates_to_sum_form():
+    rng = np.random.default_rng(4)
+    f = torch.as_tensor(nrm(rng.normal(size=(10, 4))).reshape(5, 2, 4))
+    lab = torch.tensor([0, 1, 0, 1, 2])
+    stacked = torch.cat(torch.unbind(f, 1), 0)
+    assert close(supcon_mean(f, lab, 0.2, 0.07), (0.2 / 0.07) * scl(stacked, lab.repeat(2), 0.2) / 10)
+
+
+# ---------------------------------------------------------------- prototypes
+@HSET
+@given(labelled_features(max_n=7), st.integers(0, 4))
+def test_scl_with_prototypes_equals_explicit_concatenation(case, n_w):
+    H, y, k, tau, rng = case
+    W = unit_rows(rng, k, H.shape[1])
+    Zc = np.vstack([H] + [W] * n_w)
+    yc = np.concatenate([y] + [np.arange(k)] * n_w)
+    expected = naive_scl_batch(Zc, yc, list(range(len(yc))), tau)
+    assert close(scl_with_prototypes(H, y, W, n_w, tau), expected)
+    J = np.vstack([H, W])
+    assert close(gram.scl_with_prototypes_form(y, k, n_w, tau).evaluate(J @ J.T), expected)
+
+
+def test_scl_with_prototypes_minibatches_equal_concatenation_per_batch():
+    rng = np.random.default_rng(5)
+    H, W = unit_rows(rng, 8, 3), unit_rows(rng, 3, 3)
+    y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    batches = [[0, 2, 4], [1, 3, 5, 6], [7]]
+    expected = 0.0
+    for B in batches:
+        Zc = np.vstack([H[B]] + [W] * 3)
+        yc = np.concatenate([y[B]] + [np.arange(3)] * 3)
+        expected += naive_scl_batch(Zc, yc, list(range(len(yc))), 0.5)
+    assert close(scl_with_prototypes(H, y, W, 3, 0.5, batches=batches), expected)
+    J = np.vstack([H, W])
+    assert close(gram.scl_with_prototypes_form(y, 3, 3, 0.5, batches).evaluate(J @ J.T), expected)
+
+
+def test_scl_with_prototypes_large_nw_is_finite_and_nw0_is_scl():
+    rng = np.random.default_rng(6)
+    H, W = unit_rows(rng, 6, 4), unit_rows(rng, 3, 4)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert close(scl_with_prototypes(H, y, W, 0, 0.5), scl(H, y, 0.5))
+    v = scl_with_prototypes(H, y, W, 10**7, 0.1)
+    assert torch.isfinite(v)
+
+
+# ---------------------------------------------------------------- CE family
+@HSET
+@given(labelled_features())
+def test_ce_family_equals_naive_transcriptions(case):
+    H, y, k, tau, rng = case
+    d = H.shape[1]
+    W = rng.normal(size=(k, d))
+    b = rng.normal(size=k)
+    Z = rng.normal(size=H.shape) + 0.1  # unnormalised features for CE / the normalised losses
+    if np.any(np.linalg.norm(Z, axis=1) == 0):
+        return
+    assert close(ce(Z, y, W, b), naive_ce(Z, y, W, b))
+    assert close(ce(Z, y, W), naive_ce(Z, y, W, None))
+    assert close(ce_fixed_classifier(Z, y, W, tau), naive_ce(Z, y, W / tau, None))
+    assert close(normface(Z, y, W, tau), naive_normface(Z, y, W, tau))
+    assert close(ntce(Z, y, W, tau), naive_ntce(Z, y, W, tau))
+    if len(set(y.tolist())) > 1:
+        assert close(nonl(Z, y, W, tau), naive_nonl(Z, y, W, tau))
+    else:
+        with pytest.raises(InputError):
+            nonl(Z, y, W, tau)
+
+
+@HSET
+@given(labelled_features())
+def test_proto_loss_equals_naive_and_gram(case):
+    H, y, k, tau, _ = case
+    if len(y) == 1:
+        with pytest.raises(InputError):
+            proto_loss(H, y, tau)
+        return
+    expected = naive_proto(H, y, tau)
+    assert close(proto_loss(H, y, tau), expected)
+    assert close(gram.proto_loss_form(y, tau).evaluate(H @ H.T), expected)
+
+
+@HSET
+@given(labelled_features())
+def test_normalised_losses_gram_forms(case):
+    H, y, k, tau, rng = case
+    W = unit_rows(rng, k, H.shape[1])
+    J = np.vstack([H, W])
+    GJ = J @ J.T
+    assert close(gram.normface_form(y, k, tau).evaluate(GJ), normface(H, y, W, tau))
+    assert close(gram.ntce_form(y, k, tau).evaluate(GJ), ntce(H, y, W, tau))
+    assert close(gram.ce_fixed_classifier_form(y, k, tau).evaluate(GJ), ce_fixed_classifier(H, y, W, tau))
+    if len(set(y.tolist())) > 1:
+        assert close(gram.nonl_form(y, k, tau).evaluate(GJ), nonl(H, y, W, tau))
+
+
+def test_closed_form_values_at_exact_nc_match_the_spec_example():
+    """Koromilas spec §1.9 example (K=10, n=7, M=70, tau=0.2): NormFace 0.034202, NTCE 1.980112,
+    NONL -1.412421, SCL = proto 2.601734 over 2M=140 views (6 decimals as printed)."""
+    from nctheory.geometry import simplex_etf
+
+    K, n, tau = 10, 7, 0.2
+    E = simplex_etf(K)
+    y = np.repeat(np.arange(K), n)
+    U = E[y]
+    assert round(float(normface(U, y, E, tau)), 6) == 0.034202
+    assert round(float(ntce(U, y, E, tau)), 6) == 1.980112
+    assert round(float(nonl(U, y, E, tau)), 6) == -1.412421
+    A, y2 = np.vstack([U, U]), np.concatenate([y, y])
+    assert round(float(scl(A, y2, tau)) / len(y2), 6) == 2.601734
+    assert round(float(proto_loss(A, y2, tau)), 6) == 2.601734
+
+
+# ---------------------------------------------------------------- gradients
+def _gradcheck(fn, *args):
+    z = torch.tensor(np.random.default_rng(7).normal(size=(6, 3)), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: fn(t, *args), (z,), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_float64_gradients_equal_finite_differences():
+    y = np.array([0, 0, 1, 1, 2, 0])
+    W = np.random.default_rng(8).normal(size=(3, 3))
+    _gradcheck(scl, y, 0.5)
+    _gradcheck(scl_batches, y, [[0, 1, 2], [2, 3, 4, 5], [5]], 0.7)
+    _gradcheck(scl_with_prototypes, y, W, 4, 0.5)
+    _gradcheck(ce, y, W)
+    _gradcheck(normface, y, W, 0.5)
+    _gradcheck(ntce, y, W, 0.5)
+    _gradcheck(nonl, y, W, 0.5)
+    _gradcheck(proto_loss, y, 0.5)
+
+
+def test_no_nan_gradient_for_one_sample_batches():
+    z = torch.tensor(nrm(np.random.default_rng(9).normal(size=(3, 2))), requires_grad=True)
+    loss = scl_batches(z, [0, 1, 0], [[0], [1, 2], [0, 2]], 1.0)
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: scl(np.ones((3, 2)), [0, 1]),  # labels shorter than rows
+        lambda: scl(np.ones((3, 2)), [0, 1.5, 1]),  # non-integer label
+        lambda: scl(np.ones((3, 2)), [0, -1, 1]),  # negative label
+        lambda: scl(np.ones(3), [0, 1, 1]),  # not 2-D
+        lambda: scl(np.ones((3, 2)), [0, 1, 1], tau=0),
+        lambda: scl(np.array([[np.nan, 1.0]]), [0]),
+        lambda: scl_batches(np.ones((3, 2)), [0, 1, 1], [[0, 3]]),  # index out of range
+        lambda: scl_batches(np.ones((3, 2)), [0, 1, 1], [[0, 0, 1]]),  # duplicate index
+        lambda: scl_batches(np.ones((3, 2)), [0, 1, 1], [[]]),  # empty batch
+        lambda: scl_with_prototypes(np.ones((3, 2)), [0, 1, 2], np.ones((2, 2)), 1),  # label >= k
+        lambda: scl_with_prototypes(np.ones((3, 2)), [0, 1, 1], np.ones((2, 3)), 1),  # dim mismatch
+        lambda: scl_with_prototypes(np.ones((3, 2)), [0, 1, 1], np.ones((2, 2)), -1),
+        lambda: scl_with_prototypes(np.ones((3, 2)), [0, 1, 1], np.ones((2, 2)), 1.5),
+        lambda: normface(np.zeros((2, 2)), [0, 1], np.ones((2, 2))),  # zero row
+        lambda: ce(np.ones((2, 2)), [0, 1], np.ones((2, 2)), reduction="max"),
+    ],
+)
+def test_bad_input_raises_input_error(call):
+    with pytest.raises(InputError):
+        call()
