@@ -7,12 +7,14 @@ tests in ``proofs/`` call it through :func:`assert_claim`, and ``nctheory verify
 Verdicts
 --------
 ``confirmed``
-    the statement holds, checked the strongest way that works (symbolic identity, certified
-    optimum, counterexample search), and no counterexample was found outside the hypotheses either
-    (or the check covered beyond them).
+    the statement holds as stated, under its stated hypotheses, checked the strongest way that
+    works (symbolic identity, certified optimum, counterexample search). Where the check also
+    probed outside the hypotheses, what it found is in ``details`` (a hypothesis that is needed is
+    not a defect of the statement).
 ``confirmed-under-hypotheses``
-    holds inside the stated hypotheses; fails outside them, with the smallest counterexample found
-    recorded in ``counterexample`` and the corrected statement in ``corrected_statement``.
+    holds under the stated hypotheses, but the statement is used beyond them (by the paper itself,
+    or in the practice it addresses) where it fails: the smallest counterexample outside the
+    hypotheses is in ``counterexample`` and the corrected statement in ``corrected_statement``.
 ``refuted``
     a counterexample *inside* the stated hypotheses (recorded the same way).
 ``unchecked``
