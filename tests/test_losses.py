@@ -347,6 +347,10 @@ def test_no_nan_gradient_for_one_sample_batches():
     loss = scl_batches(z, [0, 1, 0], [[0], [1, 2], [0, 2]], 1.0)
     loss.backward()
     assert torch.isfinite(z.grad).all()
+    z.grad = None
+    W = nrm(np.random.default_rng(10).normal(size=(2, 2)))
+    scl_with_prototypes(z, [0, 1, 0], W, 3, 1.0, batches=[[0], [1, 2]]).backward()
+    assert torch.isfinite(z.grad).all()
 
 
 # ---------------------------------------------------------------- bad input

@@ -138,7 +138,9 @@ def _prototype_batch(zb, yb, W, Q, n_w: int, tau: float) -> torch.Tensor:
     eye = torch.eye(n, dtype=torch.bool, device=zb.device)
 
     # sample anchors: denominator = other samples + n_w copies of every prototype
-    lse_s = torch.logsumexp(torch.cat([S.masked_fill(eye, NEG_INF), P + log_nw], dim=1), dim=1)
+    # two log-sum-exps joined by logaddexp: no (n, n + k) concatenated copy of the logits
+    lse_s = torch.logaddexp(torch.logsumexp(S.masked_fill(eye, NEG_INF), dim=1),
+                            torch.logsumexp(P, dim=1) + log_nw)
     same = (yb[:, None] == yb[None, :]) & ~eye
     cnt_s = same.sum(1) + n_w
     pos_s = (S * same).sum(1) + n_w * P[rows, yb]
