@@ -103,9 +103,13 @@ def naive_proto(A, y, tau):
     return out / N
 
 
-def reference_supcon(features, labels, temperature, base_temperature):
-    """A transcription of the reference SupCon loss (contrast_mode 'all'), masks and all,
-    including its guard that gives anchors without positives a zero mean log-probability."""
+def reference_supcon(features, labels, temperature, base_temperature, guard=True, eps=0.0):
+    """A transcription of the reference SupCon loss (contrast_mode 'all'), masks and all.
+
+    guard=False, eps=1e-9 is the reference file as stored (SupContrast losses.py): an anchor without
+    positives divides 0 by 0 (NaN, the users' reports in SupContrast issues #50 and #141).
+    guard=True, eps=0 is the later convention: such an anchor gets mean log-prob 0 and still
+    counts in the final mean."""
     bsz, views = features.shape[:2]
     labels = labels.reshape(-1, 1)
     mask = torch.eq(labels, labels.T).to(features.dtype)
@@ -116,9 +120,10 @@ def reference_supcon(features, labels, temperature, base_temperature):
     logits_mask = torch.ones_like(mask) - torch.eye(bsz * views, dtype=mask.dtype)
     mask = mask * logits_mask
     exp_logits = torch.exp(logits) * logits_mask
-    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True) + eps)
     mpp = mask.sum(1)
-    mpp = torch.where(mpp < 1e-6, torch.ones_like(mpp), mpp)
+    if guard:
+        mpp = torch.where(mpp < 1e-6, torch.ones_like(mpp), mpp)
     mean_log_prob_pos = (mask * log_prob).sum(1) / mpp
     loss = -(temperature / base_temperature) * mean_log_prob_pos
     return loss.view(views, bsz).mean()
@@ -204,10 +209,28 @@ def test_supcon_mean_equals_reference_convention(tau, base_tau, labels, views):
     rng = np.random.default_rng(3)
     f = torch.as_tensor(nrm(rng.normal(size=(len(labels) * views, 8))).reshape(len(labels), views, 8))
     lab = torch.tensor(labels)
-    ref = reference_supcon(f, lab, tau, base_tau)
     ours = supcon_mean(f, lab, tau, base_tau)
-    assert torch.isfinite(ref)
-    assert close(ours, ref, 1e-12)
+    assert close(ours, reference_supcon(f, lab, tau, base_tau), 1e-12)
+    stored = reference_supcon(f, lab, tau, base_tau, guard=False, eps=1e-9)
+    if views == 1 and any(labels.count(c) == 1 for c in labels):
+        assert torch.isnan(stored)  # the stored reference: NaN where an anchor has no positive
+    else:
+        # the stored file adds 1e-9 inside the log, a numerical guard rather than a convention (after
+        # its max-shift the denominators can be ~1e-6 at tau = 0.07, so it moves the value by up to
+        # ~1e-3); without it the stored file is our convention exactly
+        assert close(ours, reference_supcon(f, lab, tau, base_tau, guard=False, eps=0.0), 1e-12)
+
+
+def test_supcon_issue_141_case():
+    """SupContrast issue #141: labels [0, 1, 1, 3], one view, tau 0.8; the stored reference gives NaN."""
+    f = torch.nn.functional.normalize(torch.randn(4, 1, 3, generator=torch.Generator().manual_seed(0),
+                                                  dtype=torch.float64), dim=2)
+    lab = torch.tensor([0, 1, 1, 3])
+    assert torch.isnan(reference_supcon(f, lab, 0.8, 0.07, guard=False, eps=1e-9))
+    ours = supcon_mean(f, lab, 0.8, 0.07)
+    assert torch.isfinite(ours)
+    # only the two class-1 anchors contribute; the mean runs over all 4 anchors
+    assert close(ours, (0.8 / 0.07) * scl(f[:, 0], lab, 0.8) / 4, 1e-12)
 
 
 def test_supcon_mean_relates_to_sum_form():
