@@ -1,0 +1,111 @@
+"""The claims registry, `nctheory verify`, and the CLI conventions every subcommand shares."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nctheory.claims import registry
+from nctheory.claims.registry import Budget, Verdict, assert_claim, claim, run_claim
+from nctheory.cli import build_parser, main
+
+
+@pytest.fixture
+def fake_claims(monkeypatch):
+    """Claims registered for one test only (the real ones are imported first, then restored)."""
+    registry.load_all()
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+
+
+def test_verdict_requires_counterexample_for_negative_verdicts():
+    with pytest.raises(ValueError):
+        Verdict("refuted", "no counterexample given")
+    with pytest.raises(ValueError):
+        Verdict("maybe", "unknown verdict")
+    assert Verdict("refuted", "x", counterexample={"n": 1}).verdict == "refuted"
+
+
+def test_assert_claim_fails_when_the_verdict_changes(fake_claims):
+    @claim("test.changes", source="s", hypotheses=["h"], statement="st", expected="confirmed")
+    def _check(budget):
+        return Verdict("refuted", "found one", counterexample={"x": 0})
+
+    with pytest.raises(AssertionError, match="verdict changed"):
+        assert_claim("test.changes")
+
+
+def test_a_crashing_check_is_reported_not_hidden(fake_claims):
+    @claim("test.crash", source="s", hypotheses=[], statement="st", expected="confirmed")
+    def _check(budget):
+        raise ZeroDivisionError("boom")
+
+    r = run_claim("test.crash")
+    assert not r.ok and "ZeroDivisionError" in r.error
+    with pytest.raises(AssertionError, match="boom"):
+        assert_claim("test.crash")
+
+
+def test_verify_json_lists_kini_thm1_confirmed_with_evidence(capsys, tmp_path):
+    code = main(["verify", "--only", "kini2023.thm1", "--json", "--budget", "quick", "--no-progress",
+                 "--report", str(tmp_path / "r.md")])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    (row,) = rows
+    assert row["id"] == "kini2023.thm1" and row["verdict"] == "confirmed"
+    assert {"id", "source", "verdict", "evidence"} <= set(row)
+    assert "Equality at NC+OF" in row["evidence"]
+    report = (tmp_path / "r.md").read_text()
+    assert "kini2023.thm1" in report and "confirmed" in report
+
+
+def test_verify_exits_1_when_a_verdict_changes(fake_claims, capsys, tmp_path):
+    @claim("test.regressed", source="s", hypotheses=[], statement="st", expected="confirmed")
+    def _check(budget):
+        return Verdict("unchecked", "could not decide")
+
+    assert main(["verify", "--only", "test.regressed", "--no-progress", "--report", "-"]) == 1
+
+
+def test_verify_unknown_claim_is_bad_input(capsys):
+    assert main(["verify", "--only", "no.such.claim", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no registered claim" in err
+
+
+def test_registered_claims_are_well_formed_and_have_a_proofs_test():
+    import pathlib
+
+    claims = registry.load_all()
+    assert "kini2023.thm1" in claims
+    proofs = "\n".join(p.read_text() for p in pathlib.Path(__file__).parent.parent.joinpath("proofs").glob("test_*.py"))
+    for cid, c in claims.items():
+        assert c.source and c.statement and c.expected in registry.VERDICTS, cid
+        assert f"def {registry.test_name(cid)}(" in proofs, f"claim {cid} has no proofs/ test named after it"
+
+
+def test_every_subcommand_has_help():
+    parser, handlers = build_parser()
+    assert "verify" in handlers
+    for name in handlers:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([name, "--help"])
+        assert exc.value.code == 0
+
+
+def test_usage_errors_are_one_line_exit_2():
+    r = subprocess.run([sys.executable, "-m", "nctheory", "verify", "--budget", "huge"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_budget_names():
+    assert Budget.named("quick").examples < Budget.named("standard").examples < Budget.named("full").examples
+    with pytest.raises(ValueError):
+        Budget.named("huge")
