@@ -115,6 +115,14 @@ def test_gram_to_vectors_bad_input(G, d):
         gram_to_vectors(G, d)
 
 
+def test_gram_to_vectors_is_scale_free():
+    # the rank cut is relative: a tiny ETF Gram keeps rank k - 1, the zero matrix gives zero vectors
+    G = 1e-12 * etf_gram(4)
+    V = gram_to_vectors(G, 3)
+    assert np.allclose(V @ V.T, G, rtol=0, atol=1e-24)
+    assert np.array_equal(gram_to_vectors(np.zeros((3, 3)), 1), np.zeros((3, 1)))
+
+
 def test_check_gram_accepts_tiny_negative_eigenvalue():
     # -1e-13 is float64 round-off for a 2 x 2 matrix of norm 1: accepted (tolerance 1e-9)
     G = np.diag([1.0, -1e-13])

@@ -35,6 +35,7 @@ from nctheory.metrics import (
     mean_pairwise_cosine,
     mir,
     mir_from_grams,
+    nc_summary,
     nc_within_class_spread,
     ncc_accuracy,
 )
@@ -339,6 +340,8 @@ def test_erank_intra_hand():
         erank_intra(Z[:5], y[:5], 2)
     with pytest.raises(InputError, match="FLAG-19"):  # exact NC: undefined
         erank_intra(*_collapsed(np.eye(2), [2, 2]), 2)
+    with pytest.raises(InputError, match="FLAG-19"):  # NC up to round-off in the class means
+        erank_intra(*_collapsed(simplex_etf(4, 6, seed=0), [2, 3, 2, 2]), 4)
 
 
 # ------------------------------------------------------------------------------ Koromilas: alignments
@@ -381,6 +384,16 @@ def test_mir_hdr_at_exact_nc(K, table):
     assert abs(mir(E, Z, y) - exact) < 1e-6  # clipping at 1e-10 (code) shifts by ~1e-9
     assert hdr(E, Z, y) < 1e-10
     assert abs(matrix_entropy(etf_gram(K), clip=0) - math.log(K - 1)) < 1e-10
+
+
+def test_hdr_centring_under_imbalance():
+    # exact NC with imbalanced classes: the sample mean is not the simplex centre, so the spec's
+    # raw-global-mean G_M is not the ETF Gram and HDR > 0; centring by the mean of means gives 0
+    E = simplex_etf(4, 6, seed=0)
+    Z, y = _collapsed(E, [2, 3, 2, 2])
+    assert hdr(E, Z, y) > 1e-3
+    assert hdr(E, Z, y, centring="mean-of-means") < 1e-10
+    assert abs(mir(E, Z, y, centring="mean-of-means", clip=0) - _mir_nc_closed_form(4)) < 1e-10
 
 
 def test_hdr_code_centring_artefact():
@@ -444,7 +457,7 @@ def _all_metrics(Z, y, k):
     )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(labelled_features())
 def test_metrics_invariant_under_rotation_of_features(data):
     Z, y, k, seed = data
@@ -467,7 +480,7 @@ def test_metrics_invariant_under_rotation_of_features(data):
         assert abs(a - b) < 1e-8 * max(1.0, abs(a))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(labelled_features(), st.randoms(use_true_random=False))
 def test_metrics_invariant_under_permutation_of_classes(data, rnd):
     Z, y, k, _ = data
@@ -479,3 +492,22 @@ def test_metrics_invariant_under_permutation_of_classes(data, rnd):
     assert np.allclose(a, b, rtol=1e-7, atol=1e-9)
     assert classify_geometry(G)["name"] == classify_geometry(Gp)["name"]
     assert ncc_accuracy(Z, y, Z, y) == ncc_accuracy(Z, yp, Z, yp)
+
+
+# ------------------------------------------------------------------------------ summary, torch input
+def test_nc_summary_at_exact_nc_and_torch_dtypes():
+    k = 4
+    E = simplex_etf(k, 6, seed=0)
+    Z, y = _collapsed(E, [3, 3, 3, 3])
+    s = nc_summary(Z, y, k, W=E)
+    assert s["geometry"] == "ETF" and s["delta_etf"] < EXACT and s["delta_to_prototypes"] < EXACT
+    assert s["beta_nc_kini"] < 1e-25 and s["nc_spread"] < 1e-30
+    assert abs(s["erank_inter"] - (k - 1)) < 1e-9 and abs(s["erank_weights"] - (k - 1)) < 1e-9
+    assert s["align_weight_instance"] < EXACT and s["hdr"] < 1e-10
+    assert math.isnan(s["erank_intra"]) and "erank_intra" in s["undefined"]  # FLAG-19: undefined at NC
+    # torch float32 / bfloat16 input is converted (bfloat16 has no numpy dtype)
+    for dt in (torch.float32, torch.bfloat16):
+        G = class_mean_gram(torch.tensor(Z, dtype=dt), torch.tensor(y), k)
+        assert G.dtype == np.float64 and delta_to_etf(G) < 1e-2
+    with pytest.raises(InputError):
+        nc_summary(Z, y, k, W=E[:3])
