@@ -91,6 +91,7 @@ def _gap(H, y, counts, tau, stated=True) -> float:
     hypotheses=[
         "d >= k",
         "n_c >= 2 for every class c (paper's standing assumption, §2)",
+        "k >= 2 (k-class classification; App. A's strict convexity of f_3 needs n - n_c > 0)",
         "H feasible in UFM+: ||h_i|| = 1 and H >= 0 entrywise",
         "full-batch SCL, Eq. (2); the paper sets tau = 1, the check uses logits / tau and e^{-1/tau}",
     ],
