@@ -1,0 +1,214 @@
+"""First-order UFM / UFM+ solver over unit (non-negative) features in torch, with restarts.
+
+Problem:  min_Z f(Z)  over Z in R^{m x d} with unit rows (the product of m spheres S^{d-1}), rows
+optionally entrywise >= 0 (UFM+), some rows optionally fixed (prototypes / classifiers). Unlike the
+Gram program this handles d < n and any loss given as a torch function (mini-batch SCL with n in the
+thousands), but it is non-convex in Z: it returns the best of several restarts and their spread,
+never a certificate of global optimality. With d >= n it cross-checks the certified solvers.
+
+Method: spectral projected gradient (Birgin, Martinez & Raydan 2000) on the product of spheres.
+Step Z+ = P(Z - eta * grad_R f(Z)), with grad_R the Riemannian gradient (row-wise tangent projection
+g_i - (g_i . z_i) z_i), P the row-wise metric projection onto the feasible set (x/||x||, or
+relu(x)/||relu(x)|| for UFM+), eta the Barzilai-Borwein step, accepted by a non-monotone Armijo test
+over the last 10 values. float64; CUDA when available.
+
+Stationarity (stop criterion): the largest row norm of the KKT residual
+    r_i = g_i - (g_i . z_i) z_i                                  (UFM: the Riemannian gradient)
+    r_ij -> min(r_ij, 0) where z_ij = 0 (active bound)           (UFM+: KKT of z >= 0, ||z|| = 1)
+is at most ``gtol``. A restart that hits ``max_iter`` or stalls (Armijo fails down to eta = 1e-20)
+is reported as not converged; if no restart converges, :class:`SolverError`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nctheory.errors import InputError, SolverError
+
+
+@dataclass
+class RiemannianResult:
+    value: float
+    Z: np.ndarray
+    stationarity: float
+    converged: int
+    restarts: int
+    values: list
+    spread: float
+    iterations: list
+    stop_reasons: list
+    seconds: float
+    device: str
+    gtol: float
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"method": "riemannian", "value": self.value, "status": "stationary" if self.converged else "not converged",
+                "stationarity": self.stationarity, "gtol": self.gtol, "converged_restarts": self.converged,
+                "restarts": self.restarts, "values": self.values, "spread": self.spread,
+                "iterations": self.iterations, "stop_reasons": self.stop_reasons, "seconds": self.seconds,
+                "device": self.device, **self.extra}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _project(X: torch.Tensor, nonneg: bool) -> torch.Tensor:
+    if nonneg:
+        X = X.clamp(min=0)
+    nrm = X.norm(dim=1, keepdim=True)
+    if bool((nrm == 0).any()):  # a row projected to 0 (all entries negative): keep its largest entry
+        idx = torch.nonzero(nrm[:, 0] == 0)[:, 0]
+        e = torch.zeros_like(X[idx])
+        e[torch.arange(idx.numel()), X[idx].argmax(1)] = 1.0
+        X = X.clone()
+        X[idx] = e
+        nrm = X.norm(dim=1, keepdim=True)
+    return X / nrm
+
+
+def _residual(Z: torch.Tensor, g: torch.Tensor, nonneg: bool) -> torch.Tensor:
+    r = g - (g * Z).sum(1, keepdim=True) * Z
+    if nonneg:
+        r = torch.where(Z <= 0, r.clamp(max=0), r)
+    return r
+
+
+def solve_riemannian(objective, m: int, d: int, *, nonneg: bool = False, fixed_rows=None, fixed=None,
+                     restarts: int = 8, seed: int = 0, max_iter: int = 5000, gtol: float = 1e-6,
+                     device=None, init=None) -> RiemannianResult:
+    """Minimise objective(Z) (a torch scalar) over Z (m x d) with unit rows (>= 0 entrywise if nonneg).
+
+    fixed_rows / fixed: indices and values (unit rows) of rows held fixed (e.g. prototypes); nonneg is
+    applied to the free rows only. init: optional (m x d) starting point for the first restart.
+    Returns the best restart that met the stationarity test; raises SolverError when none did.
+    """
+    if m < 1 or d < 1:
+        raise InputError("need at least one row and one dimension")
+    device = torch.device(device) if device is not None else default_device()
+    dt = torch.float64
+    free = torch.ones(m, dtype=torch.bool)
+    F = None
+    if fixed_rows is not None:
+        idx = torch.as_tensor(np.asarray(fixed_rows, dtype=np.int64))
+        F = torch.as_tensor(np.asarray(fixed, dtype=np.float64), dtype=dt, device=device)
+        if F.shape != (idx.numel(), d):
+            raise InputError(f"fixed rows must be {idx.numel()} x {d}, got {tuple(F.shape)}")
+        if not torch.allclose(F.norm(dim=1), torch.ones(idx.numel(), dtype=dt, device=device), atol=1e-9):
+            raise InputError("fixed rows must have unit norm")
+        free[idx] = False
+    free = free.to(device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    t0 = time.perf_counter()
+    runs = []
+    for rs in range(restarts):
+        if rs == 0 and init is not None:
+            X = torch.as_tensor(np.asarray(init, dtype=np.float64), dtype=dt).to(device)
+        else:
+            X = torch.randn(m, d, generator=gen, dtype=dt).to(device)
+            if nonneg:
+                X = X.abs()
+        Z = _project(X, nonneg)
+        if F is not None:
+            Z[~free] = F
+
+        def fg(Z):
+            Zr = Z.detach().requires_grad_(True)
+            f = objective(Zr)
+            (g,) = torch.autograd.grad(f, Zr)
+            g = g.clone()
+            g[~free] = 0
+            return float(f.detach()), g
+
+        f, g = fg(Z)
+        hist = [f]
+        eta = 1.0 / max(float(_residual(Z, g, nonneg).norm()), 1e-12)
+        reason, it = "max_iter", 0
+        stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
+        for it in range(1, max_iter + 1):
+            stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
+            if stat <= gtol:
+                reason = "stationary"
+                break
+            gr = _residual(Z, g, nonneg) if not nonneg else g - (g * Z).sum(1, keepdim=True) * Z
+            fref = max(hist[-10:])
+            step_ok = False
+            e = eta
+            while e > 1e-20:
+                Zn = _project(Z - e * gr, nonneg)
+                if F is not None:
+                    Zn[~free] = F
+                fn, gn = fg(Zn)
+                if fn <= fref + 1e-4 * float((g * (Zn - Z)).sum()):
+                    step_ok = True
+                    break
+                e *= 0.5
+            if not step_ok:
+                reason = "stalled"
+                break
+            S, Y = Zn - Z, (_residual(Zn, gn, nonneg) - _residual(Z, g, nonneg))
+            sy = float((S * Y).sum())
+            eta = float((S * S).sum()) / sy if sy > 0 else 10 * e
+            eta = min(max(eta, 1e-12), 1e6)
+            Z, f, g = Zn, fn, gn
+            hist.append(f)
+        else:
+            stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
+            if stat <= gtol:
+                reason = "stationary"
+        runs.append((f, stat, reason, it, Z.detach().cpu().numpy()))
+    ok = [r for r in runs if r[2] == "stationary"]
+    values = [r[0] for r in runs]
+    if not ok:
+        raise SolverError(f"Riemannian solver: none of {restarts} restarts reached stationarity {gtol:.0e} "
+                          f"in {max_iter} iterations (best residual {min(r[1] for r in runs):.1e}, "
+                          f"stops: {sorted(set(r[2] for r in runs))}); value not reported")
+    best = min(ok, key=lambda r: r[0])
+    okv = [r[0] for r in ok]
+    return RiemannianResult(value=best[0], Z=best[4], stationarity=best[1], converged=len(ok), restarts=restarts,
+                            values=values, spread=float(max(okv) - min(okv)), iterations=[r[3] for r in runs],
+                            stop_reasons=[r[2] for r in runs], seconds=time.perf_counter() - t0,
+                            device=str(device), gtol=gtol)
+
+
+def form_objective(form, device=None):
+    """torch objective Z -> L(Z Z^T) for an LSEForm (the same function the Gram program minimises)."""
+    device = torch.device(device) if device is not None else default_device()
+    A = form.A.tocoo()
+    At = torch.sparse_coo_tensor(np.vstack([A.row, A.col]), A.data, A.shape, dtype=torch.float64,
+                                 device=device, check_invariants=False)
+    b = torch.as_tensor(form.b, dtype=torch.float64, device=device)
+    grp = torch.as_tensor(form.group, dtype=torch.int64, device=device)
+    w = torch.as_tensor(form.weight, dtype=torch.float64, device=device)
+    C = torch.as_tensor(form.C, dtype=torch.float64, device=device)
+    T = int(form.weight.size)
+
+    def f(Z):
+        G = Z @ Z.T
+        out = (C * G).sum() + float(form.const)
+        if T:
+            x = torch.sparse.mm(At, G.reshape(-1, 1))[:, 0] + b
+            mx = torch.full((T,), -torch.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, grp, x.detach(), "amax")
+            s = torch.zeros(T, dtype=x.dtype, device=x.device).index_add(0, grp, torch.exp(x - mx[grp]))
+            out = out + w @ (mx + torch.log(s))
+        return out
+
+    return f
+
+
+def scl_objective(y, tau: float = 1.0, batches=None):
+    """torch objective Z -> SCL (full batch, Kini Eq. 2) or mini-batch SCL (Eq. 4) from nctheory.losses."""
+    from nctheory.losses import scl, scl_batches
+
+    y = np.asarray(y, dtype=np.int64)
+
+    def f(Z):
+        yt = torch.as_tensor(y, device=Z.device)
+        return scl(Z, yt, tau) if batches is None else scl_batches(Z, yt, batches, tau)
+
+    return f
