@@ -73,7 +73,7 @@ def paper_limit_loss(z, y, W, tau: float = 1.0, batches=None) -> torch.Tensor:
         b = b.to(z.device)
         zb, yb = z[b], y[b]
         P = zb @ W.T / tau
-        total = total + ce_fixed_classifier(zb, yb, W, tau, reduction="sum") - P[torch.arange(zb.shape[0]), yb].sum()
+        total = total + ce_fixed_classifier(zb, yb, W, tau, reduction="sum") - P[torch.arange(zb.shape[0], device=z.device), yb].sum()
     return total
 
 

@@ -1,0 +1,184 @@
+"""Benchmark: SCL training-step throughput and loss cost (side by side, same process, ratios).
+
+Part A -- images/s of one SCL training step of a CIFAR-size ResNet-18 (3x32x32 inputs, two views per
+image, SCL sum form / anchors, SGD lr 0.1 momentum 0.9), in
+    fp32                      plain float32, contiguous (NCHW) memory format;
+    bf16+cl                   bf16 autocast + channels_last (the harness's CUDA setting);
+    bf16+cl+compile           the same with torch.compile (with --compile).
+The issue's target: on an H100, bf16+cl (or +compile) >= 2.5x the fp32 images/s.
+
+Part B -- the loss alone: ``nctheory.losses.scl`` (float32, sum form) against a transcription of the
+reference SupCon implementation's computation (Khosla et al.'s SupConLoss: mask matrices, logits minus
+row max, log_prob over all non-self entries, mean over positives, tau/base_tau scaling), forward +
+backward, time and peak CUDA memory, for 2 x batch anchors of dimension 128 at batch 1024..8192.
+
+    python benchmarks/bench_train_step.py                 # GPU sizes when CUDA is present
+    python benchmarks/bench_train_step.py --tiny          # CPU smoke run (what CI can afford)
+    python benchmarks/bench_train_step.py --json out.json
+
+Never a timed test: the numbers are printed (and optionally saved) for experiments/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from nctheory.harness.models import build_model
+from nctheory.losses import scl
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_step(device, batch, steps, warmup, mode, width):
+    torch.manual_seed(0)
+    model = build_model("resnet18", (3, 32, 32), width=width, relu=True).to(device)
+    channels_last = mode != "fp32"
+    amp = torch.bfloat16 if mode != "fp32" and device.type == "cuda" else None
+    if mode != "fp32" and device.type == "cpu":
+        amp = torch.bfloat16  # CPU autocast supports bf16 too; shown for completeness
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    fwd = torch.compile(model) if mode.endswith("compile") else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch, device=device) % 10
+    yv = y.repeat(2)
+
+    def step():
+        xv = torch.cat([x, torch.flip(x, dims=(2,))])
+        with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
+            z = fwd(xv)
+        loss = scl(z.float(), yv, 0.1) / z.shape[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    dt = time.perf_counter() - t0
+    return {"mode": mode, "batch": batch, "views": 2, "images_per_s": 2 * batch * steps / dt,
+            "ms_per_step": 1000 * dt / steps}
+
+
+def supcon_reference(features, labels, temperature=0.1, base_temperature=0.1):
+    """The computation of the reference SupConLoss (Khosla et al., contrast_mode='all'), transcribed.
+
+    features: (bsz, n_views, d). Returns the mean-form loss. Kept here only as the benchmark's
+    comparator; the library's definition of the same quantity is nctheory.losses.supcon_mean."""
+    device = features.device
+    bsz, n_views = features.shape[0], features.shape[1]
+    labels = labels.contiguous().view(-1, 1)
+    mask = torch.eq(labels, labels.T).float().to(device)
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
+    anchor_dot_contrast = torch.div(contrast @ contrast.T, temperature)
+    logits_max, _ = torch.max(anchor_dot_contrast, dim=1, keepdim=True)
+    logits = anchor_dot_contrast - logits_max.detach()
+    mask = mask.repeat(n_views, n_views)
+    logits_mask = torch.scatter(torch.ones_like(mask), 1, torch.arange(bsz * n_views, device=device).view(-1, 1), 0)
+    mask = mask * logits_mask
+    exp_logits = torch.exp(logits) * logits_mask
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
+    mask_pos_pairs = mask.sum(1)
+    mask_pos_pairs = torch.where(mask_pos_pairs < 1e-6, 1, mask_pos_pairs)
+    mean_log_prob_pos = (mask * log_prob).sum(1) / mask_pos_pairs
+    loss = -(temperature / base_temperature) * mean_log_prob_pos
+    return loss.view(n_views, bsz).mean()
+
+
+def bench_loss(device, batch, dim, reps, which):
+    torch.manual_seed(0)
+    f = F.normalize(torch.randn(batch, 2, dim, device=device), dim=2).requires_grad_(True)
+    y = torch.arange(batch, device=device) % 100
+    yv = y.repeat(2)
+
+    def run():
+        if which == "nctheory.scl":
+            z = torch.cat(torch.unbind(f, dim=1))
+            loss = scl(z, yv, 0.1) / z.shape[0]
+        else:
+            loss = supcon_reference(f, y)
+        loss.backward()
+        f.grad = None
+        return float(loss.detach())
+
+    value = run()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        run()
+    sync(device)
+    dt = (time.perf_counter() - t0) / reps
+    mem = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else None
+    return {"loss": which, "batch": batch, "anchors": 2 * batch, "dim": dim, "ms": 1000 * dt, "peak_MiB": mem,
+            "value": value}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tiny", action="store_true", help="tiny sizes (CPU smoke run)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile")
+    p.add_argument("--batch", type=int, default=None, help="images per step in part A")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    a = p.parse_args(argv)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    tiny = a.tiny or device.type == "cpu"
+    batch = a.batch or (8 if tiny else 512)
+    width = 8 if tiny else 64
+    steps, warmup = (3, 1) if tiny else (30, 10)
+    modes = ["fp32", "bf16+cl"] + (["bf16+cl+compile"] if a.compile else [])
+    rows_a = [bench_step(device, batch, steps, warmup, m, width) for m in modes]
+    base = rows_a[0]["images_per_s"]
+    print(f"\nA. ResNet-18 (width {width}) SCL training step, batch {batch} x 2 views, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({platform.processor() or 'cpu'})"))
+    print(f"{'mode':<18}{'images/s':>12}{'ms/step':>10}{'x fp32':>8}")
+    for r in rows_a:
+        r["speedup_vs_fp32"] = r["images_per_s"] / base
+        print(f"{r['mode']:<18}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.2f}{r['speedup_vs_fp32']:>8.2f}")
+
+    sizes = [64, 128] if tiny else [1024, 2048, 4096, 8192]
+    rows_b = []
+    for b in sizes:
+        for which in ("nctheory.scl", "reference SupCon"):
+            try:
+                rows_b.append(bench_loss(device, b, 128, 3 if tiny else 10, which))
+            except torch.OutOfMemoryError:
+                rows_b.append({"loss": which, "batch": b, "anchors": 2 * b, "dim": 128, "ms": None,
+                               "peak_MiB": None, "value": None, "error": "out of memory"})
+                torch.cuda.empty_cache()
+    print(f"\nB. loss forward+backward, 2 views, d = 128, tau = 0.1 (ours: sum form / anchors; reference: "
+          f"mean form, tau/base_tau = 1), device {device}")
+    print(f"{'loss':<18}{'batch':>7}{'anchors':>9}{'ms':>10}{'peak MiB':>10}{'value':>12}")
+    for r in rows_b:
+        ms = f"{r['ms']:.2f}" if r["ms"] is not None else "OOM"
+        mem = f"{r['peak_MiB']:.0f}" if r.get("peak_MiB") is not None else "n/a"
+        val = f"{r['value']:.6f}" if r["value"] is not None else "-"
+        print(f"{r['loss']:<18}{r['batch']:>7}{r['anchors']:>9}{ms:>10}{mem:>10}{val:>12}")
+    print("(equal values: both compute the same mean-form loss; the ratio of ms / MiB is the comparison)")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"device": str(device), "torch": torch.__version__, "train_step": rows_a, "loss": rows_b}, fh,
+                      indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Networks for the harness: CIFAR-style ResNet-18/34, a small MLP, and the papers' feature heads.
+
+Every network maps an image batch x of shape (n, C, H, W) to features h of shape (n, d) on the unit
+sphere, as the SCL papers assume (Kini et al. §2, "SCL requires normalized features, so we assume
+||h_theta(x_i)|| = 1"; Gill et al. §2; Khosla et al. 2020):
+
+    backbone:  x -> f(x) in R^p           (ResNet global-average-pooled output, or MLP output)
+    head:      f -> g = P(f)              (P = identity, or the 2-layer projector Linear-ReLU-Linear
+                                           of Khosla et al. when projection=True)
+    relu:      g -> max(g, 0)             (Kini et al.'s "SCL+ReLU": ReLU on the output features
+                                           before normalisation; puts h in the non-negative orthant)
+    normalise: h = g / max(||g||, eps)    (unit rows; skipped with normalize=False, used only for plain
+                                           CE, whose features are unnormalised in Koromilas Eq. 1)
+
+``model(x)`` returns h; ``model.embed(x)`` returns (pre_projection f, h) so NCC accuracy can be
+measured before and after the projector (Kini et al. Tab. 2).
+
+The ResNets are the CIFAR variant of He et al. (2016) used by Kini/Gill/Khosla: a 3x3 stride-1 stem
+convolution and no max-pool, four stages of BasicBlocks with widths (w, 2w, 4w, 8w), w = 64 by
+default, so the backbone output has p = 512 dimensions. ``width`` shrinks the network for CPU runs.
+The input (channels, height, width) is configurable: 1x8x8 (scikit-learn digits), 1x28x28 (MNIST),
+3x32x32 (CIFAR). torchvision is deliberately not used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nctheory.errors import InputError
+
+ARCHS = ("resnet18", "resnet34", "mlp")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and an identity (or 1x1-conv) shortcut (He et al. 2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet: 3x3 stem (stride 1), no max-pool, stages (w, 2w, 4w, 8w), global avg pool."""
+
+    def __init__(self, blocks_per_stage, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
+        layers, cin = [], width
+        for s, nblocks in enumerate(blocks_per_stage):
+            cout = width * 2 ** s
+            for b in range(nblocks):
+                layers.append(BasicBlock(cin, cout, stride=2 if (b == 0 and s > 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = cin
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class MLP(nn.Module):
+    """Flatten, then `depth` blocks Linear-BatchNorm-ReLU of `hidden` units (Kini et al. E.3.4 uses 6 x 512)."""
+
+    def __init__(self, in_features: int, hidden: int = 256, depth: int = 2, batchnorm: bool = True):
+        super().__init__()
+        layers, cin = [nn.Flatten()], in_features
+        for _ in range(depth):
+            layers.append(nn.Linear(cin, hidden, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(nn.ReLU(inplace=True))
+            cin = hidden
+        self.net = nn.Sequential(*layers)
+        self.out_dim = cin
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SphereNet(nn.Module):
+    """backbone -> optional projector -> optional ReLU -> unit-norm features (see module docstring).
+
+    The final feature dimension d is ``feat_dim`` (a linear layer maps the backbone output to it when
+    the two differ and there is no projector); with ``feat_dim=None`` it is the backbone's width,
+    as in Kini et al. (d = 512 for ResNets, the "normalization layer" replaces the classifier).
+    """
+
+    def __init__(self, backbone: nn.Module, feat_dim: int | None = None, projection: bool = False,
+                 relu: bool = False, normalize: bool = True):
+        super().__init__()
+        self.backbone = backbone
+        p = backbone.out_dim
+        d = p if feat_dim is None else int(feat_dim)
+        if projection:  # Khosla et al.: 2-layer non-linear MLP projector
+            self.head = nn.Sequential(nn.Linear(p, p), nn.ReLU(inplace=True), nn.Linear(p, d))
+        elif d != p:
+            self.head = nn.Linear(p, d)
+        else:
+            self.head = nn.Identity()
+        self.relu = bool(relu)
+        self.normalize = bool(normalize)
+        self.feat_dim = d
+
+    def embed(self, x):
+        f = self.backbone(x)
+        g = self.head(f)
+        if self.relu:
+            g = F.relu(g)
+        if not self.normalize:  # plain CE (Koromilas Eq. 1) uses unnormalised features
+            return f, g.float()
+        # normalise in float32 even under autocast: ||h|| = 1 is what the bounds assume
+        h = F.normalize(g.float(), dim=1, eps=1e-12)
+        return f, h
+
+    def forward(self, x):
+        return self.embed(x)[1]
+
+
+def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None = None,
+                projection: bool = False, relu: bool = False, normalize: bool = True, mlp_hidden: int = 256,
+                mlp_depth: int = 2, batchnorm: bool = True) -> SphereNet:
+    """Build ``arch`` ("resnet18", "resnet34", "mlp") for inputs of shape (C, H, W)."""
+    try:
+        c, h, w = (int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise InputError(f"input_shape must be (channels, height, width), got {input_shape!r}") from None
+    if min(c, h, w) < 1:
+        raise InputError(f"input_shape must be positive, got {input_shape!r}")
+    if arch == "resnet18":
+        if width < 1:
+            raise InputError(f"width must be >= 1, got {width}")
+        backbone = ResNet((2, 2, 2, 2), in_channels=c, width=width)
+    elif arch == "resnet34":
+        if width < 1:
+            raise InputError(f"width must be >= 1, got {width}")
+        backbone = ResNet((3, 4, 6, 3), in_channels=c, width=width)
+    elif arch == "mlp":
+        if mlp_hidden < 1 or mlp_depth < 1:
+            raise InputError("mlp_hidden and mlp_depth must be >= 1")
+        backbone = MLP(c * h * w, hidden=mlp_hidden, depth=mlp_depth, batchnorm=batchnorm)
+    else:
+        raise InputError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+    if feat_dim is not None and int(feat_dim) < 1:
+        raise InputError(f"feat_dim must be >= 1, got {feat_dim}")
+    return SphereNet(backbone, feat_dim=feat_dim, projection=projection, relu=relu, normalize=normalize)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,36 @@
+"""Per-epoch batch plans for the training loop, from :mod:`nctheory.batching` (one definition).
+
+The loop asks :class:`nctheory.batching.PlanBatchSampler` (the torch BatchSampler that users plug
+into a DataLoader) for epoch e's batches: 1-D index arrays into the training set, the *images* of
+each batch (the loop applies view duplication afterwards; the sampler leaves views to the dataset).
+The same batches go to :func:`nctheory.bounds.batch_bound`, so the bound the harness reports is Kini
+et al.'s Thm 2 for exactly the batches trained on. Epoch e's batches are a deterministic function of
+(labels, scheme, batch size, seed, e), which is what makes a resumed run identical to an
+uninterrupted one, and ``nctheory make-plan`` with the same arguments writes the same plan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nctheory.batching import SCHEMES, PlanBatchSampler  # noqa: F401  (SCHEMES re-exported for the config)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A per-epoch seed for the augmentation generator (a fixed odd-multiplier hash, in [0, 2^31))."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 12345) % (2**31 - 1)
+
+
+class EpochPlans:
+    """Epoch -> list of LongTensor batches, from a PlanBatchSampler built once per run."""
+
+    def __init__(self, labels, scheme: str, batch_size: int, seed: int = 0, bind: bool = False,
+                 drop_last: bool = False):
+        labels = np.asarray(labels, dtype=np.int64)
+        self.sampler = PlanBatchSampler(labels, scheme=scheme, batch_size=batch_size if scheme != "full" else None,
+                                        seed=seed, bind=bind, drop_last=drop_last)
+        self.binding_examples = getattr(self.sampler, "binding_examples", None)
+
+    def __call__(self, epoch: int) -> list[torch.Tensor]:
+        return [torch.as_tensor(np.asarray(b, dtype=np.int64)) for b in self.sampler.batches(int(epoch))]

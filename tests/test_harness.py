@@ -1,0 +1,288 @@
+"""The training harness on tiny synthetic runs: models, data, run folder, bound, resume exactness, bad input."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from nctheory import bounds
+from nctheory.cli import main as cli_main
+from nctheory.errors import InputError
+from nctheory.harness import data as hdata
+from nctheory.harness.measure import COLUMNS, TIMING_COLUMNS
+from nctheory.harness.models import build_model
+from nctheory.harness.plots import read_metrics
+from nctheory.harness.train import TrainConfig, _Interrupt, train
+
+TINY = dict(dataset="synthetic", synthetic={"k": 3, "n_per_class": 8, "n_test_per_class": 4}, model="mlp",
+            mlp_hidden=16, mlp_depth=1, feat_dim=8, batch_size=8, epochs=3, tau=0.5, progress=False)
+
+
+def cfg(**kw):
+    return TrainConfig(**{**TINY, **kw})
+
+
+# ------------------------------------------------------------------------------------------ models
+@pytest.mark.parametrize("arch,shape", [("resnet18", (1, 8, 8)), ("resnet34", (3, 32, 32)), ("mlp", (1, 28, 28))])
+def test_models_give_unit_features(arch, shape):
+    torch.manual_seed(0)
+    m = build_model(arch, shape, width=4, relu=True, projection=True, feat_dim=6, mlp_hidden=8).eval()
+    f, h = m.embed(torch.randn(5, *shape))
+    assert h.shape == (5, 6)
+    assert torch.allclose(h.norm(dim=1), torch.ones(5), atol=1e-6)
+    assert (h >= 0).all()  # ReLU before normalisation: non-negative orthant (Kini UFM+)
+    assert f.shape[0] == 5
+
+
+def test_resnet_is_cifar_style():
+    m = build_model("resnet18", (3, 32, 32), width=64)
+    stem = m.backbone.stem[0]
+    assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
+    assert not any(isinstance(x, torch.nn.MaxPool2d) for x in m.modules())
+    n_params = sum(p.numel() for p in m.backbone.parameters())
+    assert 11.0e6 < n_params < 11.3e6  # the CIFAR ResNet-18 has 11.17M parameters
+    m34 = build_model("resnet34", (3, 32, 32), width=64)
+    assert 21.2e6 < sum(p.numel() for p in m34.backbone.parameters()) < 21.4e6  # 21.28M
+
+
+def test_no_relu_features_take_negative_values():
+    torch.manual_seed(0)
+    m = build_model("mlp", (1, 8, 8), relu=False, feat_dim=8, mlp_hidden=16)
+    assert (m(torch.randn(16, 1, 8, 8)) < 0).any()
+
+
+def test_bad_model_is_input_error():
+    with pytest.raises(InputError):
+        build_model("vgg", (1, 8, 8))
+    with pytest.raises(InputError):
+        build_model("mlp", (1, 8))
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_imbalance_counts_follow_kini():
+    assert hdata.imbalance_counts(4, "step", 10, 100) == [100, 100, 10, 10]
+    lt = hdata.imbalance_counts(5, "longtail", 100, 1000)  # n_c = n_1 R^{-(c-1)/(k-1)}
+    assert lt == [round(1000 * 100 ** (-c / 4)) for c in range(5)] == [1000, 316, 100, 32, 10]
+    assert hdata.imbalance_counts(3, "none", 7, 5) == [5, 5, 5]
+    with pytest.raises(InputError):
+        hdata.imbalance_counts(3, "step", 0.5, 5)
+
+
+def test_digits_default_and_imbalance():
+    d = hdata.load_data("digits")
+    assert d.k == 10 and d.input_shape == (1, 8, 8)
+    assert d.x_train.shape[0] + d.x_test.shape[0] == 1797
+    s = hdata.load_data("digits", imbalance="step", ratio=10, n_max=100)
+    assert s.counts == [100] * 5 + [10] * 5
+    with pytest.raises(InputError):
+        hdata.load_data("digits", imbalance="step", ratio=10, n_max=500)  # a class cannot supply 500
+
+
+def _idx(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 8, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.astype(np.uint8).tobytes()
+
+
+def test_mnist_and_cifar_parsers(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, m in (("train", 20), ("t10k", 6)):
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (m, 28, 28))))
+        (raw / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(np.arange(m) % 10)))
+    d = hdata.load_data("mnist", root=str(tmp_path))
+    assert d.input_shape == (1, 28, 28) and d.x_train.shape[0] == 20 and d.k == 10
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(c10 / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8), "labels": [0, 1, 2, 3]}, f)
+    d = hdata.load_data("cifar10", root=str(tmp_path))
+    assert d.input_shape == (3, 32, 32) and d.x_train.shape[0] == 20
+    with pytest.raises(InputError, match="cifar-100-python"):
+        hdata.load_data("cifar100", root=str(tmp_path))
+    with pytest.raises(InputError, match="data-root"):
+        hdata.load_data("mnist")
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    with pytest.raises(InputError):
+        hdata.load_data("mnist", root=str(tmp_path))
+
+
+def test_augmentations():
+    x = torch.arange(2 * 16, dtype=torch.float32).reshape(2, 1, 4, 4)
+    assert torch.equal(hdata.augment(x, "vflip"), x.flip(2))
+    g = torch.Generator().manual_seed(0)
+    y = hdata.augment(x, "crop_flip", g)
+    assert y.shape == x.shape
+    with pytest.raises(InputError):
+        hdata.augment(x, "rotate")
+
+
+# ------------------------------------------------------------------------------------------ runs
+def test_run_folder_and_bound(tmp_path):
+    s = train(cfg(relu=True), tmp_path / "run")
+    run = tmp_path / "run"
+    for f in ("config.json", "metrics.csv", "summary.json", "checkpoint.pt", "loss.png", "geometry.png",
+              "gram_final.npy", "gram_final.png"):
+        assert (run / f).exists(), f
+    with open(run / "metrics.csv") as f:
+        assert next(csv.reader(f)) == COLUMNS
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:  # Kini Thm 2 with ReLU: the loss of the batches seen is never below their bound
+        assert r["loss"] >= r["bound"] - 1e-9 * abs(r["bound"])
+        assert 0 <= r["delta_to_of"] <= 2 and 0 <= r["ncc_test"] <= 1
+    assert s["bound_is_theorem"] is True and s["final"]["epoch"] == 3
+    cfgj = json.loads((run / "config.json").read_text())
+    assert cfgj["counts"] == [8, 8, 8] and cfgj["config"]["loss"] == "scl"
+
+
+def test_full_batch_bound_is_thm1_of_duplicated_counts(tmp_path):
+    train(cfg(batching="full", epochs=1, koromilas_metrics=False, ufm_optimum=False), tmp_path / "fb")
+    (row,) = read_metrics(tmp_path / "fb")
+    assert row["n_batches"] == 1
+    assert row["bound"] == pytest.approx(bounds.full_batch_bound([16, 16, 16], tau=0.5), rel=1e-12)
+
+
+def test_resume_after_kill_gives_identical_metrics(tmp_path):
+    """A run killed mid-epoch 3 (of 4) and resumed from its last checkpoint equals an uninterrupted run."""
+    c = cfg(epochs=4, batching="reshuffle", augment="crop_flip", koromilas_metrics=False, ufm_optimum=False)
+    train(c, tmp_path / "a")
+    steps_per_epoch = read_metrics(tmp_path / "a")[0]["n_batches"]
+    with pytest.raises(_Interrupt):
+        train(c, tmp_path / "b", _interrupt_after_steps=int(2 * steps_per_epoch + 1))
+    assert len(read_metrics(tmp_path / "b")) == 2
+    train(c, tmp_path / "b", resume=True)
+    ra, rb = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert len(ra) == len(rb) == 4
+    for x, y in zip(ra, rb):
+        for col in COLUMNS:
+            if col not in TIMING_COLUMNS:
+                assert x[col] == y[col] or (x[col] != x[col] and y[col] != y[col]), (col, x[col], y[col])
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_control_different_seed_differs(tmp_path):
+    """Control for the resume test: a different seed changes the metrics, so equality is not vacuous."""
+    train(cfg(epochs=1, koromilas_metrics=False, ufm_optimum=False), tmp_path / "a")
+    train(cfg(epochs=1, seed=1, koromilas_metrics=False, ufm_optimum=False), tmp_path / "b")
+    assert read_metrics(tmp_path / "a")[0]["loss"] != read_metrics(tmp_path / "b")[0]["loss"]
+
+
+@pytest.mark.parametrize("loss,extra", [("scl_prototypes", {"n_w": 5}), ("scl_prototypes_limit", {}),
+                                        ("gill_prop1", {}), ("ce", {"normalize": False}), ("ce_fixed", {}),
+                                        ("normface", {}), ("ntce", {}), ("nonl", {"batching": "full"}),
+                                        ("proto", {})])
+def test_every_loss_trains(tmp_path, loss, extra):
+    relu = loss.startswith("scl")  # Koromilas' normalised losses have no ReLU head (and refuse zero rows)
+    s = train(cfg(loss=loss, epochs=1, relu=relu, koromilas_metrics=True, ufm_optimum=False, **extra),
+              tmp_path / loss)
+    f = s["final"]
+    assert np.isfinite(f["loss"]) and "bound" not in f
+    assert ("delta_to_prototypes" in f) == (loss in ("scl_prototypes", "scl_prototypes_limit", "gill_prop1",
+                                                     "ce_fixed"))
+    assert np.isfinite(f["erank_inter"])
+
+
+def test_batching_schemes_and_binding(tmp_path):
+    train(cfg(epochs=1, batching="fixed", bind=True, koromilas_metrics=False, ufm_optimum=False), tmp_path / "b")
+    c = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert sorted(int(k) for k in c["binding_examples"]) == [0, 1, 2]
+    (row,) = read_metrics(tmp_path / "b")
+    assert row["n_batches"] == 3  # 24 samples in batches of 8, each with the 3 binding examples added
+
+
+# ------------------------------------------------------------------------------------------ CLI and bad input
+def test_cli_train_plot_compare(tmp_path, capsys):
+    base = ["train", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "8", "--no-progress",
+            "--set", "synthetic={\"k\": 3, \"n_per_class\": 6}", "--set", "ufm_optimum=false", "--json"]
+    assert cli_main(base + ["--out", str(tmp_path / "r1")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["epochs"] == 2
+    assert cli_main(base + ["--out", str(tmp_path / "r2"), "--no-relu", "--name", "norelu"]) == 0
+    capsys.readouterr()
+    assert cli_main(["plot", str(tmp_path / "r1"), "--json"]) == 0
+    assert any(p.endswith("loss.png") for p in json.loads(capsys.readouterr().out)[str(tmp_path / "r1")])
+    png = tmp_path / "cmp.png"
+    assert cli_main(["compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(png), "--json"]) == 0
+    assert png.exists() and len(json.loads(capsys.readouterr().out)["runs"]) == 2
+    # the same folder again without --resume: refused, exit 2
+    assert cli_main(base + ["--out", str(tmp_path / "r1")]) == 2
+    # --resume without --config continues the run with its saved configuration, here extended to 3 epochs
+    assert cli_main(["train", "--resume", "--out", str(tmp_path / "r1"), "--epochs", "3", "--no-progress",
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 3
+    assert len(read_metrics(tmp_path / "r1")) == 3
+    # resuming with a changed loss-relevant key is refused
+    assert cli_main(["train", "--resume", "--out", str(tmp_path / "r1"), "--tau", "0.3", "--epochs", "4"]) == 2
+
+
+def test_cli_bad_input_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"dataset": "digits", "lerning_rate": 0.1}')
+    assert cli_main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "lerning_rate" in capsys.readouterr().err
+    assert cli_main(["train", "--dataset", "imagenet", "--out", str(tmp_path / "y")]) == 2
+    assert cli_main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "z")]) == 2
+    assert cli_main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert cli_main(["train", "--tau", "-1", "--out", str(tmp_path / "t")]) == 2
+    assert cli_main(["plot", str(tmp_path)]) == 2
+    (tmp_path / "notjson.json").write_text("{")
+    assert cli_main(["train", "--config", str(tmp_path / "notjson.json")]) == 2
+
+
+def test_experiment_configs_are_valid():
+    """Every experiments/*.json parses into TrainConfigs (each sweep entry), so `--config` will not exit 2."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "experiments"
+    names = ["kini_fig3", "kini_fig6_batching", "gill_fig2", "gill_fig3", "koromilas_table3"]
+    files = [root / f"{n}.json" for n in names]
+    for f in files:
+        d = json.loads(f.read_text())
+        sweep = d.pop("sweep", [{}])
+        for s in sweep:
+            TrainConfig.from_dict({**d, **s})
+
+
+def test_sigkill_then_resume_from_the_command_line(tmp_path):
+    """The literal case: `nctheory train` killed with SIGKILL mid-run, then `--resume`: same metrics."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--dataset", "synthetic", "--set", 'synthetic={"k": 3, "n_per_class": 8}', "--epochs", "40",
+            "--batch-size", "8", "--no-progress", "--set", "ufm_optimum=false", "--set", "koromilas_metrics=false",
+            "--set", "mlp_hidden=16", "--tau", "0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "nctheory", "train", *args, "--out", str(tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(read_metrics(tmp_path / "killed"))
+    assert 3 <= done < 40
+    assert cli_main(["train", "--resume", "--out", str(tmp_path / "killed"), "--no-progress", "--json"]) == 0
+    assert cli_main(["train", *args, "--out", str(tmp_path / "straight"), "--json"]) == 0
+    ra, rb = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "killed")
+    assert len(ra) == len(rb) == 40
+    for x, y in zip(ra, rb):
+        for col in COLUMNS:
+            if col not in TIMING_COLUMNS:
+                assert x[col] == y[col] or (x[col] != x[col] and y[col] != y[col]), (col, x["epoch"], x[col], y[col])
