@@ -1,0 +1,177 @@
+"""`nctheory prototypes`: the geometry that fixed prototypes produce (Gill et al. 2023, Fig. 3), in the UFM.
+
+For a prototype geometry G_* (etf, minority-angles, majority-collapse, or a Gram matrix FILE), class
+counts and temperature, reports the certified UFM optimum of SCL with n_w copies of each prototype in
+the batch (finite n_w: exact class-block-reduced Gram program; n_w = inf: the n_w -> oo limit, per-class
+Gram programs), the learnt class-mean Gram G_M, Gill's Delta_{G*} (Def. 3) and max |G_M - G_*|. See
+:mod:`nctheory.prototype_geometry` for the programs and their certificates.
+
+Counts: ``--counts N1,...,Nk`` (one batch's class sizes), or ``--R R1,R2,...`` for the class counts of
+one batch of Gill et al.'s CIFAR-10-STEP experiments (batch 2048, k//2 majority classes of 5000 and
+the rest of 5000/R in the dataset; default R = 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nctheory.errors import InputError
+
+NAME = "prototypes"
+HELP = "learned class-mean geometry of SCL with fixed prototypes (finite n_w and n_w -> inf), certified"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p):
+    p.add_argument("--geometry", required=True, metavar="etf|minority-angles|majority-collapse|FILE",
+                   help="prototype geometry, or a file holding a k x k unit-diagonal PSD Gram matrix "
+                        "(.npy, .json nested list, or whitespace/comma-separated text)")
+    p.add_argument("--k", type=int, required=True, help="number of classes")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--counts", metavar="N1,...,Nk", help="class counts of the batch (every class >= 1)")
+    src.add_argument("--R", metavar="R1,R2,...", help="STEP ratios: Gill's batch of --batch samples (default 1)")
+    p.add_argument("--batch", type=int, default=2048, help="batch size for --R (default 2048, Gill et al.)")
+    p.add_argument("--nw", required=True, metavar="N|inf[,...]",
+                   help="copies of each prototype per batch: integers >= 0 and/or inf (comma-separated)")
+    p.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1, Gill et al.)")
+    p.add_argument("--n-major", type=int, default=None, help="number of majority classes (default k//2)")
+    p.add_argument("--t", type=float, default=0.5, help="minority-angles parameter in [0, 1] (default 0.5)")
+    p.add_argument("--limit-form", choices=("derived", "paper"), default="derived",
+                   help="n_w = inf objective: the derived limit (default) or Gill Prop. 1 as printed")
+    p.add_argument("--json", action="store_true", help="print JSON (every G_M in full)")
+    p.add_argument("--plot", metavar="FILE.png", help="heatmaps of G_* and each learnt G_M, and Delta vs n_w")
+
+
+def _list(text: str, what: str, conv):
+    try:
+        vals = [conv(t.strip()) for t in text.split(",") if t.strip() != ""]
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise InputError(f"{what} is empty")
+    return vals
+
+
+def load_gram(path: str) -> np.ndarray:
+    f = Path(path)
+    if not f.is_file():
+        raise InputError(f"--geometry: {path!r} is neither a geometry name nor a readable file")
+    try:
+        if f.suffix == ".npy":
+            G = np.load(f, allow_pickle=False)
+        elif f.suffix == ".json":
+            G = np.asarray(json.loads(f.read_text()), dtype=np.float64)
+        else:
+            G = np.loadtxt(f, delimiter="," if "," in f.read_text() else None, ndmin=2)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read a Gram matrix from {path}: {str(exc).splitlines()[0]}") from None
+    return np.asarray(G, dtype=np.float64)
+
+
+def _target(args) -> tuple[str, np.ndarray]:
+    from nctheory.geometry import prototype_gram
+    from nctheory.prototype_geometry import GILL_GEOMETRIES, target_gram
+
+    if args.geometry in GILL_GEOMETRIES:
+        params = {"t": args.t} if args.geometry == "minority-angles" else {}
+        return args.geometry, prototype_gram(args.geometry, args.k, args.n_major, **params)
+    return Path(args.geometry).name, target_gram(load_gram(args.geometry), args.k)
+
+
+def run(args) -> int:
+    from nctheory.prototype_geometry import gill_batch_counts, learned_geometry, parse_counts, parse_nw
+
+    if args.k < 2:
+        raise InputError("--k must be at least 2")
+    name, Gs = _target(args)
+    nws = [parse_nw(v) for v in args.nw.split(",") if v.strip()]
+    if not nws:
+        raise InputError("--nw is empty")
+    if args.counts is not None:
+        comps = [("counts", parse_counts(_list(args.counts, "--counts", int)).tolist())]
+        if len(comps[0][1]) != args.k:
+            raise InputError(f"--counts has {len(comps[0][1])} entries but --k is {args.k}")
+    else:
+        Rs = _list(args.R, "--R", float) if args.R else [1.0]
+        if min(Rs) < 1:
+            raise InputError("--R ratios must be >= 1")
+        if args.batch < args.k:
+            raise InputError("--batch must be at least k")
+        comps = [(R, gill_batch_counts(args.k, R, args.batch)) for R in Rs]
+    rows = []
+    for R, counts in comps:
+        for nw in nws:
+            r = learned_geometry(Gs, counts, nw, args.tau, args.limit_form)
+            s = r.summary()
+            s["R"] = R
+            rows.append(s)
+    out = {"geometry": name, "k": args.k, "tau": args.tau, "G_star": Gs.tolist(), "results": rows}
+    if args.plot:
+        out["plot"] = str(plot_geometries(rows, Gs, name, args.plot))
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"prototype geometry {name} (k = {args.k}, tau = {args.tau:g}); certified UFM optimum of SCL with prototypes")
+    print(f"{'R/counts':>14} {'n_w':>6} {'Delta_G*':>10} {'max|G_M-G*|':>12} {'min cos within':>15} {'rel. gap':>10}")
+    for s in rows:
+        lab = f"R={s['R']:g}" if s["R"] != "counts" else "counts"
+        gap = s["certificate"].get("rel_gap", s["certificate"].get("per_class_rel_gap_max"))
+        print(f"{lab:>14} {str(s['n_w']):>6} {s['delta_to_target']:>10.5f} {s['max_entry_error']:>12.5f} "
+              f"{min(s['within_class_cosine']):>15.6f} {gap:>10.1e}")
+    last = rows[-1]
+    print(f"\nG_M at the last row ({'R=' + format(last['R'], 'g') if last['R'] != 'counts' else 'counts'}, "
+          f"n_w = {last['n_w']}, counts {last['counts']}):")
+    print(np.array2string(np.asarray(last["G_M"]), precision=3, suppress_small=True, max_line_width=140))
+    if args.plot:
+        print(f"\nplot written to {out['plot']}")
+    return 0
+
+
+def plot_geometries(rows, Gs, name: str, path: str) -> Path:
+    """Grid of heatmaps: one row per composition (R or counts), one column per n_w, G_* first; and a
+    panel of Delta_{G*} against n_w (inf drawn at the right edge)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = list(dict.fromkeys(str(r["R"]) for r in rows))
+    nws = list(dict.fromkeys(str(r["n_w"]) for r in rows))
+    fig, axes = plt.subplots(len(comps), len(nws) + 2, figsize=(2.3 * (len(nws) + 2), 2.3 * len(comps) + 0.4),
+                             squeeze=False)
+    for i, c in enumerate(comps):
+        ax = axes[i, 0]
+        ax.imshow(Gs, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_title(f"target G* ({name})", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+        for j, nw in enumerate(nws):
+            r = next(r for r in rows if str(r["R"]) == c and str(r["n_w"]) == nw)
+            ax = axes[i, j + 1]
+            ax.imshow(np.asarray(r["G_M"]), vmin=-1, vmax=1, cmap="RdBu_r")
+            lab = f"R={float(c):g}" if c != "counts" else "counts"
+            ax.set_title(f"{lab}, n_w={nw}\nDelta={r['delta_to_target']:.3f}", fontsize=8)
+            ax.set_xticks([]), ax.set_yticks([])
+        ax = axes[i, -1]
+        sel = [r for r in rows if str(r["R"]) == c]
+        fin = [r for r in sel if r["n_w"] != "inf"]
+        xs = [max(r["n_w"], 1) for r in fin]
+        if fin:
+            ax.plot(xs, [r["delta_to_target"] for r in fin], "o-", label="finite n_w")
+        inf = [r for r in sel if r["n_w"] == "inf"]
+        if inf:
+            ax.axhline(inf[0]["delta_to_target"], color="k", ls="--", label="n_w = inf")
+        ax.set_xscale("log")
+        ax.set_xlabel("n_w (0 drawn at 1)", fontsize=7)
+        ax.set_ylabel("Delta_G*", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"Learnt class-mean Gram G_M with fixed {name} prototypes (certified UFM optima)", fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

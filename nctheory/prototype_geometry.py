@@ -1,0 +1,491 @@
+"""What geometry do fixed prototypes produce? (Gill et al. 2023, §2-3 and Fig. 3, in the UFM.)
+
+Given fixed unit prototypes with Gram matrix G_* = W W^T (Gill Def. 2), class counts n_1..n_k of one
+batch, n_w copies of each prototype and temperature tau, this module computes the UFM optimum of SCL
+with prototypes (:func:`nctheory.losses.scl_with_prototypes`, Gill Eq. 1 on the augmented batch, every
+member an anchor, full batch) and reports the learned class-mean Gram matrix G_M and Gill's
+Delta_{G*} = || G_M/||G_M||_F - G_*/||G_*||_F ||_F (Def. 3).
+
+Finite n_w: an exact symmetry-reduced convex program (derived here)
+-----------------------------------------------------------------
+The loss is a convex function of the joint Gram matrix of [Z; W] (samples, then prototypes), the
+feasible set is {joint Gram PSD, unit diagonal, prototype block = G_*} (UFM with free d), and both are
+invariant under permuting the samples *within* a class (the prototypes are untouched). Averaging an
+optimum over that group keeps it feasible and does not increase the loss (Jensen), so an optimum
+exists that is constant on class blocks:
+
+    z_i.z_j = a_c (i != j in class c),  z_i.z_j = b_{cc'} (c != c'),  z_i.w_{c'} = P[c, c'] (i in c).
+
+PSD of the (n + k) joint Gram of such a point, with E the n x k class indicator and N = diag(n_c):
+the within-class zero-sum vectors are invariant with eigenvalue 1 - a_c (so a_c <= 1), and on
+range(E) + prototype coordinates the joint Gram acts, in the basis [E N^{-1/2}, I_k], as
+[[N^{1/2} G_M N^{1/2}, N^{1/2} P], [P^T N^{1/2}, G_*]], congruent to
+
+    X = [[G_M, P], [P^T, G_*]]   (2k x 2k),   G_M[c,c] = (1 + (n_c - 1) a_c)/n_c,  G_M[c,c'] = b_{cc'}.
+
+So the exact program is: minimise L over X PSD, X[k:, k:] = G_*, G_M[c,c] <= 1 (= 1 when n_c = 1),
+with a_c = (n_c G_M[c,c] - 1)/(n_c - 1). The loss in X (counts as multiplicities; logits over tau):
+
+  sample anchor of class c (n_c of them):  LSE( log(n_c - 1) + a_c/tau ;  log n_{c'} + b_{cc'}/tau (c' != c) ;
+                                                 log n_w + P[c, c']/tau (all c') )
+                                           - [ (n_c - 1) a_c + n_w P[c, c] ] / (tau (n_c - 1 + n_w)),
+  the n_w copies of prototype c:           n_w * { LSE( log n_{c''} + P[c'', c]/tau (all c'') ;
+                                                 log m_{cc'} + G_*[c, c']/tau )
+                                           - [ n_c P[c,c] + (n_w - 1) G_*[c,c] ] / (tau (n_c + n_w - 1)) },
+  with m_{cc'} = n_w (c' != c), n_w - 1 (c' = c). Anchors without positives contribute 0 (n_w = 0, n_c = 1).
+
+:func:`reduced_form` builds this as an :class:`~nctheory.losses.gram.LSEForm` over X, tested equal to
+:func:`nctheory.losses.gram.scl_with_prototypes_form` on the block expansion (tests/test_prototype_geometry.py),
+and the optimum is cross-checked against :func:`nctheory.solvers.solve_gram` on the full joint Gram.
+Counts enter only as log-offsets and weights, so real batch compositions (hundreds per class) cost
+the same as small ones. The solve uses the project's conic machinery (:mod:`nctheory.solvers._conic`:
+exponential-cone epigraph, Clarabel then SCS, primal and dual objectives); the certificate is
+gap = L(X_feasible) - dual objective with X_feasible the solver's X repaired to exact feasibility
+(:func:`_repair`), relative gap <= 1e-6 or SolverError.
+
+The limit n_w -> oo
+-------------------
+:func:`nctheory.prototypes.limit_loss` (the derived limit, up to a z-independent constant) and Gill's
+Prop. 1 as printed (:func:`nctheory.prototypes.paper_limit_loss`) are sums over samples of a function
+f(h_i, y_i) of p = W h_i only:
+
+    derived:  f(p, y) = LSE(p/tau) - 2 p_y/tau + sum_c exp(p_c/tau)/Z_c,   Z_c = sum_c' exp(G_*[c,c']/tau)
+    printed:  f(p, y) = LSE(p/tau) - 2 p_y/tau.
+
+So the samples decouple: every sample of class c sits at the same minimiser h_c (the objective is
+convex; the set {W h : |h| = 1} is exactly {p : [[1, p^T], [p, G_*]] PSD} when d > rank G_*), and
+**the counts (imbalance) do not affect the limit geometry at all**. Each class is a (k+1) x (k+1)
+Gram program (:func:`limit_class_solution`). The minimiser lies in span(W) (checked: p^T G_*^+ p = 1;
+the gradient of f cannot vanish on range(G_*), see :func:`limit_geometry`), so
+G_M[c, c'] = p_c^T G_*^+ p_{c'} is determined.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+from nctheory.errors import InputError, SolverError
+from nctheory.geometry import check_gram, prototype_gram
+from nctheory.losses._inputs import check_tau
+from nctheory.losses.gram import LSEForm
+
+GAP_TOL = 1e-6      # relative duality gap of a certified optimum (the project's threshold, solvers.gram)
+# Interior-point optima are accurate to ~sqrt(gap) in the entries where the optimum is degenerate;
+# statements about G_M entries ("equal to G_*", "collapsed") are made at 1e-3 (as solvers.verdict does).
+ENTRY_TOL = 1e-3
+PINV_RTOL = 1e-9    # eigenvalues of G_* below PINV_RTOL * max count as zero (range of W)
+
+GILL_GEOMETRIES = ("etf", "minority-angles", "majority-collapse")
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def parse_counts(counts) -> np.ndarray:
+    c = np.asarray(counts)
+    if c.ndim != 1 or c.size < 2:
+        raise InputError("counts must list at least two class sizes")
+    if c.dtype.kind == "f" and np.all(c == np.round(c)):
+        c = c.astype(np.int64)
+    if c.dtype.kind not in "iu" or c.min() < 1:
+        raise InputError(f"class counts must be positive integers (every class present), got {list(counts)}")
+    return c.astype(np.int64)
+
+
+def parse_nw(n_w):
+    """A non-negative integer or math.inf."""
+    if isinstance(n_w, str):
+        if n_w.strip().lower() in ("inf", "infinity", "oo"):
+            return math.inf
+        try:
+            n_w = float(n_w)
+        except ValueError:
+            raise InputError(f"n_w must be a non-negative integer or 'inf', got {n_w!r}") from None
+    if isinstance(n_w, bool):
+        raise InputError(f"n_w must be a non-negative integer or 'inf', got {n_w!r}")
+    if n_w == math.inf:
+        return math.inf
+    if not float(n_w).is_integer() or n_w < 0:
+        raise InputError(f"n_w must be a non-negative integer or 'inf', got {n_w!r}")
+    return int(n_w)
+
+
+def step_counts(k: int, n_major: int, R: float, n_major_classes: int | None = None) -> list[int]:
+    """STEP imbalance (Kini §3, Gill §2): the first k//2 classes have n_major samples, the rest
+    round(n_major / R) (at least 1)."""
+    m = k // 2 if n_major_classes is None else n_major_classes
+    return [int(n_major)] * m + [max(1, int(round(n_major / R)))] * (k - m)
+
+
+def gill_batch_counts(k: int = 10, R: float = 1.0, batch: int = 2048, n_major: int = 5000) -> list[int]:
+    """Expected class counts of one batch of Gill et al.'s experiments: a batch of ``batch`` samples
+    (2048 with batch doubling) drawn from STEP-imbalanced CIFAR-10 (k//2 classes of n_major = 5000,
+    k - k//2 of 5000/R), i.e. n_c = round(batch * N_c / N), at least 1."""
+    N = step_counts(k, n_major, R)
+    tot = float(sum(N))
+    return [max(1, int(round(batch * c / tot))) for c in N]
+
+
+def target_gram(geometry, k: int, n_major: int | None = None, **params) -> np.ndarray:
+    """G_*: a Gill Fig. 3 name (nctheory.geometry.prototype_gram) or a k x k unit-diagonal PSD matrix."""
+    if isinstance(geometry, str):
+        return prototype_gram(geometry, k, n_major, **params)
+    G = check_gram(geometry, unit_diagonal=True, name="prototype Gram matrix")
+    if G.shape[0] != k:
+        raise InputError(f"prototype Gram matrix is {G.shape[0]} x {G.shape[0]} but k = {k}")
+    return G
+
+
+# ---------------------------------------------------------------------------------- reduced form
+def reduced_form(counts, G_star, n_w: int, tau: float = 1.0) -> LSEForm:
+    """SCL with n_w copies of fixed prototypes (Gram G_*), full batch with class counts ``counts``, at a
+    class-block-constant point, as an LSEForm over X = [[G_M, P], [P^T, G_*]] (module docstring)."""
+    n = parse_counts(counts)
+    G_star = np.asarray(G_star, dtype=np.float64)
+    k = n.size
+    if G_star.shape != (k, k):
+        raise InputError(f"G_* must be {k} x {k}")
+    tau = check_tau(tau)
+    n_w = parse_nw(n_w)
+    if n_w == math.inf:
+        raise InputError("reduced_form needs a finite n_w (use limit_geometry for n_w = inf)")
+    m = 2 * k
+    rows, cols, vals, b, group, weight = [], [], [], [], [], []
+    C = np.zeros((m, m))
+    const = 0.0
+    R = 0
+
+    def add_group(w, entries, offsets):
+        """entries: list per logit of [(i, j, coef), ...]; offsets: per-logit constant."""
+        nonlocal R
+        t = len(weight)
+        for r, ent in enumerate(entries):
+            for (i, j, cf) in ent:
+                rows.append(R + r)
+                cols.append(i * m + j)
+                vals.append(cf)
+        b.extend(offsets)
+        group.extend([t] * len(offsets))
+        weight.append(float(w))
+        R += len(offsets)
+
+    log_nw = math.log(n_w) if n_w > 0 else None
+    for c in range(k):
+        nc = int(n[c])
+        cnt = nc - 1 + n_w
+        if cnt == 0:
+            continue  # a one-sample class without prototypes: no positive, contributes 0
+        ents, offs = [], []
+        if nc >= 2:  # a_c / tau = n_c G_M[c,c] / ((n_c-1) tau) - 1/((n_c-1) tau)
+            ents.append([(c, c, nc / ((nc - 1) * tau))])
+            offs.append(math.log(nc - 1) - 1.0 / ((nc - 1) * tau))
+        for c2 in range(k):
+            if c2 != c:
+                ents.append([(c, c2, 1.0 / tau)])
+                offs.append(math.log(n[c2]))
+        if n_w > 0:
+            for c2 in range(k):
+                ents.append([(c, k + c2, 1.0 / tau)])
+                offs.append(log_nw)
+        # z-independent shift (exact: LSE(x - s) + s): divide the denominator by n_w, so the group's
+        # value is O(1) whatever n_w is, and the solver's tolerance applies to the z-dependent part.
+        shift = log_nw if n_w > 0 else 0.0
+        add_group(nc, ents, [o - shift for o in offs])
+        const += nc * shift
+        # linear part, times the n_c anchors: -[(n_c-1) a_c + n_w P[c,c]] / (tau cnt)
+        if nc >= 2:
+            C[c, c] += -nc * nc / (tau * cnt)
+            const += nc / (tau * cnt)
+        if n_w > 0:
+            C[c, k + c] += -nc * n_w / (tau * cnt)
+    if n_w > 0:
+        for c in range(k):
+            nc = int(n[c])
+            cnt = nc + n_w - 1
+            if cnt == 0:
+                continue
+            ents, offs = [], []
+            for c2 in range(k):
+                ents.append([(c2, k + c, 1.0 / tau)])
+                offs.append(math.log(n[c2]))
+            for c2 in range(k):
+                mult = n_w - (1 if c2 == c else 0)
+                if mult > 0:
+                    ents.append([])
+                    offs.append(math.log(mult) + G_star[c, c2] / tau)
+            # shift by log D_c, D_c = the (constant) prototype part of the denominator: the group's value
+            # becomes log(1 + samples/D_c) = O(n / n_w) and n_w log D_c moves into the constant.
+            cst = np.array([o for e, o in zip(ents, offs) if not e])
+            shift = float(np.log(np.exp(cst - cst.max()).sum()) + cst.max()) if cst.size else 0.0
+            add_group(n_w, ents, [o - shift for o in offs])
+            const += n_w * shift
+            C[c, k + c] += -n_w * nc / (tau * cnt)
+            const += -n_w * (n_w - 1) * G_star[c, c] / (tau * cnt)
+    A = sp.csr_matrix((np.asarray(vals, dtype=np.float64), (np.asarray(rows, dtype=np.int64),
+                       np.asarray(cols, dtype=np.int64))), shape=(R, m * m))
+    return LSEForm(m, A, np.asarray(b, dtype=np.float64), np.asarray(group, dtype=np.int64),
+                   np.asarray(weight, dtype=np.float64), C, const,
+                   description=f"SCL with {n_w} copies of {k} fixed prototypes, class-block reduced, tau={tau}")
+
+
+def expand_block_gram(X: np.ndarray, counts) -> tuple[np.ndarray, np.ndarray]:
+    """The (n + k) joint Gram matrix of the block-constant point X (and the labels y)."""
+    n = parse_counts(counts)
+    k = n.size
+    y = np.repeat(np.arange(k), n)
+    GM, P, Gs = X[:k, :k], X[:k, k:], X[k:, k:]
+    a = np.where(n >= 2, (n * np.diag(GM) - 1.0) / np.maximum(n - 1, 1), 1.0)
+    S = GM[np.ix_(y, y)].copy()
+    same = y[:, None] == y[None, :]
+    S[same] = a[y][np.nonzero(same)[0]]
+    np.fill_diagonal(S, 1.0)
+    N = y.size
+    G = np.zeros((N + k, N + k))
+    G[:N, :N] = S
+    G[:N, N:] = P[y]
+    G[N:, :N] = P[y].T
+    G[N:, N:] = Gs
+    return G, y
+
+
+# ------------------------------------------------------------------------------------ results
+@dataclass
+class GeometryResult:
+    """One learned geometry: G_M and how far it is from the target G_*."""
+
+    n_w: object                # int or math.inf
+    counts: list
+    tau: float
+    G_star: np.ndarray
+    G_M: np.ndarray
+    delta: float               # Gill Def. 3, Delta_{G*}(G_M)
+    max_entry_error: float     # max |G_M - G_*|
+    within_cosine: list        # a_c (1 = within-class collapse); 1 for the n_w = inf limit by construction
+    alignment: list            # mu_c . w_c / ||mu_c||
+    value: float               # loss at the certified optimum (finite n_w: the exact loss; inf: sum_c n_c f_c*)
+    certificate: dict
+    method: str
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        from nctheory.claims.registry import jsonable
+
+        return jsonable({
+            "n_w": "inf" if self.n_w == math.inf else self.n_w, "counts": self.counts, "tau": self.tau,
+            "G_M": self.G_M, "G_star": self.G_star, "delta_to_target": self.delta,
+            "max_entry_error": self.max_entry_error, "within_class_cosine": self.within_cosine,
+            "alignment_mu_w": self.alignment, "value": self.value, "certificate": self.certificate,
+            "method": self.method, "seconds": self.seconds, **self.extra})
+
+
+def _delta(GM, Gs) -> float:
+    from nctheory.metrics import delta_to_gram
+
+    return float(delta_to_gram(GM, Gs))
+
+
+def _range_factor(G_star: np.ndarray) -> np.ndarray:
+    """V (k x r) with V V^T = G_* restricted to its range (eigenvalues above PINV_RTOL * max)."""
+    w, U = np.linalg.eigh(G_star)
+    keep = w > PINV_RTOL * max(w.max(), 1e-300)
+    return U[:, keep] * np.sqrt(w[keep])
+
+
+def _repair(X: np.ndarray, k: int, G_star: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Exactly feasible X from a solver's X: prototype block set to G_*; P projected onto the range
+    condition P = C V^T (V V^T = G_*); G_M = C C^T + PSD part of (G_M - C C^T) (Schur complement);
+    then the feature rows rescaled (a congruence, PSD kept) to G_M[c,c] <= 1 (= 1 where ``unit``)."""
+    X = 0.5 * (X + X.T)
+    w, U = np.linalg.eigh(G_star)
+    keep = w > PINV_RTOL * max(w.max(), 1e-300)
+    V = U[:, keep] * np.sqrt(w[keep])            # G_* = V V^T
+    Vp = U[:, keep] / np.sqrt(w[keep])           # V (V^T V)^{-1}: V^T Vp = I
+    Cm = X[:k, k:] @ Vp                          # P V (V^T V)^{-1}
+    P = Cm @ V.T
+    S = X[:k, :k] - Cm @ Cm.T
+    s, Q = np.linalg.eigh(0.5 * (S + S.T))
+    GM = Cm @ Cm.T + (Q * np.clip(s, 0, None)) @ Q.T
+    d = np.clip(np.diag(GM), 1e-300, None)
+    target = np.where(unit, 1.0, np.minimum(d, 1.0))
+    sc = np.sqrt(target / d)
+    GM = GM * sc[:, None] * sc[None, :]
+    P = P * sc[:, None]
+    out = np.zeros_like(X)
+    out[:k, :k] = GM
+    out[:k, k:] = P
+    out[k:, :k] = P.T
+    out[k:, k:] = G_star
+    return out
+
+
+def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float = GAP_TOL,
+                    solvers=("CLARABEL", "SCS"), collapsed: bool = False) -> GeometryResult:
+    """Certified UFM optimum of full-batch SCL with n_w copies of fixed prototypes (Gram G_*), by the exact
+    class-block-reduced program (module docstring). Raises SolverError if not certified.
+
+    collapsed=True restricts to within-class collapse (G_M[c,c] = 1, i.e. a_c = 1 for every class): its
+    certified dual bound above the unrestricted optimum's value proves that no optimum is collapsed."""
+    from nctheory.solvers import _conic
+
+    t0 = time.perf_counter()
+    n = parse_counts(counts)
+    k = n.size
+    Gs = target_gram(G_star, k)
+    tau = check_tau(tau)
+    n_w = parse_nw(n_w)
+    if n_w == math.inf:
+        raise InputError("finite_geometry needs a finite n_w; use limit_geometry")
+    form = reduced_form(n, Gs, n_w, tau)
+    scale = float(n.sum())  # objective scaled to O(1) per sample for conditioning (constants moved out)
+    # Facial reduction: G_* = V V^T (V k x r, r = rank) is singular for the ETF and majority-collapse
+    # targets, so no X with X[k:, k:] = G_* is positive definite (no Slater point; interior-point
+    # solvers then stop at 'optimal_inaccurate'). Every feasible X is L Y L^T with L = blockdiag(I_k, V)
+    # and Y = [[G_M, C], [C^T, I_r]] PSD (P = C V^T), which has interior points: solve over Y.
+    V = _range_factor(Gs)
+    r = V.shape[1]
+    L = np.zeros((2 * k, k + r))
+    L[:k, :k] = np.eye(k)
+    L[k:, k:] = V
+    AY = (form.A @ sp.csr_matrix(np.kron(L, L))).tocsr()
+    CY = L.T @ form.C @ L
+    Y = cp.Variable((k + r, k + r), symmetric=True)
+    x = AY @ cp.vec(Y, order="C") + form.b
+    obj, cons, _ = _conic.lse_epigraph(x, form.group, form.weight / scale)
+    lin = cp.sum(cp.multiply(CY / scale, Y)) if np.any(CY) else 0.0
+    unit = (n == 1) | bool(collapsed)
+    cons += [Y >> 0, Y[k:, k:] == np.eye(r)]
+    if (~unit).any():
+        cons.append(cp.diag(Y[:k, :k])[np.flatnonzero(~unit)] <= 1)
+    if unit.any():
+        cons.append(cp.diag(Y[:k, :k])[np.flatnonzero(unit)] == 1)
+    prob = cp.Problem(cp.Minimize(obj + lin + form.const / scale), cons)
+    res = _conic.solve(prob, solvers, what="reduced prototype SCL program")
+    Yv = np.asarray(Y.value, dtype=np.float64)
+    Xs = L @ (0.5 * (Yv + Yv.T)) @ L.T
+    solver_value = res.primal * scale
+    form_check = abs(form.evaluate(0.5 * (Xs + Xs.T)) - solver_value)
+    Xf = _repair(Xs, k, Gs, unit)
+    value = form.evaluate(Xf)
+    dual = res.dual * scale
+    gap = value - dual
+    # relative to the z-dependent part (the loss minus the exact constant moved out of the log-sum-exps),
+    # which is O(n) for every n_w; relative to the whole loss (O(k n_w log n_w)) the gap would say little
+    rel_gap = gap / max(1.0, abs(value - form.const))
+    if not abs(rel_gap) <= gap_tol:
+        raise SolverError(f"reduced prototype SCL program: relative duality gap {rel_gap:.2e} exceeds {gap_tol:.0e} "
+                          f"({res.solver})")
+    GM, P = Xf[:k, :k], Xf[:k, k:]
+    a = np.where(n >= 2, (n * np.diag(GM) - 1.0) / np.maximum(n - 1, 1), 1.0)
+    align = np.diag(P) / np.sqrt(np.clip(np.diag(GM), 1e-300, None))
+    cert = {"status": res.status, "solver": res.solver, "value": value, "dual_bound": dual, "gap": gap,
+            "rel_gap": rel_gap, "gap_tol": gap_tol, "constant_part": form.const,
+            "rel_gap_to": "max(1, |value - constant_part|), the z-dependent part of the loss", "solver_value": solver_value, "form_check": form_check,
+            "repair_change": float(np.abs(Xf - 0.5 * (Xs + Xs.T)).max()),
+            "min_eig_X": float(np.linalg.eigvalsh(Xf).min()), "r_prim": res.r_prim, "r_dual": res.r_dual,
+            "gap_kind": "L(X repaired to exact feasibility) - solver dual objective (scaled back)"}
+    return GeometryResult(n_w=n_w, counts=n.tolist(), tau=tau, G_star=Gs, G_M=GM, delta=_delta(GM, Gs),
+                          max_entry_error=float(np.abs(GM - Gs).max()), within_cosine=a.tolist(),
+                          alignment=align.tolist(), value=value, certificate=cert, method="reduced-gram",
+                          seconds=time.perf_counter() - t0, extra={"P": P})
+
+
+# ---------------------------------------------------------------------------------------- limit
+def _limit_objective(p, y: int, Gs: np.ndarray, tau: float, form: str):
+    """cvxpy expression of f(p, y) (module docstring)."""
+    obj = cp.log_sum_exp(p / tau) - 2 * p[y] / tau
+    if form == "derived":
+        logZ = np.log(np.exp(Gs / tau).sum(1))
+        obj = obj + cp.sum(cp.exp(p / tau - logZ))
+    elif form != "paper":
+        raise InputError(f"form must be 'derived' or 'paper', got {form!r}")
+    return obj
+
+
+def limit_value(p: np.ndarray, y: int, Gs: np.ndarray, tau: float, form: str = "derived") -> float:
+    """f(p, y) in float64 (p = W h)."""
+    lg = np.asarray(p, dtype=np.float64) / tau
+    mx = lg.max()
+    val = mx + math.log(np.exp(lg - mx).sum()) - 2 * lg[y]
+    if form == "derived":
+        val += float(np.exp(lg - np.log(np.exp(Gs / tau).sum(1))).sum())
+    return float(val)
+
+
+def limit_class_solution(G_star, y: int, tau: float = 1.0, form: str = "derived", gap_tol: float = GAP_TOL,
+                         solvers=("CLARABEL", "SCS")) -> dict:
+    """min f(p, y) over p = W h, |h| <= 1: with G_* = V V^T (V k x r on the range of G_*) this is exactly
+    p = V alpha, |alpha| <= 1 (the Gram condition [[1, p^T], [p, G_*]] PSD after facial reduction),
+    where alpha holds the coordinates of the projection of h on span(W). Certified by the duality gap
+    at the solver's alpha projected into the unit ball. Returns p, alpha (|alpha|^2 = 1 means h in span(W))."""
+    from nctheory.solvers import _conic
+
+    Gs = np.asarray(G_star, dtype=np.float64)
+    V = _range_factor(Gs)
+    alpha = cp.Variable(V.shape[1])
+    p = V @ alpha
+    prob = cp.Problem(cp.Minimize(_limit_objective(p, y, Gs, tau, form)), [cp.norm(alpha, 2) <= 1])
+    res = _conic.solve(prob, solvers, what="n_w -> inf per-class program")
+    av = np.asarray(alpha.value, dtype=np.float64)
+    nrm = float(np.linalg.norm(av))
+    if nrm > 1:
+        av = av / nrm
+    pf = V @ av
+    value = limit_value(pf, y, Gs, tau, form)
+    gap = value - res.dual
+    rel = gap / max(1.0, abs(value))
+    if not abs(rel) <= gap_tol:
+        raise SolverError(f"n_w -> inf program for class {y}: relative gap {rel:.2e} exceeds {gap_tol:.0e}")
+    return {"p": pf, "alpha": av, "span_norm2": float(av @ av), "value": value, "dual_bound": res.dual,
+            "gap": gap, "rel_gap": rel, "solver": res.solver, "status": res.status}
+
+
+def limit_geometry(G_star, counts, tau: float = 1.0, form: str = "derived",
+                   gap_tol: float = GAP_TOL) -> GeometryResult:
+    """The n_w -> oo geometry: each class's samples at the minimiser of f(., y) (module docstring).
+
+    G_M[c, c'] = alpha_c . alpha_{c'} (= p_c^T G_*^+ p_{c'}), exact when every minimiser lies in span(W)
+    (||h_c||^2 = p^T G_*^+ p = 1;
+    checked, ``span_norm2``; SolverError otherwise). Why it does: the gradient of f in p is
+    g = (softmax(p/tau) + exp(p/tau)/Z - 2 e_y)/tau, with g_y <= (1 + 1 - 2)/tau = 0 < g_c (c != y); a
+    minimiser strictly inside the ball needs W^T g = 0, impossible when G_* is invertible (g != 0) or the
+    ETF (g would be a multiple of the all-ones vector);
+    for other singular G_* it is checked. The value is sum_c n_c f_c^* (z-independent
+    constants dropped), so counts only weight classes: the limit geometry does not depend on imbalance."""
+    t0 = time.perf_counter()
+    n = parse_counts(counts)
+    k = n.size
+    Gs = target_gram(G_star, k)
+    tau = check_tau(tau)
+    sols = [limit_class_solution(Gs, c, tau, form, gap_tol) for c in range(k)]
+    Pm = np.stack([s["p"] for s in sols])          # row c = W h_c
+    Al = np.stack([s["alpha"] for s in sols])      # row c = coordinates of h_c in span(W)
+    GM = Al @ Al.T
+    span = np.array([s["span_norm2"] for s in sols])
+    if np.any(span < 1 - ENTRY_TOL):
+        raise SolverError(f"n_w -> inf: a class minimiser leaves span(W) (|proj h|^2 = {span.min():.4f} < 1): "
+                          "G_M is then not determined by the prototypes")
+    value = float(sum(n[c] * sols[c]["value"] for c in range(k)))
+    cert = {"per_class_rel_gap_max": float(max(abs(s["rel_gap"]) for s in sols)),
+            "per_class_gap_max": float(max(abs(s["gap"]) for s in sols)), "gap_tol": gap_tol,
+            "span_norm2_min": float(span.min()), "solvers": sorted({s["solver"] for s in sols}),
+            "status": "optimal", "form": form,
+            "gap_kind": "per class: f(p repaired into {W h : |h| <= 1}) - solver dual objective"}
+    align = np.diag(Pm) / np.sqrt(np.clip(np.diag(GM), 1e-300, None))
+    return GeometryResult(n_w=math.inf, counts=n.tolist(), tau=tau, G_star=Gs, G_M=GM, delta=_delta(GM, Gs),
+                          max_entry_error=float(np.abs(GM - Gs).max()), within_cosine=[1.0] * k,
+                          alignment=align.tolist(), value=value, certificate=cert,
+                          method=f"limit ({form} form), per-class Gram programs",
+                          seconds=time.perf_counter() - t0, extra={"P": Pm, "form": form})
+
+
+def learned_geometry(G_star, counts, n_w, tau: float = 1.0, form: str = "derived") -> GeometryResult:
+    """:func:`finite_geometry` for finite n_w, :func:`limit_geometry` for n_w = inf."""
+    n_w = parse_nw(n_w)
+    if n_w == math.inf:
+        return limit_geometry(G_star, counts, tau, form)
+    return finite_geometry(G_star, counts, n_w, tau)

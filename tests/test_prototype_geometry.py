@@ -1,0 +1,172 @@
+"""Tests of nctheory.prototype_geometry and `nctheory prototypes`: the reduced Gram form equals the full one
+(and the torch loss), the reduced optimum equals the full certified Gram optimum, the n_w -> inf geometry
+equals a direct first-order minimisation of nctheory.prototypes.limit_loss, and bad input is refused."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nctheory.cli import main
+from nctheory.errors import InputError
+from nctheory.geometry import gram_to_vectors, prototype_gram
+from nctheory.losses import scl_with_prototypes
+from nctheory.losses.gram import scl_with_prototypes_form
+from nctheory.prototype_geometry import (
+    expand_block_gram,
+    finite_geometry,
+    gill_batch_counts,
+    learned_geometry,
+    limit_geometry,
+    parse_nw,
+    reduced_form,
+)
+from nctheory.prototypes import limit_loss, paper_limit_loss
+
+TAU = 0.5
+
+
+@pytest.mark.parametrize("n_w", [0, 1, 3, 50])
+@pytest.mark.parametrize("counts", [[3, 2, 1], [1, 1, 4], [2, 2, 2]])
+def test_reduced_form_equals_full_form_on_block_points(counts, n_w):
+    rng = np.random.default_rng(n_w + sum(counts))
+    k = len(counts)
+    Gs = prototype_gram("minority-angles", k, n_major=1)
+    X = rng.normal(size=(2 * k, 2 * k))
+    X = (X + X.T) / 2
+    X[k:, k:] = Gs
+    G, y = expand_block_gram(X, counts)
+    full = scl_with_prototypes_form(y, k, n_w, TAU).evaluate(G)
+    assert reduced_form(counts, Gs, n_w, TAU).evaluate(X) == pytest.approx(full, rel=1e-12, abs=1e-12)
+
+
+def test_reduced_form_equals_torch_loss_at_a_realised_point():
+    """A feasible block point realised by vectors: the torch loss (the one definition) gives the same value."""
+    k, counts, n_w = 3, [2, 2, 1], 4
+    W = gram_to_vectors(prototype_gram("etf", k), d=6)
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(k, 6))
+    mu /= np.linalg.norm(mu, axis=1, keepdims=True)
+    y = np.repeat(np.arange(k), counts)
+    Z = mu[y]  # collapsed: a_c = 1, block constant
+    X = np.zeros((2 * k, 2 * k))
+    X[:k, :k], X[:k, k:], X[k:, :k], X[k:, k:] = mu @ mu.T, mu @ W.T, W @ mu.T, W @ W.T
+    val = float(scl_with_prototypes(Z, y, W, n_w, TAU))
+    assert reduced_form(counts, W @ W.T, n_w, TAU).evaluate(X) == pytest.approx(val, rel=1e-12)
+
+
+@pytest.mark.parametrize("geometry,counts,n_w,n_major", [("minority-angles", [3, 2, 1], 2, 1),
+                                                          ("minority-angles", [2, 2, 1], 3, 2),
+                                                          ("etf", [3, 1, 1], 0, 1)])
+def test_reduced_optimum_equals_full_certified_gram_optimum(geometry, counts, n_w, n_major):
+    """(The full program has no strictly feasible point when G_* is singular with n_w > 0 -- e.g. majority
+    collapse -- and interior-point solvers then stop inaccurate; the reduced program is facially reduced.)"""
+    from nctheory.solvers import solve_gram
+
+    k = len(counts)
+    Gs = prototype_gram(geometry, k, n_major=n_major)
+    r = finite_geometry(Gs, counts, n_w, TAU)
+    y = np.repeat(np.arange(k), counts)
+    n = y.size
+    s = solve_gram(scl_with_prototypes_form(y, k, n_w, TAU), y=y, k=k, n_samples=n, fixed=Gs,
+                   fixed_index=n + np.arange(k))
+    assert abs(r.certificate["rel_gap"]) <= 1e-6
+    assert r.value == pytest.approx(s.value, rel=1e-6, abs=1e-6)
+    # both certified: each value is within the other's duality gap
+    assert r.value >= s.dual_bound - 1e-6 * max(1, abs(s.value))
+    assert s.value >= r.certificate["dual_bound"] - 1e-6 * max(1, abs(r.value))
+    if n_w > 0:  # with n_w = 0 the sample geometry is determined; with prototypes too (checked here)
+        assert np.abs(r.G_M - s.class_mean_gram).max() < 1e-3
+
+
+def test_limit_geometry_matches_first_order_minimisation_of_limit_loss():
+    """limit_loss (torch) minimised directly over unit features with the prototypes fixed gives the same G_M."""
+    from nctheory.solvers.riemannian import solve_riemannian
+
+    k, d = 4, 6
+    Gs = prototype_gram("minority-angles", k, t=0.5)
+    W = gram_to_vectors(Gs, d)
+    y = np.arange(k)  # one sample per class suffices: the limit decouples samples
+    yt = torch.as_tensor(y)
+    Wt = torch.as_tensor(W)
+    for form, fn in (("derived", limit_loss), ("paper", paper_limit_loss)):
+        res = solve_riemannian(lambda Z: fn(Z[:k], yt, Z[k:], TAU), 2 * k, d, fixed_rows=np.arange(k, 2 * k),
+                               fixed=W, restarts=3, seed=1, gtol=1e-8, device="cpu")
+        Z = res.Z[:k]
+        lim = limit_geometry(Gs, [1] * k, TAU, form)
+        assert np.abs(Z @ Z.T - lim.G_M).max() < 1e-4, form
+        assert np.abs(Z @ W.T - lim.extra["P"]).max() < 1e-4, form
+
+
+def test_limit_is_independent_of_counts_and_exact_for_etf():
+    Gs = prototype_gram("majority-collapse", 6)
+    a = limit_geometry(Gs, [5, 5, 5, 1, 1, 1], 0.1)
+    b = limit_geometry(Gs, [1, 1, 1, 1, 1, 1], 0.1)
+    assert np.abs(a.G_M - b.G_M).max() < 1e-6
+    e = limit_geometry(prototype_gram("etf", 6), [9, 9, 9, 1, 1, 1], 0.1)
+    assert e.max_entry_error < 1e-4  # Gill Prop. 2: h* = w_y
+
+
+def test_finite_nw_approaches_the_derived_limit_not_the_printed_one():
+    Gs = prototype_gram("minority-angles", 4)
+    counts = [20, 20, 2, 2]
+    der = limit_geometry(Gs, counts, TAU, "derived").G_M
+    pap = limit_geometry(Gs, counts, TAU, "paper").G_M
+    errs = [np.abs(finite_geometry(Gs, counts, nw, TAU).G_M - der).max() for nw in (100, 10000)]
+    assert errs[1] < errs[0] / 5  # converging
+    assert errs[1] < 0.2 * np.abs(der - pap).max()  # to the derived limit, clearly not to the printed one
+
+
+def test_collapsed_restriction_is_a_valid_upper_problem():
+    Gs = prototype_gram("etf", 3)
+    free = finite_geometry(Gs, [4, 2, 1], 5, TAU)
+    col = finite_geometry(Gs, [4, 2, 1], 5, TAU, collapsed=True)
+    assert col.value >= free.certificate["dual_bound"] - 1e-6 * abs(free.value)  # both certified to 1e-6 rel.
+    assert np.allclose(np.diag(col.G_M), 1.0, atol=1e-6)
+
+
+def test_gill_batch_counts_and_parse_nw():
+    assert gill_batch_counts(10, 1) == [205] * 10
+    assert gill_batch_counts(10, 100) == [406] * 5 + [4] * 5
+    assert parse_nw("inf") == math.inf and parse_nw("10") == 10 and parse_nw(0) == 0
+    for bad in ("-1", "1.5", "x", True):
+        with pytest.raises(InputError):
+            parse_nw(bad)
+
+
+def test_bad_input_is_refused():
+    Gs = prototype_gram("etf", 3)
+    with pytest.raises(InputError):
+        finite_geometry(Gs, [0, 2, 2], 1)
+    with pytest.raises(InputError):
+        finite_geometry(Gs, [2, 2], 1)
+    with pytest.raises(InputError):
+        finite_geometry(np.array([[1, 2, 0], [2, 1, 0], [0, 0, 1.0]]), [2, 2, 2], 1)  # not PSD
+    with pytest.raises(InputError):
+        learned_geometry(Gs, [2, 2, 2], 1, tau=0)
+
+
+def test_cli_json_and_file_geometry(tmp_path, capsys):
+    G = prototype_gram("minority-angles", 4)
+    f = tmp_path / "g.json"
+    f.write_text(json.dumps(G.tolist()))
+    png = tmp_path / "p.png"
+    code = main(["prototypes", "--geometry", str(f), "--k", "4", "--counts", "3,3,1,1", "--nw", "0,5,inf",
+                 "--tau", "0.5", "--json", "--plot", str(png)])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["n_w"] for r in out["results"]] == [0, 5, "inf"]
+    assert all(r["delta_to_target"] >= 0 for r in out["results"])
+    assert png.is_file() and png.stat().st_size > 0
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    assert main(["prototypes", "--geometry", "nope", "--k", "3", "--nw", "1"]) == 2
+    assert main(["prototypes", "--geometry", "etf", "--k", "3", "--counts", "1,2", "--nw", "1"]) == 2
+    assert main(["prototypes", "--geometry", "etf", "--k", "3", "--counts", "1,2,2", "--nw", "-3"]) == 2
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2\n2 1\n")
+    assert main(["prototypes", "--geometry", str(bad), "--k", "2", "--counts", "2,2", "--nw", "1"]) == 2
+    assert "error" in capsys.readouterr().err
