@@ -1,0 +1,655 @@
+r"""Which batching plans make the orthogonal frame (OF) the *unique* optimum of mini-batch SCL in UFM+.
+
+Kini et al. 2023, Thm 2 / Cor. 2.1 / App. B.1, redone exactly under this project's conventions.
+
+Setting. UFM+ : unit, entrywise non-negative features h_i in R^d (so s_ij := h_i.h_j in [0, 1], and
+for non-negative vectors s_ij = 0 iff their supports are disjoint). Mini-batch SCL (Eq. 4, with
+temperature tau) is L(H) = sum_B L_B(H). An anchor whose class appears once in B contributes 0 (the
+project's no-positive convention) but is still a negative of the other anchors of B.
+
+1. Per-anchor bound and its equality conditions (the derivation everything below rests on)
+------------------------------------------------------------------------------------------
+Fix a batch B (N = |B|) and an anchor i of class c with m = n_{B,c} >= 2, K = N - m negatives.
+Its term is  T_i = LSE_{l in B\i}(s_il/tau) - mean_{j in P(i)} s_ij/tau,  P(i) = the m-1 positives.
+
+  (a) sum_{negatives l} e^{s_il/tau} >= K               equality iff s_il = 0 for every negative l;
+  (b) sum_{j in P(i)} e^{s_ij/tau} >= (m-1) e^{sbar/tau} (Jensen, sbar = mean_j s_ij)
+                                                         equality iff all s_ij (j in P(i)) are equal;
+  (c) so T_i >= log((m-1) + K e^{-sbar/tau}) >= log((m-1) + K e^{-1/tau}); when K >= 1 the middle
+      expression is strictly decreasing in sbar, so the last step is an equality iff sbar = 1.
+
+Hence, summing over anchors, L_B >= sum_{c: n_{B,c} >= 2} n_{B,c} log(n_{B,c} - 1 + (N - n_{B,c}) e^{-1/tau})
+(Thm 2's bound, corrected: classes appearing once contribute 0, not the printed
+log(N-1) - 1/tau, which is positive once N - 1 > e^{1/tau}; see nctheory.bounds), and the bound is
+attained by any OF (NC + orthogonal class means; it exists for d >= k). So the optimal set of
+UFM+ is exactly the set of feasible H meeting, in every batch B, these equality conditions:
+
+  * mixed batch (>= 2 classes present), class c with n_{B,c} >= 2:
+        ALIGNMENT     h_i = h_j for all i, j of class c in B                        (from (b)+(c))
+        ORTHOGONALITY h_i . h_l = 0 for i of class c in B and every l in B of another class (from (a)),
+        including l whose own class appears once in B: a no-positive anchor imposes nothing by its
+        own term, but it is a negative of every anchor that has a positive.
+  * two samples of different classes that both appear once in B: NO constraint between them.
+  * single-class batch (K = 0 for every anchor): T_i >= log(m-1) with equality iff all s_ij,
+    j in B\i, are equal. For m = 2 this is vacuous (T_i = 0 identically); for m >= 3 it says
+        EQUI-SIMILARITY  all pairwise similarities in B equal one common t_B in [0, 1]
+    -- *not* alignment. (Thm 2's "h_i = h_j if y_i = y_j" is false for such batches; they occur
+    inside the paper's stated hypotheses only when k = 1.)
+
+2. The contracted constraint structure
+--------------------------------------
+ALIGNMENT edges are joined with a union-find (scipy connected components, chunk by chunk, the
+result compacted to a spanning forest of the n samples after each chunk): per batch and class, every
+member gets one edge to an auxiliary hub node of that (batch, class) group -- never the per-batch
+clique, so the work is linear in the number of batch entries. EQUI-SIMILARITY batches are then closed: if two members of such a batch are
+already aligned, t_B = 1 and the whole batch aligns; if m > d, the Gram matrix (1-t)I + tJ of m
+distinct vectors has rank m > d, so t_B = 1 again. Repeat to a fixpoint. The resulting components
+are the *super-nodes*: r_c of them in class c. ORTHOGONALITY edges contract to edges between
+super-nodes; only their class-pair coverage (a k x k boolean matrix, from per-batch class-count
+matrices: pos^T @ present) is needed unless d = k.
+
+3. When is the OF the unique optimum geometry?
+----------------------------------------------
+Conditions: (1') every class is one super-node (r_c = 1); (2') every pair of classes is joined by
+an orthogonality edge (some batch holds both, one of them at least twice).
+
+  IF (1') and (2'): NC holds by (1') and the class means are pairwise orthogonal by (2'): the OF
+  is the unique optimum geometry for every d >= k.
+  NOT (2'): put NC with mu_{c1} = mu_{c2} for the uncovered pair and the other k-2 classes on
+  their own coordinates (k-1 coordinates): every condition holds, the geometry is not an OF.
+  NOT (1') and (2'), class c with r_c >= 2. Optima are exactly the non-negative assignments of
+  one vector per super-node meeting the orthogonality and equi-similarity conditions; for
+  non-negative vectors orthogonality = disjoint supports, and (absent equi-similarity batches) an
+  optimum that is not an OF exists in R^d iff the contracted orthogonality graph has a proper
+  colouring with <= d colours that is not the class colouring (pick one coordinate from each
+  support; conversely colour u -> e_{colour(u)}). Witnesses used, all one coordinate per super-node:
+    - split (d >= k+1): one equi-similarity-closed group of class c's super-nodes gets the new
+      coordinate k+1 (Kini's "only if" construction: k+1 orthogonal non-negative vectors);
+    - orthogonal (d >= k-1+r_c): every super-node of class c gets its own coordinate (needed when
+      equi-similarity batches link all of class c's super-nodes);
+    - recolour (d >= k): a closed group U of class c that has no orthogonality edge to any sample
+      of class c' moves onto the coordinate of class c' (Fig. 5 is of this kind, k = d = 3);
+    - permute (d >= k): a connected component of the contracted graph that holds some but not all
+      super-nodes of a class swaps two class coordinates;
+    - search (d = k, or a d for which none of the above applies): exhaustive backtracking for a
+      colouring with >= 2 colours on one class (colours of an equi-similarity batch all equal or
+      all distinct), with a node budget.
+  At d = k the "only if" of Cor. 2.1 can FAIL: e.g. labels [0,0,0,0,1,1], batches {0,1,4,5},
+  {2,3,4,5} (every batch holds every class twice, d = k = 2): class 0 is disconnected, yet in R^2_+
+  h_4 = h_5 must be a coordinate vector (something non-negative is orthogonal to it) and both
+  halves of class 0 must be the other one, so the OF is unique. With d = 3 it is not.
+
+The verdict is ``unique`` True/False; ``None`` (undecided, CLI exit 3) only when d is given, an
+equi-similarity batch survives the closure, and no witness was found, or the search budget ran out.
+Without ``dim`` the dimension is taken to be unbounded (d >= k + max r_c), where the verdict is
+always decided: unique iff (1') and (2').
+
+Paper's literal Cor. 2.1 (Def. 4 graph: any co-occurrence is an edge) is reported alongside as
+``paper_conditions``; the two agree on plans in which every batch holds every class it contains
+at least twice and at least two classes (the paper's assumption n_{B,c} >= 2 with k >= 2) and
+d >= k+1.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from nctheory.batching.plan import Plan
+from nctheory.errors import InputError
+
+CHUNK_ENTRIES = 2_000_000     # batch entries processed at once (bounds memory, see benchmark)
+SEARCH_BUDGET = 200_000       # backtracking nodes for the d = k colouring search
+MAX_SEARCH_NODES = 5000       # super-nodes beyond which the colouring search is not attempted
+MAX_EXAMPLES = 5              # sample indices shown per component witness
+MAX_COMPONENTS_SHOWN = 10
+
+
+@dataclass
+class CheckResult:
+    unique: bool | None
+    reason: str
+    n: int
+    k: int
+    dim: int | None
+    classes: list
+    class_super_nodes: dict                 # class -> r_c (1 = connected)
+    disconnected_classes: list              # [{class, num_components, components: [{size, examples}]}]
+    missing_class_pairs: list               # [[c1, c2], ...] (class labels)
+    witness: dict | None                    # a non-OF optimum (one coordinate per super-node), if any
+    paper_conditions: dict                  # Cor. 2.1 on the literal Def. 4 graph
+    stats: dict
+    fix: dict | None = None
+    # internals for witness construction (not serialised)
+    comp: np.ndarray | None = field(default=None, repr=False)
+    coord: dict | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        out = {k: getattr(self, k) for k in ("unique", "reason", "n", "k", "dim", "classes",
+                                              "disconnected_classes", "missing_class_pairs", "witness",
+                                              "paper_conditions", "stats", "fix")}
+        out["class_super_nodes"] = {str(c): int(r) for c, r in self.class_super_nodes.items()}
+        out["connected_classes"] = [c for c, r in self.class_super_nodes.items() if r == 1]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------
+def _forest(n: int, edges_u, edges_v, prev: np.ndarray | None, extra_nodes: int = 0) -> np.ndarray:
+    """Connected-component labels of the first n nodes under (prev labels, kept as a spanning star
+    forest of n - #components edges) + new edges; nodes n..n+extra_nodes-1 are auxiliary hubs."""
+    us, vs = [edges_u], [edges_v]
+    if prev is not None:
+        nodes = np.arange(n)
+        _, first = np.unique(prev, return_index=True)   # the smallest node of every component
+        rep = np.empty(int(prev.max()) + 1, dtype=np.int64)
+        rep[prev[first]] = first
+        keep = rep[prev] != nodes
+        us.append(nodes[keep])
+        vs.append(rep[prev][keep])
+    u = np.concatenate(us)
+    v = np.concatenate(vs)
+    m = n + extra_nodes
+    g = csr_matrix((np.ones(u.size, np.int8), (u, v)), shape=(m, m))
+    # weak components of the directed graph = components of the undirected one (no symmetrisation copy)
+    _, lab = connected_components(g, directed=True, connection="weak")
+    return lab[:n].astype(np.int64)
+
+
+def _scan(plan: Plan, cls: np.ndarray, k: int):
+    """One pass over the batches (chunked). Returns, for the exact rules and for the paper's Def. 4
+    graph: component labels (ALIGNMENT / same-class co-occurrence) and the k x k class-pair coverage
+    (ORTHOGONALITY / any co-occurrence); plus the single-class batches of size >= 3 and stats.
+
+    Alignment is joined through one auxiliary hub node per (batch, class) group: every aligning entry
+    gets one edge to its group's hub (no sorting, no clique); after each chunk the components are
+    compacted to a spanning forest of the n samples, so memory is O(n + chunk)."""
+    n = plan.n
+    off = plan.offsets
+    nb = plan.num_batches
+    comp = pcomp = None
+    cov = np.zeros((k, k), dtype=bool)
+    pcov = np.zeros((k, k), dtype=bool)
+    single_class = []
+    n_single_anchor_entries = 0
+    sizes = np.diff(off)
+    mean = max(1.0, float(sizes.mean()))
+    step = int(max(1, min(CHUNK_ENTRIES / mean, 20_000_000 // max(k, 1))))
+    for b0 in range(0, nb, step):
+        b1 = min(nb, b0 + step)
+        seg = plan.indices[off[b0]:off[b1]]
+        bl = np.repeat(np.arange(b1 - b0, dtype=np.int64), sizes[b0:b1])
+        lab = cls[seg]
+        key = bl * k + lab
+        G = (b1 - b0) * k
+        counts = np.bincount(key, minlength=G).reshape(b1 - b0, k)
+        present = counts > 0
+        presf = present.astype(np.float32)
+        ncls = present.sum(1)
+        pos = (counts >= 2) & (ncls >= 2)[:, None]
+        n_single_anchor_entries += int(np.sum(counts == 1))
+        sc = np.flatnonzero((ncls == 1) & (sizes[b0:b1] >= 3))
+        single_class.extend((sc + b0).tolist())
+        cov |= (pos.astype(np.float32).T @ presf) > 0
+        pcov |= (presf.T @ presf) > 0
+        cnt_e = counts.ravel()[key]
+        al = pos.ravel()[key]
+        comp = _forest(n, seg[al], n + key[al], comp, G)
+        pal = cnt_e >= 2
+        pcomp = _forest(n, seg[pal], n + key[pal], pcomp, G)
+    cov = cov | cov.T
+    np.fill_diagonal(cov, True)
+    np.fill_diagonal(pcov, True)
+    return comp, cov, pcomp, pcov, single_class, n_single_anchor_entries
+
+
+def _relabel(comp: np.ndarray) -> np.ndarray:
+    _, inv = np.unique(comp, return_inverse=True)
+    return inv.astype(np.int64)
+
+
+def _close_equisim(plan: Plan, comp: np.ndarray, single_class: list, dim: int | None):
+    """Fixpoint of the equi-similarity closure. Returns (comp, surviving equi-similarity batch ids)."""
+    if not single_class:
+        return comp, []
+    n = plan.n
+    off = plan.offsets
+    alive = list(single_class)
+    changed = True
+    while changed:
+        changed = False
+        eu, ev, keep = [], [], []
+        for b in alive:
+            mem = plan.indices[off[b]:off[b + 1]]
+            cm = comp[mem]
+            if np.unique(cm).size < mem.size or (dim is not None and mem.size > dim):
+                eu.append(mem)
+                ev.append(np.full(mem.size, mem[0]))
+                changed = True
+            else:
+                keep.append(b)
+        if changed:
+            comp = _forest(n, np.concatenate(eu), np.concatenate(ev), comp)
+        alive = keep
+    return _relabel(comp), alive
+
+
+def _components_witness(idx_of_class: np.ndarray, comp: np.ndarray) -> list:
+    cm = comp[idx_of_class]
+    u, inv, cnt = np.unique(cm, return_inverse=True, return_counts=True)
+    order = np.argsort(-cnt, kind="stable")
+    out = []
+    for j in order[:MAX_COMPONENTS_SHOWN]:
+        out.append({"size": int(cnt[j]), "examples": idx_of_class[inv == j][:MAX_EXAMPLES].tolist()})
+    return out
+
+
+def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
+               search_budget: int = SEARCH_BUDGET) -> CheckResult:
+    """Decide whether the OF is the unique optimum geometry of UFM+ with mini-batch SCL on ``plan``.
+
+    dim: the embedding dimension d (None: unbounded, d >= k + max r_c). Must be >= k (Thm 2 needs an
+    OF to exist). See the module docstring for the derivation and the witnesses.
+    """
+    classes, cls = np.unique(plan.labels, return_inverse=True)
+    cls = cls.astype(np.int64)
+    k = int(classes.size)
+    n = plan.n
+    if dim is not None:
+        if isinstance(dim, bool) or int(dim) != dim or dim < 1:
+            raise InputError(f"--dim must be a positive integer, got {dim!r}")
+        dim = int(dim)
+        if dim < k:
+            raise InputError(f"dimension d = {dim} is below the number of classes k = {k}: no OF exists "
+                             f"(Kini et al. Thm 2 assumes d >= k)")
+    n_batches_in, n_epochs_in, n_entries_in = plan.num_batches, plan.num_epochs, int(plan.indices.size)
+    plan = distinct_batches(plan)
+    comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k)
+    comp = _relabel(comp)
+    comp, equisim = _close_equisim(plan, comp, single_class, dim)
+    used = np.zeros(n, bool)
+    used[plan.indices] = True
+
+    # super-nodes per class
+    ncomp = int(comp.max()) + 1
+    sn_class = np.full(ncomp, -1, dtype=np.int64)
+    sn_class[comp] = cls
+    r = np.bincount(sn_class, minlength=k)
+    class_super = {int(classes[c]): int(r[c]) for c in range(k)}
+    disconnected = []
+    for c in np.flatnonzero(r >= 2):
+        members = np.flatnonzero(cls == c)
+        disconnected.append({"class": int(classes[c]), "num_components": int(r[c]),
+                             "components": _components_witness(members, comp)})
+    iu = np.triu_indices(k, 1)
+    miss = np.flatnonzero(~cov[iu])
+    missing = [[int(classes[iu[0][j]]), int(classes[iu[1][j]])] for j in miss]
+
+    # the paper's literal Cor. 2.1 (Def. 4 graph)
+    pr = np.array([np.unique(pcomp[cls == c]).size for c in range(k)])
+    pmiss = int(np.sum(~pcov[iu]))
+    paper = {"conditions_hold": bool(np.all(pr == 1) and pmiss == 0),
+             "disconnected_classes": [int(classes[c]) for c in np.flatnonzero(pr >= 2)],
+             "num_missing_class_pairs": pmiss}
+
+    stats = {"num_batches": n_batches_in, "distinct_batches": plan.num_batches, "num_epochs": n_epochs_in,
+             "total_entries": n_entries_in, "unused_samples": int(n - used.sum()),
+             "single_class_batches_size_ge_3": len(single_class),
+             "equisimilarity_batches_after_closure": len(equisim),
+             "no_positive_entries": int(n_single), "super_nodes": ncomp}
+    res = CheckResult(None, "", n, k, dim, classes.tolist(), class_super, disconnected, missing, None,
+                      paper, stats, comp=comp)
+
+    if not disconnected and not missing:
+        res.unique = True
+        res.reason = ("every class is one alignment component and every class pair has an "
+                      "orthogonality edge: NC and orthogonal class means are forced (any d >= k)")
+    elif missing:
+        c1, c2 = (int(np.flatnonzero(classes == missing[0][0])[0]), int(np.flatnonzero(classes == missing[0][1])[0]))
+        coord = np.arange(k)
+        coord[c2] = coord[c1]
+        coord = _compact(coord)
+        res.coord = {int(u): int(coord[sn_class[u]]) for u in range(ncomp)}
+        res.unique = False
+        res.witness = {"kind": "merge_classes", "classes": missing[0], "dim_needed": max(1, k - 1),
+                       "description": f"NC with the means of classes {missing[0][0]} and {missing[0][1]} "
+                                      f"equal, the other classes orthogonal"}
+        res.reason = f"{len(missing)} class pair(s) never constrained to be orthogonal"
+    else:
+        _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, search_budget)
+    if with_fix and res.unique is False:
+        res.fix = suggest_fix(plan, res, cls, classes, dim)
+    return res
+
+
+def distinct_batches(plan: Plan) -> Plan:
+    """The plan with repeated batches (same indices in the same order) kept once.
+
+    The optimum set of UFM+ depends only on the *set* of batches (each batch's equality conditions do
+    not depend on how often it occurs), so a fixed partition repeated over 200 epochs is checked once.
+    Batches repeated in a different order are not merged (harmless: only slower)."""
+    off = plan.offsets
+    idx = plan.indices
+    seen = {}
+    keep = []
+    for b in range(plan.num_batches):
+        key = idx[off[b]:off[b + 1]].tobytes()
+        if key not in seen:
+            seen[key] = b
+            keep.append(b)
+    if len(keep) == plan.num_batches:
+        return plan
+    keep = np.asarray(keep)
+    sizes = np.diff(off)[keep]
+    new_off = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    new_idx = np.concatenate([idx[off[b]:off[b + 1]] for b in keep])
+    eo = None
+    if plan.epoch_offsets is not None:
+        # epochs are kept as a count only: batch b belongs to the epoch of its first occurrence
+        eo = np.searchsorted(keep, plan.epoch_offsets[1:-1], side="left")
+        eo = np.unique(np.r_[0, eo, keep.size]).astype(np.int64)
+    return Plan(plan.labels, new_idx, new_off, eo, dict(plan.meta))
+
+
+def _compact(coord: np.ndarray) -> np.ndarray:
+    _, inv = np.unique(coord, return_inverse=True)
+    return inv
+
+
+def _equisim_groups(plan: Plan, comp: np.ndarray, equisim: list, ncomp: int) -> np.ndarray:
+    """Labels of super-nodes joined by surviving equi-similarity batches (the 'closed groups')."""
+    if not equisim:
+        return np.arange(ncomp)
+    off = plan.offsets
+    eu, ev = [], []
+    for b in equisim:
+        cm = comp[plan.indices[off[b]:off[b + 1]]]
+        eu.append(cm)
+        ev.append(np.full(cm.size, cm[0]))
+    return _forest(ncomp, np.concatenate(eu), np.concatenate(ev), None)
+
+
+def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, budget):
+    k = res.k
+    comp = res.comp
+    ncomp = sn_class.size
+    grp = _equisim_groups(plan, comp, equisim, ncomp)
+    base = sn_class.copy()  # class colouring: super-node -> its class coordinate
+    # 1. split witness (d >= k+1): a class with >= 2 closed groups
+    if dim is None or dim >= k + 1:
+        for c in np.flatnonzero(r >= 2):
+            sns = np.flatnonzero(sn_class == c)
+            g = grp[sns]
+            if np.unique(g).size >= 2:
+                coord = base.copy()
+                coord[sns[g == g[0]]] = k
+                return _set_witness(res, coord, "split_class", int(classes[c]), k + 1,
+                                    "one closed group of the class on a new coordinate (Kini App. B.1, case 1)")
+        # orthogonal witness: every super-node of the class on its own coordinate
+        for c in np.flatnonzero(r >= 2):
+            need = k - 1 + int(r[c])
+            if dim is None or dim >= need:
+                sns = np.flatnonzero(sn_class == c)
+                coord = base.copy()
+                coord[sns[1:]] = k + np.arange(sns.size - 1)
+                return _set_witness(res, coord, "orthogonal_class", int(classes[c]), need,
+                                    "every super-node of the class on its own coordinate")
+    # 2. d-limited: quick colourings with k colours, then search
+    edges = _supernode_edges(plan, comp, cls, k)
+    E = edges  # (m, 2) int64
+    # nbr[u, c'] = super-node u has an orthogonality edge to some super-node of class c'
+    nbr = np.zeros((ncomp, k), dtype=bool)
+    nbr[E[:, 0], sn_class[E[:, 1]]] = True
+    nbr[E[:, 1], sn_class[E[:, 0]]] = True
+    # recolour: a closed group U of a split class with no edge to class c'
+    for c in np.flatnonzero(r >= 2):
+        sns = np.flatnonzero(sn_class == c)
+        for gval in np.unique(grp[sns]):
+            U = sns[grp[sns] == gval]
+            if U.size == sns.size:
+                continue
+            blocked = nbr[U].any(0)
+            blocked[c] = True
+            free = np.flatnonzero(~blocked)
+            if free.size:
+                c2 = int(free[0])
+                coord = base.copy()
+                coord[U] = c2
+                return _set_witness(res, coord, "recolour", int(classes[c]), k,
+                                    f"a component of the class takes the coordinate of class "
+                                    f"{int(classes[c2])}, which it never meets as a negative",
+                                    extra={"to_class": int(classes[c2])})
+    # permute: a connected component (orthogonality edges + equi-similarity links) holding part of a class
+    if k >= 2:
+        rep = np.full(int(grp.max()) + 1, ncomp, dtype=np.int64)
+        np.minimum.at(rep, grp, np.arange(ncomp))  # a representative super-node of every closed group
+        eu = np.r_[E[:, 0], np.arange(ncomp)]
+        ev = np.r_[E[:, 1], rep[grp]]
+        _, cc = connected_components(coo_matrix((np.ones(eu.size), (eu, ev)), shape=(ncomp, ncomp)),
+                                     directed=False)
+        for q in np.unique(cc):
+            Q = np.flatnonzero(cc == q)
+            for c in np.unique(sn_class[Q]):
+                if r[c] >= 2 and np.sum(sn_class[Q] == c) < r[c]:
+                    c2 = (c + 1) % k
+                    coord = base.copy()
+                    inQ = np.zeros(ncomp, bool)
+                    inQ[Q] = True
+                    coord[inQ & (base == c)] = c2
+                    coord[inQ & (base == c2)] = c
+                    return _set_witness(res, coord, "permute_component", int(classes[c]), k,
+                                        "a connected part of the constraint graph swaps two class coordinates",
+                                        extra={"swapped_with": int(classes[c2])})
+    # exhaustive search with d colours
+    d = dim if dim is not None else k
+    if ncomp > MAX_SEARCH_NODES:
+        res.unique = None
+        res.reason = (f"undecided at d = {d}: {ncomp} super-nodes is beyond the exhaustive colouring "
+                      f"search ({MAX_SEARCH_NODES}) and no quick witness applies")
+        return
+    adj = [set() for _ in range(ncomp)]
+    for u, v in E.tolist():
+        adj[u].add(v)
+        adj[v].add(u)
+    hyper = _equisim_hyperedges(plan, comp, equisim) if equisim else []
+    nodes_used = [0]
+    for c in np.flatnonzero(r >= 2):
+        sns = np.flatnonzero(sn_class == c)
+        for u2 in sns[1:]:
+            col = _colour_search(ncomp, adj, hyper, d, int(sns[0]), int(u2), budget, nodes_used)
+            if col is None and nodes_used[0] > budget:
+                res.unique = None
+                res.reason = (f"undecided: the colouring search exceeded its budget of {budget} nodes "
+                              f"(d = {d})")
+                return
+            if col is not None:
+                return _set_witness(res, np.asarray(col), "colouring", int(classes[c]), d,
+                                    f"a proper {d}-colouring of the contracted constraint graph that is "
+                                    f"not the class colouring")
+    if hyper:
+        res.unique = None
+        res.reason = (f"undecided at d = {d}: equi-similarity batches (single-class, size >= 3) survive "
+                      f"and no 0/1 witness exists; witnesses with 0 < t < 1 were not searched")
+        return
+    res.unique = True
+    res.reason = (f"d = {d}: classes {[int(classes[c]) for c in np.flatnonzero(r >= 2)]} are not "
+                  f"alignment-connected, but the contracted orthogonality graph is uniquely "
+                  f"{d}-colourable (exhaustive search, {nodes_used[0]} nodes): NC is forced by the "
+                  f"lack of room in R^{d}_+")
+
+
+def _equisim_hyperedges(plan, comp, equisim):
+    off = plan.offsets
+    return [np.unique(comp[plan.indices[off[b]:off[b + 1]]]).tolist() for b in equisim]
+
+
+def _set_witness(res, coord, kind, cls_label, need, desc, extra=None):
+    coord = _compact(np.asarray(coord))
+    res.unique = False
+    res.coord = {u: int(coord[u]) for u in range(coord.size)}
+    res.witness = {"kind": kind, "class": cls_label, "dim_needed": int(max(need, coord.max() + 1)),
+                   "description": desc, **(extra or {})}
+    res.reason = (f"class {cls_label} is not one alignment component and a non-OF optimum exists "
+                  f"({kind}, needs d >= {res.witness['dim_needed']})")
+
+
+def _supernode_edges(plan: Plan, comp: np.ndarray, cls: np.ndarray, k: int) -> np.ndarray:
+    """Contracted orthogonality edges between super-nodes (deduplicated; per batch at most
+    |classes with a positive| x |super-nodes in the batch| pairs, never the sample clique)."""
+    off = plan.offsets
+    keys = []
+    ncomp = int(comp.max()) + 1
+    seen = set()
+    for b in range(plan.num_batches):
+        mem = plan.indices[off[b]:off[b + 1]]
+        sig = hash(mem.tobytes())  # a repeated batch (fixed partition, every epoch) adds nothing new
+        if sig in seen:
+            continue
+        seen.add(sig)
+        lab = cls[mem]
+        u, cnt = _uniq_counts(lab)
+        if u.size < 2 or cnt.max() < 2:
+            continue
+        pair = _uniq(lab * ncomp + comp[mem])
+        pl, ps = pair // ncomp, pair % ncomp
+        isanchor = np.isin(pl, u[cnt >= 2])
+        anchors, al = ps[isanchor], pl[isanchor]
+        a = np.repeat(anchors, ps.size)
+        bb = np.tile(ps, anchors.size)
+        m = np.repeat(al, ps.size) != np.tile(pl, anchors.size)
+        keys.append(np.minimum(a[m], bb[m]) * ncomp + np.maximum(a[m], bb[m]))
+        if sum(k.size for k in keys) > 4_000_000:
+            keys = [_uniq(np.concatenate(keys))]
+    if not keys:
+        return np.zeros((0, 2), dtype=np.int64)
+    allk = _uniq(np.concatenate(keys))
+    return np.stack([allk // ncomp, allk % ncomp], axis=1)
+
+
+def _uniq(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort-based; faster than np.unique's hash path on these int64 keys)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if x.size else x
+
+
+def _uniq_counts(x: np.ndarray):
+    x = np.sort(x)
+    start = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])
+    return x[start], np.diff(np.r_[start, x.size])
+
+
+def _colour_search(N, adj, hyper, d, u1, u2, budget, counter):
+    """A proper colouring with colours 0..d-1, colour(u1)=0, colour(u2)=1, each hyperedge all-equal or
+    all-distinct; None if none exists (or the budget ran out: counter[0] > budget). Colours are
+    interchangeable, so fixing u1, u2 to 0, 1 loses nothing."""
+    if d < 2:
+        return None
+    col = [-1] * N
+    col[u1], col[u2] = 0, 1
+    hyper_of = [[] for _ in range(N)]
+    for h in hyper:
+        for u in h:
+            hyper_of[u].append(h)
+
+    def ok(u):
+        c = col[u]
+        for v in adj[u]:
+            if col[v] == c:
+                return False
+        for h in hyper_of[u]:
+            cs = [col[v] for v in h if col[v] >= 0]
+            if len(set(cs)) not in (1, len(cs)):
+                return False
+        return True
+
+    if not (ok(u1) and ok(u2)):
+        return None
+    order_pool = set(range(N)) - {u1, u2}
+
+    def rec():
+        counter[0] += 1
+        if counter[0] > budget:
+            return False
+        if not order_pool:
+            return True
+        # DSATUR: most distinct neighbour colours first
+        u = max(order_pool, key=lambda x: (len({col[v] for v in adj[x] if col[v] >= 0}), len(adj[x])))
+        order_pool.discard(u)
+        used_max = max(col)
+        for c in range(min(d, used_max + 2)):  # colours above used_max+1 are symmetric
+            col[u] = c
+            if ok(u) and rec():
+                return True
+            if counter[0] > budget:
+                break
+        col[u] = -1
+        order_pool.add(u)
+        return False
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, N + 1000))
+    try:
+        return list(col) if rec() else None
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def witness_embedding(res: CheckResult, d: int | None = None) -> np.ndarray:
+    """The non-OF optimum as an explicit (n, d) non-negative unit matrix: sample i gets e_{coord(super-node)}."""
+    if res.coord is None:
+        raise InputError("this plan has no non-OF witness (the OF is unique or the check was undecided)")
+    coord = np.array([res.coord[int(u)] for u in res.comp])
+    need = int(coord.max()) + 1
+    d = need if d is None else int(d)
+    if d < need:
+        raise InputError(f"the witness needs d >= {need}")
+    H = np.zeros((res.n, d))
+    H[np.arange(res.n), coord] = 1.0
+    return H
+
+
+def of_embedding(labels, d: int | None = None) -> np.ndarray:
+    """An OF: class c (by rank of its label) on coordinate c."""
+    classes, cls = np.unique(np.asarray(labels), return_inverse=True)
+    d = classes.size if d is None else d
+    H = np.zeros((cls.size, d))
+    H[np.arange(cls.size), cls] = 1.0
+    return H
+
+
+def suggest_fix(plan: Plan, res: CheckResult, cls: np.ndarray, classes: np.ndarray, dim) -> dict:
+    """Binding examples to add (Kini Alg. 1 restricted to the classes that fail), verified by re-checking.
+
+    Classes that fail = disconnected classes and classes in a missing pair. One binding example per
+    such class (a member of its largest component) is added to every batch; samples used by no
+    batch are listed (they must be added to some batch). If the restricted binding does not verify,
+    full Alg. 1 (one example of every class) is tried."""
+    from nctheory.batching.schemes import batch_binding, choose_binding_examples
+
+    fail = sorted({d["class"] for d in res.disconnected_classes}
+                  | {c for pair in res.missing_class_pairs for c in pair})
+    used = np.zeros(plan.n, bool)
+    used[plan.indices] = True
+    unused = np.flatnonzero(~used)
+    out = {"classes": fail, "unused_samples": unused[:20].tolist(), "num_unused_samples": int(unused.size)}
+    for scope, which in (("failing classes", fail), ("all classes (Alg. 1)", classes.tolist())):
+        bind = choose_binding_examples(plan.labels, classes=which, comp=res.comp)
+        fixed = batch_binding(plan, bind)
+        if unused.size:
+            # the unused samples join the first batch (with the binding examples)
+            fixed = _add_to_first_batch(fixed, unused)
+        r2 = check_plan(fixed, dim=dim, with_fix=False)
+        out.update({"scope": scope, "binding_examples": {str(c): int(i) for c, i in bind.items()},
+                    "added_per_batch": len(bind), "verified_unique": r2.unique is True})
+        if r2.unique is True:
+            break
+    return out
+
+
+def _add_to_first_batch(plan: Plan, extra: np.ndarray) -> Plan:
+    bs = plan.batches
+    first = np.unique(np.concatenate([bs[0], extra]))
+    return Plan.from_batches(plan.labels, [first] + bs[1:])
