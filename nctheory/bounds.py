@@ -21,19 +21,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from nctheory.counts import parse_counts
 from nctheory.errors import InputError
 from nctheory.losses._inputs import as_batches, check_tau
-
-
-def _counts(counts) -> np.ndarray:
-    c = np.asarray(counts)
-    if c.ndim != 1 or c.size == 0:
-        raise InputError("counts must be a non-empty list of class sizes")
-    if c.dtype.kind == "f" and np.all(c == np.round(c)):
-        c = c.astype(np.int64)
-    if c.dtype.kind not in "iu" or c.min() < 0:
-        raise InputError(f"counts must be non-negative integers, got {counts!r}")
-    return c.astype(np.int64)
 
 
 def full_batch_bound(counts, tau: float = 1.0, stated: bool = False) -> float:
@@ -42,7 +32,7 @@ def full_batch_bound(counts, tau: float = 1.0, stated: bool = False) -> float:
     stated=False (default): classes with fewer than two samples are left out (see module docstring).
     stated=True: the formula as printed, over every class with n_c >= 1.
     """
-    c = _counts(counts)
+    c = parse_counts(counts)
     tau = check_tau(tau)
     n = int(c.sum())
     e = math.exp(-1.0 / tau)

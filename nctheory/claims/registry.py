@@ -27,14 +27,14 @@ so a change of verdict is never silent; changing ``expected`` is a reviewed, com
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import math
 import pkgutil
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from nctheory._json import jsonable  # noqa: F401  (re-exported: claim modules use it)
 
 VERDICTS = ("confirmed", "confirmed-under-hypotheses", "refuted", "unchecked")
 
@@ -206,31 +206,3 @@ def assert_claim(claim_id: str, budget: Budget | None = None) -> Verdict:
         f"evidence: {r.verdict.evidence}\ncounterexample: {r.verdict.counterexample}"
     )
     return r.verdict
-
-
-def jsonable(x: Any) -> Any:
-    """Convert numpy/torch scalars and arrays, tuples and dataclasses into JSON-able values."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        np = None
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, int):
-        return x
-    if isinstance(x, float):
-        return x if math.isfinite(x) else repr(x)
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return jsonable(dataclasses.asdict(x))
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in x]
-    if np is not None:
-        if isinstance(x, np.generic):
-            return jsonable(x.item())
-        if isinstance(x, np.ndarray):
-            return jsonable(x.tolist())
-    if hasattr(x, "detach") and hasattr(x, "tolist"):  # torch tensor
-        return jsonable(x.detach().cpu().tolist())
-    return repr(x)

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nctheory.counts import longtail_counts, step_counts
 from nctheory.errors import InputError
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100", "synthetic")
@@ -202,9 +203,8 @@ def imbalance_counts(k: int, kind: str, ratio: float, n_max: int) -> list[int]:
     if kind == "none" or ratio == 1:
         return [int(n_max)] * k
     if kind == "step":
-        nmin = max(1, int(round(n_max / ratio)))
-        return [int(n_max)] * (k // 2) + [nmin] * (k - k // 2)
-    return [max(1, int(round(n_max * ratio ** (-c / (k - 1))))) for c in range(k)]
+        return step_counts(k, n_max, ratio)
+    return longtail_counts(k, n_max, ratio)
 
 
 def subsample(x, y, k, counts, seed):

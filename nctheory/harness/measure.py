@@ -43,9 +43,14 @@ GEOMETRY_COLUMNS = ["delta_to_of", "delta_to_etf", "delta_to_prototypes", "delta
 KOROMILAS_COLUMNS = ["erank_intra", "erank_inter", "erank_weights", "align_weight_instance", "align_weight_class",
                      "mir", "hdr"]
 COLUMNS = BASE_COLUMNS + GEOMETRY_COLUMNS + KOROMILAS_COLUMNS
-# Tolerance of the "geometry" column: a trained network never reaches Delta = 0; 0.1 is below half the
-# OF-ETF separation sqrt(2 - 2 sqrt((k-1)/k)) for k <= 25 (0.32 at k = 10), so the name is unambiguous.
+# Tolerance of the "geometry" column: a trained network never reaches Delta = 0, so the name uses a
+# loose tolerance, 0.1, capped at 0.3 x the OF-ETF separation sqrt(2 - 2 sqrt((k-1)/k)) (0.32 at k = 10,
+# 0.10 at k = 100) so that the two names never overlap at large k.
 GEOMETRY_TOL = 0.1
+
+
+def geometry_tol(k: int) -> float:
+    return min(GEOMETRY_TOL, 0.3 * math.sqrt(2.0 - 2.0 * math.sqrt((k - 1) / k)))
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns allowed to differ between reruns
 
 
@@ -117,7 +122,7 @@ class Measurer:
         if cfg.projection:
             row["ncc_test_pre"] = M.ncc_accuracy(pre_tr.numpy(), self.y, pre_te.numpy(), self.y_test, k)
         try:
-            row["geometry"] = M.classify_geometry(G, GEOMETRY_TOL)["name"]
+            row["geometry"] = M.classify_geometry(G, geometry_tol(k))["name"]
         except Exception as exc:  # e.g. a class with a zero mean
             row["geometry"] = f"unclassified ({type(exc).__name__})"
         if cfg.koromilas_metrics:

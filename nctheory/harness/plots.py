@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nctheory.errors import InputError
+from nctheory.plotting import gram_heatmap, pyplot
 
 PANELS = [  # (file, title, [(column, label)], log-scale)
     ("loss.png", "SCL loss (sum form) and the predicted lower bound", [("loss", "loss"), ("bound", "bound (Thm 1/2)")],
@@ -29,11 +30,19 @@ def read_metrics(run) -> list[dict]:
     path = Path(run) / "metrics.csv"
     if not path.exists():
         raise InputError(f"{run} is not a run folder (no metrics.csv)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
     out = []
-    for r in rows:
-        out.append({k: _num(v) for k, v in r.items()})
+    for i, r in enumerate(rows, start=2):
+        row = {k: _num(v) for k, v in r.items()}
+        if not isinstance(row.get("epoch"), float) or not math.isfinite(row["epoch"]):
+            raise InputError(f"{path} line {i} has no numeric epoch: not a metrics file written by nctheory train")
+        out.append(row)
+    if not out:
+        raise InputError(f"{path} holds no epoch yet")
     return out
 
 
@@ -54,18 +63,9 @@ def _series(rows, col):
     return x[keep], y[keep]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_run(run) -> list[Path]:
     """Write the PNG panels of ``run`` (those with data) and the final Gram heatmap; return the paths."""
-    plt = _plt()
+    plt = pyplot()
     run = Path(run)
     rows = read_metrics(run)
     written = []
@@ -89,12 +89,9 @@ def plot_run(run) -> list[Path]:
         written.append(run / fname)
     gpath = run / "gram_final.npy"
     if gpath.exists():
-        G = np.load(gpath)
-        Gn = G / max(np.abs(G).max(), 1e-300)  # Kini et al. Fig. 1: G_M / max |G_M|
         fig, ax = plt.subplots(figsize=(4, 3.5))
-        im = ax.imshow(Gn, cmap="RdBu_r", vmin=-1, vmax=1)
+        im = gram_heatmap(ax, np.load(gpath), "class-mean Gram G_M / max|G_M| (last epoch)")
         fig.colorbar(im, ax=ax)
-        ax.set_title("class-mean Gram G_M / max|G_M| (last epoch)", fontsize=8)
         fig.tight_layout()
         fig.savefig(run / "gram_final.png", dpi=110)
         plt.close(fig)
@@ -104,7 +101,7 @@ def plot_run(run) -> list[Path]:
 
 def compare_runs(runs, columns, out_png) -> Path:
     """Overlay ``columns`` of several runs, one panel per column, labelled by each run's name or folder."""
-    plt = _plt()
+    plt = pyplot()
     if not runs:
         raise InputError("compare needs at least one run folder")
     data = []

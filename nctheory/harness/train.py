@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from nctheory import losses
+from nctheory._json import jsonable
 from nctheory.errors import InputError
 from nctheory.harness import distributed as D
 from nctheory.harness.data import AUGMENTS, DATASETS, IMBALANCES, augment, load_data
@@ -282,18 +283,8 @@ def _atomic_save(obj, path: Path) -> None:
 
 def _write_json(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(obj, indent=2, default=jsonable) + "\n")
     os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 @torch.no_grad()
@@ -337,8 +328,6 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
     elif is_main and out.exists() and any(out.iterdir()):
         if (out / "checkpoint.pt").exists() or (out / "metrics.csv").exists():
             raise InputError(f"run folder {out} already holds a run; use --resume or another --out")
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
 
     # ---- data, on the device
     seed_everything(cfg.seed)
@@ -363,6 +352,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
                         batchnorm=cfg.batchnorm).to(device)
     d = model.feat_dim
     head = LossHead(cfg, k, d, counts).to(device)
+    if is_main:  # only now: bad options are refused above without leaving an empty run folder behind
+        out.mkdir(parents=True, exist_ok=True)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if distributed and device.type == "cuda":

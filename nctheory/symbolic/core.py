@@ -49,7 +49,7 @@ class Derivation:
     details: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        from nctheory.claims.registry import jsonable
+        from nctheory._json import jsonable
 
         return {"name": self.name, "title": self.title, "source": self.source,
                 "steps": [s.to_json() for s in self.steps],
