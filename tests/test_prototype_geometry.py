@@ -90,7 +90,6 @@ def test_limit_geometry_matches_first_order_minimisation_of_limit_loss():
     W = gram_to_vectors(Gs, d)
     y = np.arange(k)  # one sample per class suffices: the limit decouples samples
     yt = torch.as_tensor(y)
-    Wt = torch.as_tensor(W)
     for form, fn in (("derived", limit_loss), ("paper", paper_limit_loss)):
         res = solve_riemannian(lambda Z: fn(Z[:k], yt, Z[k:], TAU), 2 * k, d, fixed_rows=np.arange(k, 2 * k),
                                fixed=W, restarts=3, seed=1, gtol=1e-8, device="cpu")
@@ -170,3 +169,183 @@ def test_cli_exit_codes(tmp_path, capsys):
     bad.write_text("1 2\n2 1\n")
     assert main(["prototypes", "--geometry", str(bad), "--k", "2", "--counts", "2,2", "--nw", "1"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ rigorous certificates (F4)
+def _random_feasible_X(Gs, counts, rng, extra=3):
+    """A feasible block point: prototype vectors V (G_* = V V^T) padded into R^(r+extra), class means mu_c with
+    |mu_c| <= 1 (= 1 for one-sample classes); X = [[mu mu^T, mu W^T], [W mu^T, V V^T]]."""
+    from nctheory.prototype_geometry import _range_factor
+
+    V = _range_factor(Gs)
+    k, r = V.shape
+    W = np.c_[V, np.zeros((k, extra))]
+    mu = rng.normal(size=(k, r + extra))
+    mu /= np.linalg.norm(mu, axis=1, keepdims=True)
+    mu *= np.where(np.asarray(counts) == 1, 1.0, rng.uniform(0.2, 1.0, size=k))[:, None]
+    return np.block([[mu @ mu.T, mu @ W.T], [W @ mu.T, W @ W.T]])
+
+
+@pytest.mark.parametrize("geometry,counts,n_w", [("minority-angles", [3, 2, 1], 2), ("etf", [4, 2, 1], 5),
+                                                  ("majority-collapse", [5, 5, 2, 1], 3)])
+def test_finite_lower_bound_is_below_the_loss_at_feasible_points(geometry, counts, n_w):
+    """dual_bound is a lower bound (weak duality), not the solver's objective: below the loss at random feasible
+    points and at the optimum, with a small rigorous gap."""
+    k = len(counts)
+    Gs = prototype_gram(geometry, k, n_major=max(1, k // 2))
+    r = finite_geometry(Gs, counts, n_w, TAU)
+    c = r.certificate
+    assert c["gap_kind"].startswith("rigorous")
+    assert 0 <= c["gap"] <= 1e-6 * max(1.0, abs(c["value"] - c["constant_part"]))
+    assert c["dual_bound"] <= r.value
+    form = reduced_form(counts, Gs, n_w, TAU)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        assert form.evaluate(_random_feasible_X(Gs, counts, rng)) >= c["dual_bound"] - 1e-9 * abs(c["dual_bound"])
+
+
+def test_lower_bound_is_valid_for_arbitrary_multipliers():
+    """Weak duality holds for any multipliers: random LSE weights / PSD and fixed-block duals give a bound below
+    the loss at every feasible point (the solver's multipliers only make it tight)."""
+    from nctheory.prototype_geometry import _reduced_lower_bound, facially_reduced_form
+
+    counts, n_w, k = [3, 2, 1], 2, 3
+    Gs = prototype_gram("etf", k)
+    form = reduced_form(counts, Gs, n_w, TAU)
+    formY, L, V, Vp = facially_reduced_form(form, Gs)
+    r = V.shape[1]
+    rng = np.random.default_rng(2)
+    unit = np.asarray(counts) == 1
+    lo, hi = np.r_[np.where(unit, 1.0, 0.0), np.ones(r)], np.ones(k + r)
+    pts = []
+    for _ in range(30):
+        X = _random_feasible_X(Gs, counts, rng)
+        Y = np.eye(k + r)
+        Y[:k, :k], Y[:k, k:] = X[:k, :k], X[:k, k:] @ Vp
+        Y[k:, :k] = Y[:k, k:].T
+        assert formY.evaluate(Y) == pytest.approx(form.evaluate(X) - form.const, rel=1e-10, abs=1e-10)
+        pts.append(Y)
+    for trial in range(20):
+        p = rng.uniform(0, 1, size=formY.group.size)
+        p *= (formY.weight / np.bincount(formY.group, weights=p))[formY.group]
+        Lam = rng.normal(size=(k + r, k + r))
+        Lam = Lam @ Lam.T
+        Phi = rng.normal(size=(r, r))
+        lb = _reduced_lower_bound(formY, pts[trial], p, lo, hi, np.arange(k, k + r), Lam, Phi)["bound"]
+        assert all(formY.evaluate(Y) >= lb - 1e-9 for Y in pts)
+
+
+def test_certificate_ignores_the_solver_dual_objective(monkeypatch):
+    """A solver reporting an absurd dual objective changes neither the certified bound nor the acceptance."""
+    from nctheory.solvers import _conic
+
+    Gs = prototype_gram("minority-angles", 3, n_major=1)
+    honest = finite_geometry(Gs, [3, 2, 1], 2, TAU)
+    lim_honest = limit_geometry(Gs, [1, 1, 1], TAU)
+    real = _conic.solve
+
+    def lying(prob, solvers=("CLARABEL", "SCS"), what="program", accept=None):
+        def acc(res):
+            res.dual = res.primal + 1e6  # "optimal", with a dual objective far above the primal
+            return accept(res) if accept else None
+        res = real(prob, solvers, what, accept=acc)
+        res.dual = res.primal + 1e6
+        return res
+
+    monkeypatch.setattr(_conic, "solve", lying)
+    r = finite_geometry(Gs, [3, 2, 1], 2, TAU)
+    assert r.certificate["dual_bound"] == pytest.approx(honest.certificate["dual_bound"], rel=1e-9)
+    assert r.certificate["dual_bound"] <= r.value
+    lim = limit_geometry(Gs, [1, 1, 1], TAU)
+    assert lim.certificate["per_class_gap_max"] == pytest.approx(lim_honest.certificate["per_class_gap_max"],
+                                                                 rel=1e-6, abs=1e-12)
+    assert lim.certificate["per_class_gap_max"] >= 0
+
+
+def test_solver_error_when_the_rigorous_gap_exceeds_the_tolerance():
+    from nctheory.errors import SolverError
+    from nctheory.prototype_geometry import limit_class_solution
+
+    Gs = prototype_gram("etf", 3)
+    with pytest.raises(SolverError, match="rigorous relative gap"):
+        finite_geometry(Gs, [3, 2, 1], 2, TAU, gap_tol=1e-16)
+    with pytest.raises(SolverError, match="rigorous relative gap"):
+        limit_class_solution(Gs, 0, TAU, gap_tol=1e-16)
+
+
+def test_limit_lower_bound_is_below_f_on_the_ball():
+    from nctheory.prototype_geometry import _range_factor, limit_class_solution, limit_value
+
+    Gs = prototype_gram("majority-collapse", 4)
+    V = _range_factor(Gs)
+    rng = np.random.default_rng(3)
+    for form in ("derived", "paper"):
+        s = limit_class_solution(Gs, 2, TAU, form)
+        assert s["dual_bound"] <= s["value"] and s["gap"] <= 1e-6 * max(1, abs(s["value"]))
+        for _ in range(200):
+            a = rng.normal(size=V.shape[1])
+            a *= rng.uniform(0, 1) / np.linalg.norm(a)
+            assert limit_value(V @ a, 2, Gs, TAU, form) >= s["dual_bound"] - 1e-12
+
+
+# ------------------------------------------------------------------------------------- CLI input (F11)
+@pytest.mark.parametrize("R", ["nan", "inf", "-inf", "0.5", "1,nan"])
+def test_cli_rejects_non_finite_or_small_R(R, capsys):
+    assert main(["prototypes", "--geometry", "etf", "--k", "3", "--nw", "1", f"--R={R}"]) == 2
+    err = capsys.readouterr().err
+    assert "--R" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [["--n-major=-1"], ["--n-major", "0"], ["--n-major", "3"], ["--n-major", "4"],
+                                   ["--n-major", "1", "--counts", "2,2,1"]])
+@pytest.mark.parametrize("geometry", ["etf", "minority-angles", "majority-collapse"])
+def test_cli_validates_n_major_for_every_geometry(geometry, extra, capsys):
+    argv = ["prototypes", "--geometry", geometry, "--k", "3", "--nw", "1"] + extra
+    if geometry != "etf" and "--counts" in extra:
+        assert main(argv) == 0  # the geometry uses it: accepted
+        capsys.readouterr()
+        return
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--n-major" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_n_major_sets_the_majority_classes_of_the_R_counts(capsys):
+    outs = []
+    for m in ("1", "2"):
+        assert main(["prototypes", "--geometry", "etf", "--k", "4", "--nw", "1", "--R", "10", "--batch", "64",
+                     "--n-major", m, "--json"]) == 0
+        outs.append(json.loads(capsys.readouterr().out)["results"][0]["counts"])
+    assert outs[0] == gill_batch_counts(4, 10, 64, n_major_classes=1) and outs[0][1] < outs[0][0]
+    assert outs[1] == gill_batch_counts(4, 10, 64, n_major_classes=2) and outs[1][1] == outs[1][0]
+
+
+def test_gill_batch_counts_uses_the_shared_step_profile():
+    from nctheory.counts import step_counts
+
+    N = step_counts(10, 5000, 10)
+    assert gill_batch_counts(10, 10) == [max(1, round(2048 * c / sum(N))) for c in N]
+    for bad in (float("nan"), float("inf"), 0.5):
+        with pytest.raises(InputError):
+            gill_batch_counts(10, bad)
+
+
+# ------------------------------------------------------------------------- Gill claim text (F10)
+def test_finite_trends_states_only_what_holds():
+    from nctheory.claims.gill2023_geometry import GEOMS, finite_trends
+
+    nws, Rs = (10, 100), (1, 100)
+    lim = {g: 0.1 for g in GEOMS}
+    good = {(g, R, nw): 0.1 + 0.1 * (R == 100) + 1.0 / nw for g in GEOMS for R in Rs for nw in nws}
+    t = finite_trends(good, lim, nws, Rs)
+    assert not (t["not_nonincreasing_in_nw"] or t["not_nondecreasing_in_R"] or t["below_limit"])
+    assert "shrinks as n_w grows" in t["statement"] and "grows with R" in t["statement"]
+    bad = dict(good)
+    bad["etf", 1, 100] = 0.5           # grows with n_w, and now larger at R=1 than at R=100
+    bad["minority-angles", 100, 100] = 0.05   # below the limit
+    t = finite_trends(bad, lim, nws, Rs)
+    assert t["not_nonincreasing_in_nw"] == ["etf R=1"]
+    assert "etf n_w=100" in t["not_nondecreasing_in_R"]
+    assert t["below_limit"] == ["minority-angles R=100 n_w=100"]
+    assert "shrinks" not in t["statement"] and "grows with R" not in t["statement"]
+    assert "at least its limit" not in t["statement"]

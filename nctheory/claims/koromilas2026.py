@@ -330,7 +330,8 @@ def check_thm4_1(budget: Budget) -> Verdict:
     # outside: imbalance (certified), smallest first
     first = {}
     k2_ok = []
-    for counts in imbalanced_counts(6 if budget.level != "quick" else 4):
+    max_total = 6 if budget.level != "quick" else 4
+    for counts in imbalanced_counts(max_total):
         for loss in FORMS:
             if loss in first:
                 continue
@@ -355,33 +356,76 @@ def check_thm4_1(budget: Budget) -> Verdict:
         return Verdict("refuted", f"a balanced certified optimum has rank != K-1: {ranks}", details,
                        counterexample={"ranks": ranks})
     if not first:
-        return Verdict("confirmed", "no imbalanced counterexample found", details)
-    smallest = min(first.values(), key=lambda r: (sum(r["counts"]), len(r["counts"])))
-    ev = (f"Inside (balanced, {len(inside)} certified Gram programs over [U; W_hat], features and prototypes "
-          f"free, K, n in {grid}, tau in {taus}): every optimum equals the closed form (max |diff| "
-          f"{details['inside']['max_abs_value_minus_closed_form']:.1e}, rel. gaps <= "
-          f"{details['inside']['max_rel_gap']:.1e}) and the interior-point optimum is NC1-3 + ETF (min within-class "
-          f"cosine {details['inside']['min_nc1_cosine']:.6f}, min u_i.w_yi {details['inside']['min_nc3_cosine']:.6f}, "
-          f"max Delta_ETF {details['inside']['max_delta_etf']:.1e}); the optima have numerical rank K-1 ((K, rank): "
-          f"{ranks}; eigenvalues above 1e-3 of the largest), so d = K-1 "
-          f"suffices (d >= K is not needed). Outside: with imbalance the NC+ETF configuration is certified "
-          f"non-optimal for all three losses; smallest case counts {smallest['counts']} (tau 0.5): " +
-          "; ".join(f"{l}: L(NC+ETF) - dual bound = {r['nc_excess']:.3g}, optimum u_i.w_yi >= "
-                    f"{r['nc3_min_cosine']:.4f}, Delta_ETF {r['delta_etf_means']:.3g}" for l, r in first.items()) +
-          f". K = 2 imbalanced counts keep NC ({len(k2_ok)} checks). d < K-1 (no simplex ETF fits): first-order "
-          f"minima exceed the NC value by " + ", ".join(f"{r['loss']} K={r['K']} d={r['d']}: {r['excess']:.3g}"
-                                                     for r in low_d) + ".")
+        return Verdict("confirmed", f"no imbalanced counterexample among the count vectors of total <= {max_total} "
+                       f"(K in 2, 3; tau 0.5): NC+ETF within the certified gap for all three losses", details)
+    inside_ev = (f"Inside (balanced, {len(inside)} certified Gram programs over [U; W_hat], features and prototypes "
+                 f"free, K, n in {grid}, tau in {taus}): every optimum equals the closed form (max |diff| "
+                 f"{details['inside']['max_abs_value_minus_closed_form']:.1e}, rel. gaps <= "
+                 f"{details['inside']['max_rel_gap']:.1e}) and the interior-point optimum is NC1-3 + ETF (min "
+                 f"within-class cosine {details['inside']['min_nc1_cosine']:.6f}, min u_i.w_yi "
+                 f"{details['inside']['min_nc3_cosine']:.6f}, max Delta_ETF {details['inside']['max_delta_etf']:.1e}); "
+                 f"the optima have numerical rank K-1 ((K, rank): {ranks}; eigenvalues above 1e-3 of the largest), "
+                 f"so d = K-1 suffices (d >= K is not needed). ")
+    out = thm41_outside_text(first, k2_ok, low_d, max_total)
     return Verdict(
-        "confirmed-under-hypotheses", ev, details,
-        counterexample={"counts": smallest["counts"], "tau": 0.5, "losses": list(first),
-                        "note": "imbalanced full batch: every minimiser violates NC3 (w_hat_c != mu_c) and the "
-                                "means are not a simplex ETF; the paper trains on CIFAR-LT and on mini-batches "
-                                "whose class counts are unequal (spec FLAG-15)"},
+        "confirmed-under-hypotheses", inside_ev + out["evidence"], details,
+        counterexample=out["counterexample"],
         corrected_statement=("For balanced classes, K >= 2 and d >= K-1 (d >= K is not needed), every global "
                              "minimiser of NormFace, NTCE and NONL is NC1-3 with a simplex ETF, at the closed-form "
-                             "values of spec §1.9. With unequal class counts (K >= 3; e.g. counts (2,1,1)) no "
-                             "minimiser is NC1-3 + ETF; for d < K-1 none is NC (the ETF does not fit)."),
+                             "values of spec §1.9. " + out["statement"]),
     )
+
+
+def thm41_outside_text(first: dict, k2_ok: list, low_d: list, max_total: int) -> dict:
+    """Evidence, corrected-statement fragment and counterexample of Thm 4.1 outside its hypotheses, stating only
+    what was found. first: loss -> certified_thm41 result of its first imbalanced counterexample (non-empty);
+    k2_ok: [(counts, loss, nc_optimal)] of the K = 2 solves; low_d: first_order_thm41 results (d < K-1)."""
+    k2_cases = sorted({tuple(c) for c, _, _ in k2_ok}, key=lambda c: (sum(c), c))
+    k2_bad = [(list(c), loss) for c, loss, ok in k2_ok if not ok]
+    # d < K-1: above the NC value by more than the first-order solver's accuracy (its values converge to
+    # ~1e-10 at gtol 1e-7; 1e-6 relative leaves margin)
+    low_above = [r for r in low_d if r["excess"] > 1e-6 * max(1.0, abs(r["closed_form_at_nc"]))]
+    low_at_nc = [r for r in low_d if r not in low_above]
+    smallest = min(first.values(), key=lambda r: (sum(r["counts"]), len(r["counts"])))
+    at_smallest = [loss for loss, r in first.items() if r["counts"] == smallest["counts"]]
+    missing = [loss for loss in FORMS if loss not in first]
+    ev = ("Outside (imbalance, count vectors in order of total size up to " + str(max_total) + ", tau 0.5): the "
+          "NC+ETF configuration is certified non-optimal (L(NC+ETF) above the rigorous lower bound by more than "
+          f"the gap tolerance {GAP_TOL:g}) for " + ("all three losses" if not missing else ", ".join(first)) +
+          "; " + "; ".join(f"{l} first at counts {r['counts']}: L(NC+ETF) - lower bound = {r['nc_excess']:.3g}, "
+                           f"solver optimum min u_i.w_yi {r['nc3_min_cosine']:.4f}, Delta_ETF "
+                           f"{r['delta_etf_means']:.3g}" for l, r in first.items()) + ". ")
+    if missing:
+        ev += f"For {', '.join(missing)} no imbalanced counterexample was found among those count vectors. "
+    if k2_ok:
+        ev += (f"The K = 2 imbalanced count vectors checked before the search stopped ({[list(c) for c in k2_cases]}, "
+               f"{len(k2_ok)} certified solves) " +
+               ("all keep NC+ETF optimal. " if not k2_bad else
+                f"do not all keep NC+ETF optimal: non-optimal at {k2_bad}. "))
+    if low_d:
+        ev += ("d < K-1 (no simplex ETF fits; first-order solver, best of restarts, not a certified bound): " +
+               ", ".join(f"{r['loss']} K={r['K']} d={r['d']}: best value - NC value = {r['excess']:.3g}" for r in low_d)
+               + (" (all above the NC value)." if not low_at_nc else
+                  f" ({len(low_at_nc)} of {len(low_d)} cases reached the NC value within 1e-6 relative)."))
+    stmt = ("With unequal class counts NC1-3 + ETF is in general not a minimiser: certified for "
+            f"{', '.join(first)} (smallest counts found: " +
+            "; ".join(f"{l} {r['counts']}" for l, r in first.items()) + ", tau 0.5)")
+    if k2_ok and not k2_bad and len(smallest["counts"]) > 2:
+        stmt += f"; the K = 2 imbalanced counts checked ({[list(c) for c in k2_cases]}) keep NC + ETF optimal"
+    stmt += "."
+    if missing:
+        stmt += f" For {', '.join(missing)} no imbalanced counterexample was found up to total {max_total}."
+    if low_d and not low_at_nc:
+        stmt += (" For d < K-1 the ETF does not fit and the best values found (first-order, " +
+                 ", ".join(sorted({f"K={r['K']} d={r['d']}" for r in low_d})) + ") are above the NC value.")
+    cex = {"counts": smallest["counts"], "tau": 0.5, "losses": at_smallest,
+           "note": ("imbalanced full batch: L(NC+ETF) exceeds the certified lower bound, so no minimiser is NC1-3 + "
+                    "ETF (how the solver's optimum departs from it: " +
+                    "; ".join(f"{l}: min u_i.w_yi {first[l]['nc3_min_cosine']:.4f}, Delta_ETF of the means "
+                              f"{first[l]['delta_etf_means']:.3g}" for l in at_smallest) +
+                    "); the paper trains on CIFAR-LT and on mini-batches whose class counts are unequal "
+                    "(spec FLAG-15)")}
+    return {"evidence": ev, "statement": stmt, "counterexample": cex}
 
 
 # ------------------------------------------------------------------------------------ FP classifier
@@ -483,9 +527,9 @@ def check_fp_classifier(budget: Budget) -> Verdict:
     worst = max(sweep, key=lambda r: r["disagreement"])
     if cex is None and worst["disagreement"] == 0:
         return Verdict("confirmed", "the two FP rules agreed everywhere tested", details)
-    ev = (f"At exact collapse (K in 2..100) both rules make identical predictions (||mu_c|| = 1; disagreement 0). "
-          f"Away from collapse they differ: K=10, d=32, 50 train/400 test per class, ETF + Gaussian noise with "
-          f"class spreads 0.05..sigma_max: disagreement " +
+    ev = ("At exact collapse (K in 2..100) both rules make identical predictions (||mu_c|| = 1; disagreement 0). "
+          "Away from collapse they differ: K=10, d=32, 50 train/400 test per class, ETF + Gaussian noise with "
+          "class spreads 0.05..sigma_max: disagreement " +
           ", ".join(f"{r['disagreement']:.3f} (sigma_max {r['sigma_range'][1]:g}; acc paper {r['acc_paper']:.3f} vs "
                     f"deployed {r['acc_deployed']:.3f})" for r in sweep[:-1]) +
           f"; with equal spreads {sweep[-1]['disagreement']:.3f}. The paper's raw-mean rule favours tight classes "
@@ -543,37 +587,96 @@ def metrics_at_nc(K: int, n: int = 5) -> dict:
 def check_table3_optima(budget: Budget) -> Verdict:
     from nctheory.metrics import mir_from_grams
 
-    vals = {K: metrics_at_nc(K) for K in (3, 10, 100)}
+    Ks = (3, 10, 100)
+    vals = {K: metrics_at_nc(K) for K in Ks}
     details = {"at_exact_nc": vals, "stated": TABLE3_STATED}
-    mismatches = {}
+    mismatches = {}   # metric -> {K: value at exact NC} where it differs from the stated optimum
     for K, v in vals.items():
-        if not (abs(v["erank_inter"] - (K - 1)) <= 1e-9 * K and abs(v["erank_weights"] - (K - 1)) <= 1e-9 * K):
-            mismatches.setdefault(K, []).append("erank_inter/weights != K-1")
-        if abs(v["align_weight_class"]) > 1e-12 or abs(v["align_weight_instance"]) > 1e-12 or abs(v["hdr"]) > 1e-8:
-            mismatches.setdefault(K, []).append("alignment/HDR != 0")
-        if abs(v["mir"] - 1.0) > 1e-6:
-            mismatches.setdefault(K, []).append(f"MIR = {v['mir']:.6f}, not 1")
-        if not isinstance(v["erank_intra"], float) or v["erank_intra"] != 0.0:
-            mismatches.setdefault(K, []).append(f"Intra ER = {v['erank_intra']}, not 0")
+        for metric, ok in table3_matches(K, v).items():
+            if not ok:
+                mismatches.setdefault(metric, {})[K] = v[metric]
+    details["mismatches"] = mismatches
     # MIR is not maximised by NC: G_W = I (weights an orthogonal frame) with ETF class means gives MIR = 1
-    mir_of = {K: mir_from_grams(np.eye(K), etf_gram(K)) for K in (3, 10, 100)}
+    mir_of = {K: mir_from_grams(np.eye(K), etf_gram(K)) for K in Ks}
     details["mir_weights_OF_means_ETF_(violates_NC3)"] = mir_of
     formula_dev = max(abs(v["mir"] - v["mir_formula"]) for v in vals.values())
     details["mir_formula_max_dev"] = formula_dev
     if not mismatches:
-        return Verdict("confirmed", "every metric at exact NC equals Table 3's stated optimum", details)
-    ev = (f"At exact NC (nctheory.metrics, the authors' variants): Inter ER = Weights ER = K-1 and both alignments "
-          f"and HDR = 0 as stated, but MIR = {vals[10]['mir']:.4f} (K=10) / {vals[100]['mir']:.4f} (K=100), not 1 "
-          f"(equal to 2 - H(G o G)/log(K-1) within {formula_dev:.1e}; K=3: {vals[3]['mir']:.4f}), and Intra ER is "
-          f"undefined at NC (zero within-class covariance; erank >= 1 for any non-zero scatter), so the stated "
-          f"optimum 0 is unattainable. MIR = 1 is reached by non-NC configurations, e.g. orthogonal-frame weights "
-          f"with ETF class means (violating NC3): MIR {mir_of[10]:.4f} at K=10.")
-    return Verdict(
-        "refuted", ev, details,
-        counterexample={"K": 10, "configuration": "exact NC (simplex ETF features and weights, 5 per class)",
-                        "mir": vals[10]["mir"], "stated": 1.0, "erank_intra": vals[10]["erank_intra"]},
-        corrected_statement=("At exact NC: Inter ER = Weights ER = K-1 (9/99), weight/instance alignment 0, HDR 0, "
-                             f"MIR = 2 - H(G o G)/log(K-1) = {vals[10]['mir']:.4f}/{vals[100]['mir']:.4f} for "
-                             "CIFAR-10/100 (not 1, and not the maximum of MIR), Intra ER undefined (-> its infimum 1 "
-                             "for rank-one scatter, never 0)."),
-    )
+        return Verdict("confirmed", "every metric at exact NC equals Table 3's stated optimum (K in 3, 10, 100)",
+                       details)
+    ev, corrected, cex = table3_text(vals, mismatches, mir_of, formula_dev)
+    return Verdict("refuted", ev, details, counterexample=cex, corrected_statement=corrected)
+
+
+def table3_text(vals: dict, mismatches: dict, mir_of: dict, formula_dev: float):
+    """(evidence, corrected statement, counterexample) of table3_optima built from what was measured:
+    vals K -> metrics at exact NC, mismatches metric -> {K: value} (non-empty), mir_of K -> MIR of OF weights
+    with ETF means, formula_dev = max |MIR - (2 - H(G o G)/log(K-1))|. CIFAR-10/100 values are K = 10/100."""
+    Ks = tuple(vals)
+    matched = [m for m in TABLE3_STATED if m not in mismatches]
+    ev = (f"At exact NC (nctheory.metrics, the authors' variants; K in {Ks}): "
+          + (("as stated: " + ", ".join(f"{TABLE3_LABELS[m]} = {TABLE3_STATED[m]}" for m in matched) + ". ")
+             if matched else "no metric equals its stated optimum. ")
+          + "Not as stated: " + "; ".join(
+              f"{TABLE3_LABELS[m]} = " + ", ".join(f"{_fmt_metric(x)} (K={K})" for K, x in by_k.items())
+              + f" where {TABLE3_STATED[m]} is stated" for m, by_k in mismatches.items()) + ".")
+    # 1e-6: the tolerance of MIR itself (table3_matches)
+    mir_formula = formula_dev <= 1e-6
+    reach = [K for K in Ks if abs(mir_of[K] - 1.0) <= 1e-6]
+    if "mir" in mismatches:
+        ev += (f" MIR at NC equals 2 - H(G o G)/log(K-1) within {formula_dev:.1e}." if mir_formula else
+               f" MIR at NC differs from 2 - H(G o G)/log(K-1) by up to {formula_dev:.1e}.")
+        if reach:
+            ev += (f" MIR = 1 is reached by a non-NC configuration, orthogonal-frame weights with ETF class means "
+                   f"(violating NC3), at K = {reach} (MIR {', '.join(f'{mir_of[K]:.6f}' for K in reach)}).")
+    intra_undefined = "erank_intra" in mismatches and any(_fmt_metric(x) == "undefined"
+                                                          for x in mismatches["erank_intra"].values())
+    if intra_undefined:
+        ev += (" Intra ER is undefined at NC (zero within-class covariance), and the effective rank of any non-zero "
+               "scatter is >= 1, so the stated optimum 0 is unattainable.")
+    cifar = [K for K in (10, 100) if K in vals] or list(Ks)
+    corr = []
+    for m in TABLE3_STATED:
+        if m not in mismatches:
+            corr.append(f"{TABLE3_LABELS[m]} = {TABLE3_STATED[m]}" +
+                        (f" ({'/'.join(str(K - 1) for K in cifar)})" if TABLE3_STATED[m] == "K-1" else ""))
+        elif m == "erank_intra" and all(_fmt_metric(vals[K][m]) == "undefined" for K in cifar):
+            corr.append(f"{TABLE3_LABELS[m]} undefined (its infimum over non-zero scatter is 1, never 0)")
+        else:
+            txt = (f"{TABLE3_LABELS[m]} = " + ("2 - H(G o G)/log(K-1) = " if m == "mir" and mir_formula else "") +
+                   "/".join(_fmt_metric(vals[K][m]) for K in cifar) + f" (not {TABLE3_STATED[m]})")
+            if m == "mir" and reach and all(vals[K]["mir"] < 1.0 for K in cifar):
+                txt += ", and not the maximum of MIR (orthogonal-frame weights with ETF means reach 1)"
+            corr.append(txt)
+    where = "CIFAR-10/100 (K = 10/100)" if cifar == [10, 100] else f"K = {'/'.join(map(str, cifar))}"
+    m0 = next(iter(mismatches))
+    K0 = 10 if 10 in mismatches[m0] else min(mismatches[m0])
+    cex = {"K": K0, "configuration": "exact NC (simplex ETF features and weights, 5 per class)", "metric": m0,
+           "value": vals[K0][m0], "stated": TABLE3_STATED[m0], "all_mismatches": mismatches}
+    return ev, f"At exact NC, for {where}: " + ", ".join(corr) + ".", cex
+
+
+TABLE3_LABELS = {"erank_intra": "Intra ER", "erank_inter": "Inter ER", "erank_weights": "Weights ER",
+                 "align_weight_class": "weight-class alignment", "align_weight_instance": "weight-instance alignment",
+                 "mir": "MIR", "hdr": "HDR"}
+
+
+def table3_matches(K: int, v: dict) -> dict:
+    """Per Table 3 metric: does its value at exact NC equal the stated optimum? Tolerances: effective ranks
+    1e-9 K (eigenvalue entropies in float64), alignments 1e-12 (exact cancellations up to rounding), HDR 1e-8
+    and MIR 1e-6 (logs of ratios of near-equal quantities)."""
+    intra = v["erank_intra"]
+    return {"erank_intra": isinstance(intra, float) and intra == 0.0,
+            "erank_inter": abs(v["erank_inter"] - (K - 1)) <= 1e-9 * K,
+            "erank_weights": abs(v["erank_weights"] - (K - 1)) <= 1e-9 * K,
+            "align_weight_class": abs(v["align_weight_class"]) <= 1e-12,
+            "align_weight_instance": abs(v["align_weight_instance"]) <= 1e-12,
+            "mir": abs(v["mir"] - 1.0) <= 1e-6,
+            "hdr": abs(v["hdr"]) <= 1e-8}
+
+
+def _fmt_metric(x) -> str:
+    """A metric value for a sentence: 4 decimals, or 'undefined' (the reason is in details["at_exact_nc"])."""
+    if isinstance(x, (int, float)):
+        return f"{x:.4f}"
+    return "undefined" if str(x).startswith("undefined") else str(x)

@@ -6,14 +6,18 @@ the batch (finite n_w: exact class-block-reduced Gram program; n_w = inf: the n_
 Gram programs), the learnt class-mean Gram G_M, Gill's Delta_{G*} (Def. 3) and max |G_M - G_*|. See
 :mod:`nctheory.prototype_geometry` for the programs and their certificates.
 
-Counts: ``--counts N1,...,Nk`` (one batch's class sizes), or ``--R R1,R2,...`` for the class counts of
-one batch of Gill et al.'s CIFAR-10-STEP experiments (batch 2048, k//2 majority classes of 5000 and
-the rest of 5000/R in the dataset; default R = 1).
+Counts: ``--counts N1,...,Nk`` (one batch's class sizes), or ``--R R1,R2,...`` (each finite and >= 1) for
+the class counts of one batch of Gill et al.'s CIFAR-10-STEP experiments (batch 2048, ``--n-major``
+(default k//2) majority classes of 5000 and the rest of 5000/R in the dataset; default R = 1).
+``--n-major`` (in [1, k-1]) is also the number of majority classes of the minority-angles and
+majority-collapse geometries; with ``--counts`` and a geometry that has no majority classes (etf, FILE)
+it would have no effect and is refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +41,9 @@ def add_arguments(p):
     p.add_argument("--nw", required=True, metavar="N|inf[,...]",
                    help="copies of each prototype per batch: integers >= 0 and/or inf (comma-separated)")
     p.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1, Gill et al.)")
-    p.add_argument("--n-major", type=int, default=None, help="number of majority classes (default k//2)")
+    p.add_argument("--n-major", type=int, default=None,
+                   help="number of majority classes, in [1, k-1] (default k//2): of the geometry "
+                        "(minority-angles, majority-collapse) and of the --R counts")
     p.add_argument("--t", type=float, default=0.5, help="minority-angles parameter in [0, 1] (default 0.5)")
     p.add_argument("--limit-form", choices=("derived", "paper"), default="derived",
                    help="n_w = inf objective: the derived limit (default) or Gill Prop. 1 as printed")
@@ -81,26 +87,47 @@ def _target(args) -> tuple[str, np.ndarray]:
     return Path(args.geometry).name, target_gram(load_gram(args.geometry), args.k)
 
 
+def _check_n_major(args) -> None:
+    """--n-major must be an integer in [1, k-1] whatever the geometry, and must have an effect."""
+    if args.n_major is None:
+        return
+    if not 1 <= args.n_major <= args.k - 1:
+        raise InputError(f"--n-major must lie in [1, k-1] = [1, {args.k - 1}] (majorities and minorities both "
+                         f"present), got {args.n_major}")
+    if args.counts is not None and args.geometry not in ("minority-angles", "majority-collapse"):
+        raise InputError(f"--n-major has no effect with --counts and --geometry {args.geometry} (it sets the "
+                         "majority classes of the minority-angles/majority-collapse geometries and of the --R counts)")
+
+
+def _ratios(text: str | None) -> list[float]:
+    """--R: comma-separated imbalance ratios, each finite and >= 1 (default [1])."""
+    Rs = _list(text, "--R", float) if text else [1.0]
+    bad = [R for R in Rs if not (math.isfinite(R) and R >= 1)]
+    if bad:
+        raise InputError(f"--R ratios must be finite numbers >= 1, got {bad[0]!r}")
+    return Rs
+
+
 def run(args) -> int:
-    from nctheory.prototype_geometry import gill_batch_counts, learned_geometry, parse_counts, parse_nw
+    from nctheory.counts import parse_counts
+    from nctheory.prototype_geometry import gill_batch_counts, learned_geometry, parse_nw
 
     if args.k < 2:
         raise InputError("--k must be at least 2")
+    _check_n_major(args)
     name, Gs = _target(args)
     nws = [parse_nw(v) for v in args.nw.split(",") if v.strip()]
     if not nws:
         raise InputError("--nw is empty")
     if args.counts is not None:
-        comps = [("counts", parse_counts(_list(args.counts, "--counts", int)).tolist())]
+        comps = [("counts", parse_counts(_list(args.counts, "--counts", int), min_count=1, min_classes=2).tolist())]
         if len(comps[0][1]) != args.k:
             raise InputError(f"--counts has {len(comps[0][1])} entries but --k is {args.k}")
     else:
-        Rs = _list(args.R, "--R", float) if args.R else [1.0]
-        if min(Rs) < 1:
-            raise InputError("--R ratios must be >= 1")
+        Rs = _ratios(args.R)
         if args.batch < args.k:
             raise InputError("--batch must be at least k")
-        comps = [(R, gill_batch_counts(args.k, R, args.batch)) for R in Rs]
+        comps = [(R, gill_batch_counts(args.k, R, args.batch, n_major_classes=args.n_major)) for R in Rs]
     rows = []
     for R, counts in comps:
         for nw in nws:
@@ -131,29 +158,26 @@ def run(args) -> int:
 
 
 def plot_geometries(rows, Gs, name: str, path: str) -> Path:
-    """Grid of heatmaps: one row per composition (R or counts), one column per n_w, G_* first; and a
-    panel of Delta_{G*} against n_w (inf drawn at the right edge)."""
-    import matplotlib
+    """Grid of heatmaps (:func:`nctheory.plotting.gram_heatmap`, raw cosines on [-1, 1], not normalised, so
+    G_M and G_* share one scale): one row per composition (R or counts), one column per n_w, G_* first;
+    and a panel of Delta_{G*} against n_w (inf drawn at the right edge)."""
+    from nctheory.plotting import gram_heatmap, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     comps = list(dict.fromkeys(str(r["R"]) for r in rows))
     nws = list(dict.fromkeys(str(r["n_w"]) for r in rows))
     fig, axes = plt.subplots(len(comps), len(nws) + 2, figsize=(2.3 * (len(nws) + 2), 2.3 * len(comps) + 0.4),
                              squeeze=False)
+    im = None
     for i, c in enumerate(comps):
-        ax = axes[i, 0]
-        ax.imshow(Gs, vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_title(f"target G* ({name})", fontsize=8)
-        ax.set_xticks([]), ax.set_yticks([])
+        im = gram_heatmap(axes[i, 0], Gs, f"target G* ({name})", normalise=False, annotate_up_to=6)
         for j, nw in enumerate(nws):
             r = next(r for r in rows if str(r["R"]) == c and str(r["n_w"]) == nw)
-            ax = axes[i, j + 1]
-            ax.imshow(np.asarray(r["G_M"]), vmin=-1, vmax=1, cmap="RdBu_r")
             lab = f"R={float(c):g}" if c != "counts" else "counts"
-            ax.set_title(f"{lab}, n_w={nw}\nDelta={r['delta_to_target']:.3f}", fontsize=8)
-            ax.set_xticks([]), ax.set_yticks([])
+            gram_heatmap(axes[i, j + 1], np.asarray(r["G_M"]), f"{lab}, n_w={nw}\nDelta={r['delta_to_target']:.3f}",
+                         normalise=False, annotate_up_to=6)
+        for ax in axes[i, :-1]:
+            ax.tick_params(labelsize=5)
         ax = axes[i, -1]
         sel = [r for r in rows if str(r["R"]) == c]
         fin = [r for r in sel if r["n_w"] != "inf"]
@@ -164,12 +188,15 @@ def plot_geometries(rows, Gs, name: str, path: str) -> Path:
         if inf:
             ax.axhline(inf[0]["delta_to_target"], color="k", ls="--", label="n_w = inf")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # few points: minor labels would overlap
         ax.set_xlabel("n_w (0 drawn at 1)", fontsize=7)
         ax.set_ylabel("Delta_G*", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     fig.suptitle(f"Learnt class-mean Gram G_M with fixed {name} prototypes (certified UFM optima)", fontsize=9)
     fig.tight_layout()
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, :-1].ravel().tolist(), shrink=0.8, pad=0.01).ax.tick_params(labelsize=6)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
