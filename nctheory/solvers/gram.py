@@ -16,8 +16,12 @@ a 0/1 block matrix (NC + OF), which is what Kini et al. Thm 1 predicts for full-
 
 Certificate reported (``SolveResult``):
 - ``value``: L evaluated (by :meth:`LSEForm.evaluate`, independent of the solver) at the solver's G
-  repaired to exact feasibility (PSD projection, unit diagonal, non-negativity) -- an upper bound on
-  the optimum of (P). With a fixed prototype block the G is not repaired (see ``feasibility``).
+  repaired to exact feasibility (PSD projection, unit diagonal, non-negativity; with a fixed prototype
+  block: :func:`repair_fixed_block`, which sets the block exactly and keeps PSD through the Schur
+  complement) -- an upper bound on the optimum of (P). The repaired G's constraint residuals
+  (``feasibility``) must be <= FEAS_TOL (1e-9, rounding level), else the solve is rejected like an
+  uncertified one (retry, then SolverError): a slightly infeasible G can sit below the optimum, and
+  then ``value - dual_bound`` would certify nothing.
 - ``dual_bound``: a *rigorous* lower bound on (P) by weak duality (nctheory.solvers.certificate): the
   log-sum-exp weights p from the solver's exponential-cone duals give L(X) >= <C + A^T p, X> + phi(p),
   and min over the feasible set of that linear function is bounded below with the solver's diagonal /
@@ -49,6 +53,13 @@ from nctheory.solvers.verdict import settle_name, certify_candidates, class_mean
 
 GAP_TOL = 1e-6          # relative duality gap required of a certified optimum (issue 3, "Done when")
 RANK_TOL = 1e-6         # eigenvalues below RANK_TOL * max eigenvalue count as zero in the factor Z
+# Feasibility required of the (repaired) G at which ``value`` is evaluated: max of |diag - 1|, the fixed
+# block error, -lambda_min and (UFM+) -min entry of the sample block. A repaired G is feasible up to
+# float64 rounding of one eigendecomposition and a product, ~ m^2 * 2.2e-16 <= 4e-11 at the largest
+# size the CLI accepts (m = 400); 1e-9 leaves a margin of 25 over that, sits below the solver's own
+# residuals (~1e-8: an unrepaired solver G does not pass), and moves the loss by O(1e-9 * ||grad L||),
+# three orders below the 1e-6 certificate threshold.
+FEAS_TOL = 1e-9
 
 
 @dataclass
@@ -92,6 +103,77 @@ def factor(G: np.ndarray, rank_tol: float = RANK_TOL):
     r = int(np.sum(w > rank_tol * max(w[0], 1e-300)))
     Z = V[:, :r] * np.sqrt(np.clip(w[:r], 0, None))
     return Z, r, w
+
+
+def repair_fixed_block(G: np.ndarray, idx: np.ndarray, F: np.ndarray, nonneg_mask: np.ndarray | None = None,
+                       eig_tol: float = 1e-12) -> np.ndarray:
+    """An exactly feasible G' near the solver's G for the program with a fixed block:
+    G' PSD, diag(G') = 1, G'[idx, idx] = F exactly, and G' >= 0 where ``nonneg_mask`` (rows/cols outside idx).
+
+    Construction (an explicit factor, so PSD holds by construction up to rounding). Write F = W W^T with
+    W = U_r Lambda_r^{1/2} (eigenvalues > eig_tol * max). For the free rows f, the cross block G[f, idx]
+    is projected onto range(F) and written as C W^T with C = G[f, idx] U_r Lambda_r^{-1/2}; the Schur
+    complement S = G[f, f] - C C^T is projected onto the PSD cone, S+ = E E^T. Then z_i = [C_i, E_i] / ||.||
+    (rows of unit norm) and w_c = [W_c, 0] give G' = [Z; W'] [Z; W']^T with W' W'^T = F. Non-negativity:
+    clip the masked negative entries of G'[f, f] to 0 (A_c), then with lambda = max(0, -lambda_min(A_c -
+    C' C'^T)) and t = lambda / (1 + lambda) take G'[f, f] = (1 - t) A_c + t I and G'[f, idx] scaled by
+    sqrt(1 - t): its Schur complement is (1 - t)(A_c - C' C'^T) + t I >= 0 and its diagonal stays 1."""
+    G = 0.5 * (np.asarray(G, dtype=np.float64) + np.asarray(G, dtype=np.float64).T)
+    m = G.shape[0]
+    idx = np.asarray(idx, dtype=np.int64)
+    F = 0.5 * (np.asarray(F, dtype=np.float64) + np.asarray(F, dtype=np.float64).T)
+    free = np.setdiff1d(np.arange(m), idx)
+    lam, U = np.linalg.eigh(F)
+    keep = lam > eig_tol * max(lam.max(), 1e-300)
+    Ur, lr = U[:, keep], lam[keep]
+    W = Ur * np.sqrt(lr)                                   # k x r, W W^T = F (up to rounding)
+    C = G[np.ix_(free, idx)] @ Ur / np.sqrt(lr)            # f x r
+    S = G[np.ix_(free, free)] - C @ C.T
+    w, V = np.linalg.eigh(0.5 * (S + S.T))
+    E = V * np.sqrt(np.clip(w, 0, None))                  # f x f, E E^T = PSD part of S
+    Zf = np.hstack([C, E])
+    nrm = np.linalg.norm(Zf, axis=1)
+    zero = nrm < 1e-150
+    if zero.any():  # no information left for this row: any unit vector is feasible; take W's first axis
+        Zf[zero] = 0.0
+        Zf[zero, 0] = 1.0
+        nrm[zero] = 1.0
+    Zf = Zf / nrm[:, None]
+    Wp = np.hstack([W, np.zeros((idx.size, Zf.shape[1] - W.shape[1]))])
+    Y = np.zeros((m, Zf.shape[1]))
+    Y[free], Y[idx] = Zf, Wp
+    Gp = Y @ Y.T
+    if nonneg_mask is not None and np.any(nonneg_mask[np.ix_(free, free)]):
+        msk = nonneg_mask[np.ix_(free, free)]
+        A = Gp[np.ix_(free, free)]
+        A = np.where(msk & (A < 0), 0.0, A)
+        Cp = Zf[:, : W.shape[1]]
+        lam_min = float(np.linalg.eigvalsh(A - Cp @ Cp.T).min())
+        t = max(0.0, -lam_min) / (1.0 + max(0.0, -lam_min))
+        Gp[np.ix_(free, free)] = (1.0 - t) * A + t * np.eye(free.size)
+        Gp[np.ix_(free, idx)] *= np.sqrt(1.0 - t)
+        Gp[np.ix_(idx, free)] *= np.sqrt(1.0 - t)
+    Gp = 0.5 * (Gp + Gp.T)
+    Gp[np.ix_(idx, idx)] = F
+    np.fill_diagonal(Gp, 1.0)
+    return Gp
+
+
+def feasibility_residuals(G: np.ndarray, nonneg_mask: np.ndarray | None = None, fixed=None) -> dict:
+    """Residuals of the constraints of (P) at G: min_eig, max_diag_error, fixed_block_error (if a fixed
+    block (idx, F) is given), min_entry_nonneg (if a mask is given) and ``worst`` = the largest violation."""
+    out = {"min_eig": float(np.linalg.eigvalsh(0.5 * (G + G.T)).min()),
+           "max_diag_error": float(np.abs(np.diag(G) - 1).max())}
+    worst = max(out["max_diag_error"], -out["min_eig"])
+    if fixed is not None:
+        idx, F = fixed
+        out["fixed_block_error"] = float(np.abs(G[np.ix_(idx, idx)] - F).max())
+        worst = max(worst, out["fixed_block_error"])
+    if nonneg_mask is not None and nonneg_mask.any():
+        out["min_entry_nonneg"] = float(G[nonneg_mask].min())
+        worst = max(worst, -out["min_entry_nonneg"])
+    out["worst"] = float(max(worst, 0.0))
+    return out
 
 
 def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_samples: int | None = None,
@@ -142,13 +224,15 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
         Gs = 0.5 * (Gs + Gs.T)
         solver_value_eval = form.evaluate(Gs)
         if fixed is None:
-            Gf, min_eig = _conic.psd_repair(Gs, nonneg_mask)
-            value = form.evaluate(Gf)
+            Gf, _ = _conic.psd_repair(Gs, nonneg_mask)
         else:
-            # the fixed block cannot be kept exactly by a cheap repair: evaluate at the solver's G and
-            # report its feasibility residuals instead.
-            Gf, value = Gs, solver_value_eval
-            min_eig = float(np.linalg.eigvalsh(Gf).min())
+            Gf = repair_fixed_block(Gs, idx, F, nonneg_mask)
+        res_f = feasibility_residuals(Gf, nonneg_mask, None if fixed is None else (idx, F))
+        min_eig = res_f["min_eig"]
+        state["residuals"] = res_f
+        if res_f["worst"] > FEAS_TOL:  # value must be the loss at a feasible point (an upper bound)
+            return f"repaired G violates a constraint by {res_f['worst']:.1e} > {FEAS_TOL:.0e}"
+        value = form.evaluate(Gf)
         lb = _lower_bound(form, Gf, value, cone, c_psd, c_diag, c_nonneg, c_fixed, n,
                           None if fixed is None else (idx, F))
         gap = value - lb["bound"]
@@ -161,20 +245,20 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
     res = _conic.solve(prob, solvers, what="Gram program", accept=certify)
     Gf, value, gap, rel_gap, min_eig = (state[kk] for kk in ("Gf", "value", "gap", "rel_gap", "min_eig"))
     form_check = state["form_check"]
-    if fixed is None:
-        gap_kind = ("rigorous: L(G_feasible) - Lagrangian lower bound (nctheory.solvers.certificate, built from "
-                    "the solver's multipliers); G_feasible = solver G repaired to exact feasibility")
-    else:
-        gap_kind = ("L(G_solver) - rigorous Lagrangian lower bound; G_solver not repaired (fixed block), see the "
-                    "feasibility residuals")
+    gap_kind = ("rigorous: L(G_feasible) - Lagrangian lower bound (nctheory.solvers.certificate, built from "
+                "the solver's multipliers); G_feasible = solver G repaired to exact feasibility"
+                + ("" if fixed is None else " with the fixed block set exactly (Schur-complement repair)")
+                + f", residuals <= {FEAS_TOL:.0e}")
+    rf = state["residuals"]
     feas = {
         "min_eig": min_eig,
-        "max_diag_error": float(np.abs(np.diag(Gf) - 1).max()),
+        "max_diag_error": rf["max_diag_error"],
         "min_entry_sample_block": float(Gf[:n, :n].min()),
+        "max_violation": rf["worst"], "feasibility_tol": FEAS_TOL,
         "solver_r_prim": res.r_prim, "solver_r_dual": res.r_dual,
     }
     if fixed is not None:
-        feas["fixed_block_error"] = float(np.abs(Gf[np.ix_(idx, idx)] - F).max())
+        feas["fixed_block_error"] = rf["fixed_block_error"]
     Z, r, w = factor(Gf)
     GM = geo = None
     if y is not None:
@@ -184,7 +268,7 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
         if m == y.size and np.bincount(y).min() >= 1:  # sample-only Gram: evaluate the ideal geometries
             kk = GM.shape[0]
             geo["candidates"] = certify_candidates(lambda T: form.evaluate(T[np.ix_(y, y)]), state["lb"]["bound"], kk,
-                                                   nonneg, gap_tol, value if fixed is None else None)
+                                                   nonneg, gap_tol, value)
             settle_name(geo)
     return SolveResult(value=value, dual_bound=state["lb"]["bound"], gap=gap, rel_gap=rel_gap, gap_kind=gap_kind,
                        status=res.status, solver=res.solver, G=Gf, Z=Z, rank=r, eigenvalues=w,

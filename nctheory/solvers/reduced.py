@@ -46,23 +46,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
 
+from nctheory.counts import parse_counts
 from nctheory.errors import InputError
 from nctheory.losses._inputs import check_tau
 from nctheory.solvers import _conic
 from nctheory.solvers.certificate import kkt_nu, linear_lower_bound, lse_conjugate_part
 from nctheory.solvers.gram import GAP_TOL, SolveResult, factor
 from nctheory.solvers.verdict import settle_name, certify_candidates, geometry
-
-
-def _counts(counts) -> np.ndarray:
-    c = np.asarray(counts)
-    if c.ndim != 1 or c.size < 2:
-        raise InputError("counts must list at least two class sizes")
-    if c.dtype.kind == "f" and np.all(c == np.round(c)):
-        c = c.astype(np.int64)
-    if c.dtype.kind not in "iu" or c.min() < 1:
-        raise InputError(f"class counts must be positive integers, got {list(counts)}")
-    return c.astype(np.int64)
 
 
 def _orbits(n: np.ndarray, orbits: str):
@@ -111,7 +101,7 @@ def _logit_structure(m: np.ndarray, ng: np.ndarray, tau: float):
 
 def reduced_scl_value(GM, counts, tau: float = 1.0) -> float:
     """Full-batch SCL (Kini Eq. 2 with tau) of the class-block-constant G whose class-mean Gram is GM."""
-    n = _counts(counts)
+    n = parse_counts(counts, min_count=1, min_classes=2)
     tau = check_tau(tau)
     GM = np.asarray(GM, dtype=np.float64)
     total = 0.0
@@ -127,7 +117,7 @@ def reduced_scl_value(GM, counts, tau: float = 1.0) -> float:
 
 def block_gram(GM, counts) -> np.ndarray:
     """The n x n class-block-constant sample Gram matrix with class-mean Gram GM (for small n; tests)."""
-    n = _counts(counts)
+    n = parse_counts(counts, min_count=1, min_classes=2)
     GM = np.asarray(GM, dtype=np.float64)
     y = np.repeat(np.arange(n.size), n)
     a = np.where(n >= 2, (n * np.diag(GM) - 1.0) / np.maximum(n - 1.0, 1.0), 1.0)
@@ -169,7 +159,7 @@ def _class_level_bound(M0, n, tau, nonneg, gid, m, ng, p_orb):
     diagonal multipliers from KKT, N >= 0 on the entries where M0 vanishes (non-negative case)."""
     k = n.size
     ntot = float(n.sum())
-    gidc, mc, ngc = np.arange(k), np.ones(k, dtype=np.int64), n
+    mc, ngc = np.ones(k, dtype=np.int64), n
     A, b, group, weight = _logit_structure(mc, ngc, tau)
     weight = weight / ntot
 
@@ -258,7 +248,7 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
     the full k x k G_M (a k x k PSD cone; ~1-3 min at k = 100 on one core).
     """
     t0 = time.perf_counter()
-    n = _counts(counts)
+    n = parse_counts(counts, min_count=1, min_classes=2)
     tau = check_tau(tau)
     k = n.size
     ntot = float(n.sum())

@@ -17,6 +17,17 @@ Stationarity (stop criterion): the largest row norm of the KKT residual
     r_ij -> min(r_ij, 0) where z_ij = 0 (active bound)           (UFM+: KKT of z >= 0, ||z|| = 1)
 is at most ``gtol``. A restart that hits ``max_iter`` or stalls (Armijo fails down to eta = 1e-20)
 is reported as not converged; if no restart converges, :class:`SolverError`.
+
+What the result means: the best stationary restart is a feasible point, so its value is an *upper
+bound* on the minimum in dimension d, never a certified optimum (non-convex: a restart can stop at a
+local minimum or saddle, e.g. in small d or under UFM+). ``summary()`` reports it as ``upper_bound``
+with ``certified: False``.
+
+d = 1 is special: the unit sphere S^0 = {-1, +1} is discrete, its tangent space is {0}, so every point
+has zero Riemannian gradient and "stationary" would hold at every random start. solve_riemannian
+therefore does not run the gradient method in d = 1: it returns the exact minimum over all sign
+patterns (:func:`nctheory.solvers.signs.solve_signs`, a SignResult with the same value/Z/converged/
+restarts/spread attributes, ``exact = True``), or raises InputError when there are too many patterns.
 """
 
 from __future__ import annotations
@@ -47,7 +58,10 @@ class RiemannianResult:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"method": "riemannian", "value": self.value, "status": "stationary" if self.converged else "not converged",
+        """JSON-able result. The number is under ``upper_bound`` (never ``value``, which nctheory reserves
+        for certified optima) with ``certified: False``: a first-order method certifies no global optimum."""
+        return {"method": "riemannian", "upper_bound": self.value, "certified": False,
+                "status": "stationary" if self.converged else "not converged",
                 "stationarity": self.stationarity, "gtol": self.gtol, "converged_restarts": self.converged,
                 "restarts": self.restarts, "values": self.values, "spread": self.spread,
                 "iterations": self.iterations, "stop_reasons": self.stop_reasons, "seconds": self.seconds,
@@ -79,6 +93,20 @@ def _residual(Z: torch.Tensor, g: torch.Tensor, nonneg: bool) -> torch.Tensor:
     return r
 
 
+def _check_options(restarts, max_iter, gtol):
+    """Bad numeric options are input errors (one line, exit 2), not solver failures."""
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
+        raise InputError(f"restarts must be an integer >= 1, got {restarts!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    try:
+        g = float(gtol)
+    except (TypeError, ValueError):
+        raise InputError(f"gtol must be a positive number, got {gtol!r}") from None
+    if not (np.isfinite(g) and g > 0):
+        raise InputError(f"gtol must be a positive finite number, got {gtol!r}")
+
+
 def solve_riemannian(objective, m: int, d: int, *, nonneg: bool = False, fixed_rows=None, fixed=None,
                      restarts: int = 8, seed: int = 0, max_iter: int = 5000, gtol: float = 1e-6,
                      device=None, init=None) -> RiemannianResult:
@@ -86,10 +114,18 @@ def solve_riemannian(objective, m: int, d: int, *, nonneg: bool = False, fixed_r
 
     fixed_rows / fixed: indices and values (unit rows) of rows held fixed (e.g. prototypes); nonneg is
     applied to the free rows only. init: optional (m x d) starting point for the first restart.
-    Returns the best restart that met the stationarity test; raises SolverError when none did.
+    Returns the best restart that met the stationarity test (an upper bound on the minimum, not a
+    certified optimum); raises SolverError when none did. d = 1: the exact sign enumeration
+    (:func:`nctheory.solvers.signs.solve_signs`) instead, see the module docstring.
+    restarts >= 1, max_iter >= 1 and gtol > 0, else InputError.
     """
     if m < 1 or d < 1:
         raise InputError("need at least one row and one dimension")
+    _check_options(restarts, max_iter, gtol)
+    if d == 1:  # S^0 = {-1, +1}: every point is stationary; solve exactly instead (module docstring)
+        from nctheory.solvers.signs import solve_signs
+
+        return solve_signs(objective, m, nonneg=nonneg, fixed_rows=fixed_rows, fixed=fixed)
     device = torch.device(device) if device is not None else default_device()
     dt = torch.float64
     free = torch.ones(m, dtype=torch.bool)

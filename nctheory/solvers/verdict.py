@@ -81,11 +81,15 @@ def geometry(GM: np.ndarray, nc_cosine: float | None = None, tol: float = GEOMET
 
 
 def ideal_class_gram(name: str, k: int) -> np.ndarray:
-    """Class-mean Gram of NC + k-OF (I_k) or NC + simplex ETF (unit means, cosines -1/(k-1))."""
+    """Class-mean Gram of NC + k-OF (I_k, Kini Def. 2) or NC + simplex ETF (unit means, cosines -1/(k-1),
+    Kini Def. 5; k >= 2), from nctheory.geometry (one definition of each geometry in the project)."""
+    from nctheory.geometry import etf_gram, orthogonal_frame
+
     if name == "OF":
-        return np.eye(k)
+        V = orthogonal_frame(k)
+        return V @ V.T
     if name == "ETF":
-        return (k / (k - 1.0)) * (np.eye(k) - np.ones((k, k)) / k) if k > 1 else np.eye(1)
+        return etf_gram(k)
     raise ValueError(name)
 
 
