@@ -38,7 +38,7 @@ with a_c = (n_c G_M[c,c] - 1)/(n_c - 1). The loss in X (counts as multiplicities
 :func:`nctheory.losses.gram.scl_with_prototypes_form` on the block expansion (tests/test_prototype_geometry.py),
 and the optimum is cross-checked against :func:`nctheory.solvers.solve_gram` on the full joint Gram.
 Counts enter only as log-offsets and weights, so real batch compositions (hundreds per class) cost
-the same as small ones. The solve uses the project's conic layer (:mod:`nctheory.solvers._conic`:
+the same as small ones. The solve uses the project's conic layer (:mod:`nctheory.solvers.conic`:
 exponential-cone epigraph with readable duals, Clarabel, tighter Clarabel, then SCS). The certificate is
 rigorous and does not trust the solver's dual objective (which is not a guaranteed bound: on these
 programs it was up to 3e-8 relative *above* the loss at the repaired optimum): with X_feasible the
@@ -405,11 +405,11 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
 
     collapsed=True restricts to within-class collapse (G_M[c,c] = 1, i.e. a_c = 1 for every class): its
     certified lower bound above the unrestricted optimum's value proves that no optimum is collapsed."""
-    # nctheory.solvers._conic is the project's shared conic layer (its module docstring): lse_epigraph
+    # nctheory.solvers.conic is the project's shared conic layer (its module docstring): lse_epigraph
     # writes the log-sum-exps with explicit exponential cones, whose duals lse_dual reads back (the weights
     # p of the second-order accurate bound), and solve is the retry driver with an accept() hook. No
     # public function offers these over a facially reduced variable with diag(G_M) <= 1 constraints.
-    from nctheory.solvers import _conic
+    from nctheory.solvers import conic
 
     t0 = time.perf_counter()
     n = parse_counts(counts, min_count=1, min_classes=2)
@@ -431,7 +431,7 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
     target_factor_error = float(np.abs(V @ V.T - Gs).max())
     Y = cp.Variable((k + r, k + r), symmetric=True)
     x = AY @ cp.vec(Y, order="C") + form.b
-    obj, cons, cone = _conic.lse_epigraph(x, form.group, form.weight / scale)
+    obj, cons, cone = conic.lse_epigraph(x, form.group, form.weight / scale)
     lin = cp.sum(cp.multiply(CY / scale, Y)) if np.any(CY) else 0.0
     unit = (n == 1) | bool(collapsed)
     c_psd = Y >> 0
@@ -468,7 +468,7 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
         Yf[:k, k:] = Xf[:k, k:] @ Vp
         Yf[k:, :k] = Yf[:k, k:].T
         value_z = max(value - form.const, formY.evaluate(Yf))
-        p = _conic.lse_dual(cone, form.group, form.weight / scale)
+        p = conic.lse_dual(cone, form.group, form.weight / scale)
         if p is not None:
             p = p * scale  # group sums = form.weight (the unscaled loss)
         Lam = None if c_psd.dual_value is None else scale * np.asarray(c_psd.dual_value, dtype=np.float64)
@@ -484,7 +484,7 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
         # gap >= 0 up to rounding (both sides are rigorous); |rel_gap| is what is bounded
         return None if abs(rel_gap) <= gap_tol else f"rigorous relative gap {rel_gap:.1e} > {gap_tol:.0e}"
 
-    res = _conic.solve(prob, solvers, what="reduced prototype SCL program", accept=certify)
+    res = conic.solve(prob, solvers, what="reduced prototype SCL program", accept=certify)
     Xs, Xf, value, lb, gap, rel_gap = (state[kk] for kk in ("Xs", "Xf", "value", "lb", "gap", "rel_gap"))
     GM, P = Xf[:k, :k], Xf[:k, k:]
     a = np.where(n >= 2, (n * np.diag(GM) - 1.0) / np.maximum(n - 1, 1), 1.0)
@@ -553,9 +553,9 @@ def limit_class_solution(G_star, y: int, tau: float = 1.0, form: str = "derived"
     accurate when the minimiser is on the sphere (the case here, see :func:`limit_geometry`). Relative gap
     (value - bound) / max(1, |value|) <= gap_tol, else the next solver attempt, else SolverError.
     Returns p, alpha (|alpha|^2 = 1 means h in span(W))."""
-    # nctheory.solvers._conic.solve: the project's solver driver (Clarabel, tighter Clarabel, SCS) with an
+    # nctheory.solvers.conic.solve: the project's solver driver (Clarabel, tighter Clarabel, SCS) with an
     # accept() hook for the rigorous gap; only its retry policy is used here, not its dual objective.
-    from nctheory.solvers import _conic
+    from nctheory.solvers import conic
 
     Gs = np.asarray(G_star, dtype=np.float64)
     V = _range_factor(Gs)
@@ -578,7 +578,7 @@ def limit_class_solution(G_star, y: int, tau: float = 1.0, form: str = "derived"
         state.update(av=av, pf=pf, value=value, bound=bound, gap=gap, rel=rel)
         return None if abs(rel) <= gap_tol else f"rigorous relative gap {rel:.1e} > {gap_tol:.0e}"
 
-    res = _conic.solve(prob, solvers, what=f"n_w -> inf per-class program (class {y})", accept=certify)
+    res = conic.solve(prob, solvers, what=f"n_w -> inf per-class program (class {y})", accept=certify)
     av = state["av"]
     return {"p": state["pf"], "alpha": av, "span_norm2": float(av @ av), "value": state["value"],
             "dual_bound": state["bound"], "gap": state["gap"], "rel_gap": state["rel"], "solver": res.solver,

@@ -27,7 +27,8 @@ def _thm41_result(counts, excess=0.01):
 def test_thm4_1_text_follows_the_findings():
     from nctheory.claims.koromilas2026 import thm41_outside_text
 
-    low = [{"loss": "normface", "K": 3, "d": 1, "excess": 0.3, "closed_form_at_nc": 0.1}]
+    low = [{"loss": "normface", "K": 3, "d": 1, "excess": 0.3, "closed_form_at_nc": 0.1,
+            "method": "exact (all sign patterns)"}]
     full = thm41_outside_text({l: _thm41_result((2, 1, 1)) for l in ("normface", "ntce", "nonl")},
                               [((2, 1), "normface", True), ((3, 1), "ntce", True)], low, 6)
     assert "all three losses" in full["evidence"] and "all keep NC+ETF optimal" in full["evidence"]

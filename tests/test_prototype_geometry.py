@@ -237,12 +237,12 @@ def test_lower_bound_is_valid_for_arbitrary_multipliers():
 
 def test_certificate_ignores_the_solver_dual_objective(monkeypatch):
     """A solver reporting an absurd dual objective changes neither the certified bound nor the acceptance."""
-    from nctheory.solvers import _conic
+    from nctheory.solvers import conic
 
     Gs = prototype_gram("minority-angles", 3, n_major=1)
     honest = finite_geometry(Gs, [3, 2, 1], 2, TAU)
     lim_honest = limit_geometry(Gs, [1, 1, 1], TAU)
-    real = _conic.solve
+    real = conic.solve
 
     def lying(prob, solvers=("CLARABEL", "SCS"), what="program", accept=None):
         def acc(res):
@@ -252,7 +252,7 @@ def test_certificate_ignores_the_solver_dual_objective(monkeypatch):
         res.dual = res.primal + 1e6
         return res
 
-    monkeypatch.setattr(_conic, "solve", lying)
+    monkeypatch.setattr(conic, "solve", lying)
     r = finite_geometry(Gs, [3, 2, 1], 2, TAU)
     assert r.certificate["dual_bound"] == pytest.approx(honest.certificate["dual_bound"], rel=1e-9)
     assert r.certificate["dual_bound"] <= r.value

@@ -47,7 +47,7 @@ import cvxpy as cp
 import numpy as np
 
 from nctheory.errors import InputError
-from nctheory.solvers import _conic
+from nctheory.solvers import conic
 from nctheory.solvers.certificate import kkt_nu, linear_lower_bound, lse_conjugate_part, lse_form_gradient
 from nctheory.solvers.verdict import settle_name, certify_candidates, class_mean_gram, geometry, within_class_min_cosine
 
@@ -191,7 +191,7 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
     n = m if n_samples is None else int(n_samples)
     G = cp.Variable((m, m), symmetric=True)
     x = form.A @ cp.vec(G, order="C") + form.b  # G symmetric: row- and column-major vec coincide
-    obj, cons, cone = _conic.lse_epigraph(x, form.group, form.weight)
+    obj, cons, cone = conic.lse_epigraph(x, form.group, form.weight)
     c_diag = cp.diag(G) == 1
     c_psd = G >> 0
     cons = cons + [c_psd, c_diag]
@@ -224,7 +224,7 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
         Gs = 0.5 * (Gs + Gs.T)
         solver_value_eval = form.evaluate(Gs)
         if fixed is None:
-            Gf, _ = _conic.psd_repair(Gs, nonneg_mask)
+            Gf, _ = conic.psd_repair(Gs, nonneg_mask)
         else:
             Gf = repair_fixed_block(Gs, idx, F, nonneg_mask)
         res_f = feasibility_residuals(Gf, nonneg_mask, None if fixed is None else (idx, F))
@@ -242,7 +242,7 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
         # gap >= 0 up to rounding (the bound is rigorous); |rel_gap| is what is bounded.
         return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
 
-    res = _conic.solve(prob, solvers, what="Gram program", accept=certify)
+    res = conic.solve(prob, solvers, what="Gram program", accept=certify)
     Gf, value, gap, rel_gap, min_eig = (state[kk] for kk in ("Gf", "value", "gap", "rel_gap", "min_eig"))
     form_check = state["form_check"]
     gap_kind = ("rigorous: L(G_feasible) - Lagrangian lower bound (nctheory.solvers.certificate, built from "
@@ -286,7 +286,7 @@ def _lower_bound(form, X0, f0, cone, c_psd, c_diag, c_nonneg, c_fixed, n, fixed)
     m = form.size
     ones = np.ones(m)
     bases = [("frank-wolfe", f0 - float(np.sum(lse_form_gradient(form, X0) * X0)), lse_form_gradient(form, X0))]
-    p = _conic.lse_dual(cone, form.group, form.weight)
+    p = conic.lse_dual(cone, form.group, form.weight)
     if p is not None:
         S = (form.A.T @ p).reshape(m, m) + form.C
         S = 0.5 * (S + S.T)

@@ -49,7 +49,7 @@ from scipy.special import logsumexp
 from nctheory.counts import parse_counts
 from nctheory.errors import InputError
 from nctheory.losses._inputs import check_tau
-from nctheory.solvers import _conic
+from nctheory.solvers import conic
 from nctheory.solvers.certificate import kkt_nu, linear_lower_bound, lse_conjugate_part
 from nctheory.solvers.gram import GAP_TOL, SolveResult, factor
 from nctheory.solvers.verdict import settle_name, certify_candidates, geometry
@@ -260,7 +260,7 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
     Q = cp.Variable((G, G), symmetric=True)
     d = cp.Variable(G)
     theta = cp.hstack([cp.vec(Q, order="C"), d])
-    obj, cons, cone = _conic.lse_epigraph(A @ theta + b, group, weight / ntot)
+    obj, cons, cone = conic.lse_epigraph(A @ theta + b, group, weight / ntot)
     sq = np.sqrt(m.astype(np.float64))
     K = cp.diag(d - cp.diag(Q)) + cp.multiply(np.outer(sq, sq), Q)
     cons += [0.5 * (K + K.T) >> 0]
@@ -289,7 +289,7 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
         np.fill_diagonal(Ms, dv[gid])
         GM = _repair(Ms, n, nonneg)
         value = reduced_scl_value(GM, n, tau)
-        p_orb = _conic.lse_dual(cone, group, weight / ntot)
+        p_orb = conic.lse_dual(cone, group, weight / ntot)
         lb = _class_level_bound(GM, n, tau, nonneg, gid, m, ng, p_orb)
         state["lb"] = lb
         dual = lb["bound"] * ntot
@@ -300,7 +300,7 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
                      form_check=abs(reduced_scl_value(Ms, n, tau) - res.primal * ntot))
         return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
 
-    res = _conic.solve(prob, solvers, what="reduced SCL program", accept=certify)
+    res = conic.solve(prob, solvers, what="reduced SCL program", accept=certify)
     GM, value, dual, gap, rel_gap = (state[kk] for kk in ("GM", "value", "dual", "gap", "rel_gap"))
     solver_value, form_check = state["solver_value"], state["form_check"]
     a = np.where(multi, (n * np.diag(GM) - 1.0) / np.maximum(n - 1.0, 1.0), 1.0)
