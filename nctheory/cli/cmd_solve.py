@@ -465,24 +465,17 @@ def human(out) -> str:
 
 
 def plot(out, path):
-    import matplotlib
+    from nctheory.plotting import gram_heatmap, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     relax = out.get("relaxation")
     src = relax if relax is not None else out
-    GM = np.asarray(src["class_mean_gram"])
-    S = GM / np.abs(GM).max()
-    k = GM.shape[0]
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    im = ax.imshow(S, cmap="RdBu_r", vmin=-1, vmax=1)
+    title = (f"{out['loss']}{'+ReLU' if out['relu'] else ''}, tau={out['tau']}: {src['geometry']['name']}"
+             + (" (relaxation d>=n)" if relax is not None else ""))
+    im = gram_heatmap(ax, src["class_mean_gram"], title)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(f"{out['loss']}{'+ReLU' if out['relu'] else ''}, tau={out['tau']}: {src['geometry']['name']}"
-                 + (" (relaxation d>=n)" if relax is not None else ""), fontsize=9)
     ax.set_xlabel("class"); ax.set_ylabel("class")
-    if k <= 20:
-        ax.set_xticks(range(k)); ax.set_yticks(range(k))
     fig.suptitle(r"$G_M / \max |G_M|$", fontsize=9)
     fig.tight_layout()
     try:
