@@ -53,3 +53,15 @@ def longtail_counts(k: int, n_1: int, R: float, *, min_count: int = 1) -> list[i
     if k == 1:
         return [int(n_1)]
     return [max(min_count, int(round(n_1 * R ** (-c / (k - 1))))) for c in range(k)]
+
+
+def counts_from_text(text: str, *, min_count: int = 0, min_classes: int = 1, option: str = "--counts") -> np.ndarray:
+    """Class sizes from a command-line list "N1,N2,...", checked as :func:`parse_counts` does."""
+    try:
+        vals = [int(t) for t in str(text).split(",") if t.strip() != ""]
+    except ValueError:
+        raise InputError(f"{option} must be comma-separated integers, got {text!r}") from None
+    try:
+        return parse_counts(vals, min_count=min_count, min_classes=min_classes)
+    except InputError as exc:
+        raise InputError(f"{option}: {exc}") from None

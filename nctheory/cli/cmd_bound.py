@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from nctheory.errors import InputError
+from nctheory.counts import counts_from_text
 
 NAME = "bound"
 HELP = "Kini Thm 2's lower bound for a batching plan (--plan) or Thm 1's for class counts (--counts)"
@@ -22,16 +22,6 @@ def add_arguments(p):
     src.add_argument("--counts", metavar="N1,N2,...", help="class sizes: Thm 1 (full batch)")
     p.add_argument("--tau", type=float, default=1.0, help="temperature (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _counts(text: str):
-    try:
-        vals = [int(t) for t in text.split(",") if t.strip() != ""]
-    except ValueError:
-        raise InputError(f"--counts must be comma-separated integers, got {text!r}") from None
-    if not vals or min(vals) < 0:
-        raise InputError(f"--counts must be non-negative integers, got {text!r}")
-    return vals
 
 
 def run(args) -> int:
@@ -47,7 +37,7 @@ def run(args) -> int:
         out = {"theorem": "Kini et al. 2023 Thm 2", "bound": bound, "stated": stated, "tau": args.tau,
                "n": plan.n, "num_batches": plan.num_batches}
     else:
-        counts = _counts(args.counts)
+        counts = counts_from_text(args.counts).tolist()
         bound = full_batch_bound(counts, args.tau)
         stated = full_batch_bound(counts, args.tau, stated=True)
         out = {"theorem": "Kini et al. 2023 Thm 1", "bound": bound, "stated": stated, "tau": args.tau,

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from nctheory.counts import counts_from_text
 from nctheory.errors import InputError
 
 NAME = "make-plan"
@@ -34,12 +35,7 @@ def run(args) -> int:
     if args.labels:
         y = read_labels(args.labels)
     else:
-        try:
-            counts = [int(t) for t in args.counts.split(",") if t.strip()]
-        except ValueError:
-            raise InputError(f"--counts must be comma-separated integers, got {args.counts!r}") from None
-        if not counts or min(counts) < 1:
-            raise InputError("--counts must be positive integers")
+        counts = counts_from_text(args.counts, min_count=1)
         y = np.repeat(np.arange(len(counts)), counts)
     if not (args.out.endswith(".json") or args.out.endswith(".npz")):
         raise InputError("--out must end in .json or .npz")

@@ -77,16 +77,9 @@ def _labels_and_batches(args):
         if args.counts or args.labels:
             raise InputError("--plan carries its own labels: do not also give --counts or --labels")
     elif args.counts:
-        from nctheory.counts import parse_counts
+        from nctheory.counts import counts_from_text
 
-        try:
-            counts = [int(c) for c in args.counts.split(",") if c.strip()]
-        except ValueError:
-            raise InputError(f"--counts must be comma-separated integers, got {args.counts!r}") from None
-        try:
-            counts = parse_counts(counts, min_count=1, min_classes=2)
-        except InputError as exc:
-            raise InputError(f"--counts needs at least two classes, each with at least one sample ({exc})") from None
+        counts = counts_from_text(args.counts, min_count=1, min_classes=2)
         y = np.repeat(np.arange(counts.size), counts)
     elif args.labels:
         from nctheory.batching import read_labels

@@ -90,7 +90,7 @@ def table(rows) -> str:
 
 def markdown_report(rows, level: str) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    out = [f"# nctheory verdict report\n", f"Generated {now}, budget `{level}`.\n",
+    out = ["# nctheory verdict report\n", f"Generated {now}, budget `{level}`.\n",
            "| claim | source | verdict | seconds |", "|---|---|---|---|"]
     for r in rows:
         mark = "" if r["matches_expected"] else " (changed!)"
