@@ -10,7 +10,7 @@ from nctheory.losses import scl
 from nctheory.losses.gram import scl_form
 from nctheory.solvers.certificate import linear_lower_bound, lse_form_gradient
 from nctheory.solvers.gram import solve_gram
-from nctheory.solvers.reduced import block_gram, reduced_scl_value, solve_reduced
+from nctheory.solvers.reduced import sample_gram_from_class_gram, reduced_scl_value, solve_reduced
 from nctheory.solvers.riemannian import form_objective, scl_objective, solve_riemannian
 
 REL = 1e-6  # the certificate threshold
@@ -50,7 +50,7 @@ def test_reduced_agrees_with_full_program(counts, tau, relu):
         r = solve_reduced(counts, tau, relu, orbits=orbits)
         assert abs(r.value - g.value) <= 2 * REL * max(1.0, g.value)
         # the reduced optimum expands to an n x n Gram matrix whose full loss is the same number
-        assert abs(scl_form(y, tau).evaluate(block_gram(r.G, counts)) - r.value) <= 1e-9 * max(1.0, r.value)
+        assert abs(scl_form(y, tau).evaluate(sample_gram_from_class_gram(r.G, counts)) - r.value) <= 1e-9 * max(1.0, r.value)
 
 
 def test_block_psd_criterion():
@@ -61,7 +61,7 @@ def test_block_psd_criterion():
         M = rng.uniform(-1, 1, (3, 3))
         M = 0.5 * (M + M.T)
         np.fill_diagonal(M, rng.uniform(0.0, 1.2, 3))
-        G = block_gram(M, counts)
+        G = sample_gram_from_class_gram(M, counts)
         psd_full = np.linalg.eigvalsh(G).min() >= -1e-10
         psd_red = np.linalg.eigvalsh(M).min() >= -1e-10 and np.all(np.diag(M) <= 1 + 1e-10)
         assert psd_full == psd_red

@@ -115,7 +115,7 @@ def reduced_scl_value(GM, counts, tau: float = 1.0) -> float:
     return float(total)
 
 
-def block_gram(GM, counts) -> np.ndarray:
+def sample_gram_from_class_gram(GM, counts) -> np.ndarray:
     """The n x n class-block-constant sample Gram matrix with class-mean Gram GM (for small n; tests)."""
     n = parse_counts(counts, min_count=1, min_classes=2)
     GM = np.asarray(GM, dtype=np.float64)
