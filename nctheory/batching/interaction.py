@@ -613,11 +613,10 @@ def witness_embedding(res: CheckResult, d: int | None = None) -> np.ndarray:
 
 def of_embedding(labels, d: int | None = None) -> np.ndarray:
     """An OF: class c (by rank of its label) on coordinate c."""
+    from nctheory.geometry import orthogonal_frame
+
     classes, cls = np.unique(np.asarray(labels), return_inverse=True)
-    d = classes.size if d is None else d
-    H = np.zeros((cls.size, d))
-    H[np.arange(cls.size), cls] = 1.0
-    return H
+    return orthogonal_frame(classes.size, d)[cls]
 
 
 def suggest_fix(plan: Plan, res: CheckResult, cls: np.ndarray, classes: np.ndarray, dim) -> dict:

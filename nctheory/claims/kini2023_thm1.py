@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from nctheory.bounds import full_batch_bound
 from nctheory.counts import longtail_counts, step_counts
-from nctheory.geometry import simplex_etf
+from nctheory.geometry import orthogonal_frame, simplex_etf
 from nctheory.claims.registry import Budget, Verdict, claim
 from nctheory.claims.search import smallest_counterexample
 from nctheory.losses import scl
@@ -33,10 +33,8 @@ REL_TOL = 1e-12
 
 def of_features(counts, d=None) -> tuple[np.ndarray, np.ndarray]:
     """NC + k-OF in the non-negative orthant: every sample of class c is e_c."""
-    k = len(counts)
-    d = d or k
-    y = np.repeat(np.arange(k), counts)
-    return np.eye(d)[y], y
+    y = np.repeat(np.arange(len(counts)), counts)
+    return orthogonal_frame(len(counts), d)[y], y
 
 
 def descend_nonneg(H: np.ndarray, y: np.ndarray, tau: float, steps: int = 60, lr: float = 0.2) -> np.ndarray:
