@@ -347,9 +347,34 @@ def test_cli_first_order_result_is_an_upper_bound(_cli):
     assert d["method"] == "riemannian" and d["certified"] is False and "value" not in d
     assert d["upper_bound"] >= _cli_gram_value(_cli, "2,2,2,2") - 1e-9  # above the d >= n optimum
     assert "upper_bound_minus_kini_bound" in d and "value_minus_kini_bound" not in d
+    # auto tried the reduced program first: its certified lower bound (d >= n) brackets the minimum
+    lb = d["relaxation_lower_bound"]
+    assert lb["method"] == "reduced" and d["lower_bound"] == lb["lower_bound"] < d["upper_bound"]
+    assert abs(d["lower_bound"] - _cli_gram_value(_cli, "2,2,2,2")) <= 1e-6 * d["upper_bound"]
+    assert "relaxation" not in d and d["bracket_width"] == d["upper_bound"] - d["lower_bound"]
     code, out, err = _cli("--loss", "scl", "--counts", "2,2,2,2", "--dim", "2", "--restarts", "2")
     assert code == 0 and "upper bound from first-order search (not certified)" in out
+    assert "the minimum lies in [lower, upper]" in out
     assert not any(line.startswith("value") for line in out.splitlines())
+
+
+def test_cli_auto_with_dim_certifies_when_the_relaxation_is_attained(_cli):
+    """auto + --dim D: the exact program is tried first and certifies whenever a D-dimensional point attains it."""
+    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "2", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["method"] == "reduced" and d["certified"] is True and d["geometry"]["name"] == "ETF"
+    assert abs(d["value"] - 10.85045183) < 1e-6 and d["dimension_check"]["dim"] == 2
+    # UFM+ at d = k: NC + OF attains Kini's Thm 1 bound, so the value is certified (it was a riemannian
+    # upper bound before auto tried the reduced program)
+    code, out, err = _cli("--loss", "scl", "--counts", "10,2,2", "--dim", "3", "--relu", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["certified"] is True and d["geometry"]["name"] == "OF"
+    assert abs(d["value"] - full_batch_bound([10, 2, 2], 1.0)) <= REL * d["value"]
+    # the gram program (mini-batch-free scl-prototypes), attained by the ETF in d = k - 1
+    code, out, err = _cli("--loss", "scl-prototypes", "--counts", "2,2,2", "--nw", "1", "--dim", "2", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["method"] == "gram" and d["certified"] is True, out
 
 
 def _cli_gram_value(_cli, counts):

@@ -25,7 +25,10 @@ DESCRIPTION = (
     "<= 1e-6 AND an explicit feasible point of that problem (in dimension D with --dim D, with H >= 0 with --relu) "
     "whose loss is within 1e-6 of the rigorous lower bound; enumerate: exhaustive. Exit 0. "
     "A first-order (riemannian) result is printed under 'upper_bound' with \"certified\": false (human: 'upper bound "
-    "from first-order search (not certified)'), exit 0. A gram/reduced solve whose relaxation optimum is not shown "
+    "from first-order search (not certified)'), exit 0. With --dim D below the size, auto first solves the exact "
+    "program (reduced for full-batch scl, else gram up to size 64): certified when a D-dimensional point attains it, "
+    "otherwise it keeps that program's certified 'lower_bound' and adds riemannian's 'upper_bound' in dimension D "
+    "(the minimum lies between them), exit 0. A gram/reduced solve whose relaxation optimum is not shown "
     "attained in the problem asked for (--dim D below its rank, or --relu without a non-negative factorisation, "
     "e.g. --relu with fixed prototypes) prints only 'lower_bound' with \"certified\": false, and the relaxation's "
     "optimum, rank, class-mean Gram and geometry under 'relaxation'; exit 1. Exit 2: bad input (one line). Exit 3: "
@@ -194,13 +197,46 @@ def _choose_method(args, n, size):
         return "enumerate"  # S^0 = {-1, +1}: every point is stationary, a gradient method certifies nothing
     if args.method != "auto":
         return args.method
-    if args.dim is not None and args.dim < size:
-        return "riemannian"
     if args.relu and args.loss in PROTO_LOSSES and args.prototypes != "learned":
         return "riemannian"  # H >= 0 with fixed W depends on W's coordinates: no exact Gram program (see below)
+    # with --dim D below the size the exact programs are relaxations: they are tried first (certified when a
+    # D-dimensional point attains their bound) and solve() falls back to riemannian when it does not
     if args.loss == "scl" and not args.plan:
         return "reduced"
     return "gram" if size <= GRAM_MAX_SIZE else "riemannian"
+
+
+# keys that describe the problem asked for (kept when auto falls back from a relaxation to riemannian)
+_PROBLEM_KEYS = ("loss", "tau", "relu", "n", "k", "counts", "method", "plan", "dim", "note_method", "kini_bound",
+                 "kini_bound_note")
+
+
+def _solve_riemannian(args, y, k, batches, size, uses_w, out):
+    """First-order search over unit features in dimension --dim (default: the size): an upper bound."""
+    from nctheory.solvers.riemannian import solve_riemannian
+    from nctheory.solvers.verdict import class_mean_gram, geometry, within_class_min_cosine
+
+    n = y.size
+    d = args.dim if args.dim is not None else size
+    fixed = fixed_idx = None
+    if uses_w:
+        W = _prototypes(args, k, d)
+        if W is not None:
+            fixed, fixed_idx = W, n + np.arange(k)
+    res = solve_riemannian(_torch_objective(args, y, k, batches, n), size, d, nonneg=args.relu,
+                           fixed_rows=fixed_idx, fixed=fixed, restarts=args.restarts, seed=args.seed,
+                           max_iter=args.max_iter, gtol=args.gtol)
+    out.update(res.summary())
+    G = res.Z @ res.Z.T
+    GM = class_mean_gram(G, y, k)
+    out["class_mean_gram"] = GM.tolist()
+    out["geometry"] = geometry(GM, within_class_min_cosine(G, y))
+    out["gap"] = None
+    out["certified"] = False
+    out["certificate_note"] = ("upper bound from first-order search (not certified): the loss of the best "
+                               "stationary restart, a feasible point, so an upper bound on the minimum in "
+                               f"dimension {d}; stationarity (max row KKT residual <= gtol) says nothing about "
+                               "global optimality (non-convex)")
 
 
 # keys of a Gram/reduced summary that describe the d >= n optimum (moved under "relaxation" when that
@@ -362,28 +398,24 @@ def solve(args) -> dict:
             out.update(summ)
             out["certified"] = True
     else:
-        from nctheory.solvers.riemannian import solve_riemannian
-
-        d = args.dim if args.dim is not None else size
-        fixed = fixed_idx = None
-        if uses_w:
-            W = _prototypes(args, k, d)
-            if W is not None:
-                fixed, fixed_idx = W, n + np.arange(k)
-        res = solve_riemannian(_torch_objective(args, y, k, batches, n), size, d, nonneg=args.relu,
-                               fixed_rows=fixed_idx, fixed=fixed, restarts=args.restarts, seed=args.seed,
-                               max_iter=args.max_iter, gtol=args.gtol)
-        out.update(res.summary())
-        G = res.Z @ res.Z.T
-        GM = class_mean_gram(G, y, k)
-        out["class_mean_gram"] = GM.tolist()
-        out["geometry"] = geometry(GM, within_class_min_cosine(G, y))
-        out["gap"] = None
-        out["certified"] = False
-        out["certificate_note"] = ("upper bound from first-order search (not certified): the loss of the best "
-                                   "stationary restart, a feasible point, so an upper bound on the minimum in "
-                                   f"dimension {d}; stationarity (max row KKT residual <= gtol) says nothing about "
-                                   "global optimality (non-convex)")
+        _solve_riemannian(args, y, k, batches, size, uses_w, out)
+    if (args.method == "auto" and method in ("gram", "reduced") and not out["certified"]
+            and args.dim is not None and args.dim < size):
+        # auto with --dim D: the relaxation's optimum is not attained in dimension D. Keep its certified lower
+        # bound and add the first-order upper bound in dimension D: the minimum lies between the two.
+        lower = {"lower_bound": out["lower_bound"], "method": method, "note": out["lower_bound_note"],
+                 "status": out.get("status"), "solver": out.get("solver"), "gap_kind": out.get("gap_kind")}
+        for key in list(out):
+            if key not in _PROBLEM_KEYS:
+                del out[key]
+        out["method"] = "riemannian"
+        out["note_method"] = (f"auto: the {method} program's optimum is not attained in dimension {args.dim}, so "
+                              "its value is only a certified lower bound; the first-order search in dimension "
+                              f"{args.dim} gives an upper bound: the minimum lies between the two")
+        _solve_riemannian(args, y, k, batches, size, uses_w, out)
+        out["relaxation_lower_bound"] = lower
+        out["lower_bound"] = lower["lower_bound"]
+        out["bracket_width"] = out["upper_bound"] - lower["lower_bound"]
     if bound is not None:
         key = "value" if out["certified"] else ("upper_bound" if "upper_bound" in out else "lower_bound")
         out[f"{key}_minus_kini_bound"] = out[key] - bound
@@ -419,6 +451,11 @@ def human(out) -> str:
         lines.append(f"  best of {out['restarts']} restarts, {out['converged_restarts']} stationary, spread "
                      f"{out['spread']:.2e}, stationarity {out['stationarity']:.1e} <= {out['gtol']:.0e}; no global "
                      "certificate (non-convex problem)")
+        if "relaxation_lower_bound" in out:
+            lb = out["relaxation_lower_bound"]
+            lines.append(f"lower bound {lb['lower_bound']:.10g}  certified, from the {lb['method']} relaxation "
+                         f"(status {lb['status']}, {lb['solver']}): the minimum lies in [lower, upper], width "
+                         f"{out['bracket_width']:.3e}")
     else:
         lines.append(f"lower bound {out['lower_bound']:.10g}  certified lower bound only, NOT the optimum "
                      f"(not certified; exit 1)")
