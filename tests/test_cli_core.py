@@ -72,6 +72,21 @@ def test_verify_exits_1_when_a_verdict_changes(fake_claims, capsys, tmp_path):
     assert main(["verify", "--only", "test.regressed", "--no-progress", "--report", "-"]) == 1
 
 
+def test_verify_jobs_gives_the_same_rows_in_the_same_order(capsys):
+    """--jobs N runs claims in spawned worker processes; verdicts, evidence and order are those of --jobs 1."""
+    argv = ["verify", "--only", "kini2023.remark3", "--only", "kini2023.remark2", "--json", "--budget", "quick",
+            "--no-progress", "--report", "-"]
+    assert main(argv) == 0
+    seq = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--jobs", "2"]) == 0
+    par = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in par] == [r["id"] for r in seq] == ["kini2023.remark2", "kini2023.remark3"]
+    for a, b in zip(seq, par):
+        assert (a["verdict"], a["evidence"], a["counterexample"]) == (b["verdict"], b["evidence"], b["counterexample"])
+    assert main(["verify", "--jobs", "-1", "--no-progress"]) == 2
+    assert "--jobs must be >= 0" in capsys.readouterr().err
+
+
 def test_verify_unknown_claim_is_bad_input(capsys):
     assert main(["verify", "--only", "no.such.claim", "--no-progress"]) == 2
     err = capsys.readouterr().err
