@@ -2,10 +2,15 @@
 
 Part A -- images/s of one SCL training step of a CIFAR-size ResNet-18 (3x32x32 inputs, two views per
 image, SCL sum form / anchors, SGD lr 0.1 momentum 0.9), in
-    fp32                      plain float32, contiguous (NCHW) memory format;
+    fp32                      strict IEEE float32, contiguous (NCHW) memory format: TF32 disabled for
+                              convolutions and matmuls (torch's default lets cuDNN convolutions use TF32
+                              on Ampere/Hopper, which would make "fp32" partly a 10-bit-mantissa format);
+    fp32-default              float32 with torch's default math flags (cuDNN convolutions may use TF32),
+                              i.e. what `--amp off` in the harness runs on a GPU;
     bf16+cl                   bf16 autocast + channels_last (the harness's CUDA setting);
     bf16+cl+compile           the same with torch.compile (with --compile).
-The issue's target: on an H100, bf16+cl (or +compile) >= 2.5x the fp32 images/s.
+The issue's target: on an H100, bf16+cl (or +compile) >= 2.5x the fp32 images/s. Both ratios are printed:
+against strict fp32 and against fp32 with torch's defaults.
 
 Part B -- the loss alone: ``nctheory.losses.scl`` (float32, sum form) against a transcription of the
 reference SupCon implementation's computation (Khosla et al.'s SupConLoss: mask matrices, logits minus
@@ -39,12 +44,21 @@ def sync(device):
 
 
 def bench_step(device, batch, steps, warmup, mode, width):
+    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    if mode == "fp32":  # strict float32: no TF32 anywhere
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return _bench_step(device, batch, steps, warmup, mode, width)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _bench_step(device, batch, steps, warmup, mode, width):
     torch.manual_seed(0)
     model = build_model("resnet18", (3, 32, 32), width=width, relu=True).to(device)
-    channels_last = mode != "fp32"
-    amp = torch.bfloat16 if mode != "fp32" and device.type == "cuda" else None
-    if mode != "fp32" and device.type == "cpu":
-        amp = torch.bfloat16  # CPU autocast supports bf16 too; shown for completeness
+    channels_last = mode.startswith("bf16")
+    amp = torch.bfloat16 if channels_last else None  # CPU autocast supports bf16 too (smoke runs)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     fwd = torch.compile(model) if mode.endswith("compile") else model
@@ -145,15 +159,17 @@ def main(argv=None):
     batch = a.batch or (8 if tiny else 512)
     width = 8 if tiny else 64
     steps, warmup = (3, 1) if tiny else (30, 10)
-    modes = ["fp32", "bf16+cl"] + (["bf16+cl+compile"] if a.compile else [])
+    modes = ["fp32", "fp32-default", "bf16+cl"] + (["bf16+cl+compile"] if a.compile else [])
     rows_a = [bench_step(device, batch, steps, warmup, m, width) for m in modes]
-    base = rows_a[0]["images_per_s"]
+    base, base_default = rows_a[0]["images_per_s"], rows_a[1]["images_per_s"]
     print(f"\nA. ResNet-18 (width {width}) SCL training step, batch {batch} x 2 views, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({platform.processor() or 'cpu'})"))
-    print(f"{'mode':<18}{'images/s':>12}{'ms/step':>10}{'x fp32':>8}")
+    print(f"{'mode':<18}{'images/s':>12}{'ms/step':>10}{'x fp32':>8}{'x fp32-default':>16}")
     for r in rows_a:
         r["speedup_vs_fp32"] = r["images_per_s"] / base
-        print(f"{r['mode']:<18}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.2f}{r['speedup_vs_fp32']:>8.2f}")
+        r["speedup_vs_fp32_default"] = r["images_per_s"] / base_default
+        print(f"{r['mode']:<18}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.2f}{r['speedup_vs_fp32']:>8.2f}"
+              f"{r['speedup_vs_fp32_default']:>16.2f}")
 
     sizes = [64, 128] if tiny else [1024, 2048, 4096, 8192]
     rows_b = []

@@ -143,6 +143,25 @@ def test_run_folder_and_bound(tmp_path):
     assert cfgj["counts"] == [8, 8, 8] and cfgj["config"]["loss"] == "scl"
 
 
+def test_gpu_precision_path_bf16_channels_last_on_cpu(tmp_path):
+    """The CUDA defaults (bf16 autocast + channels_last) run the same code on CPU: features stay unit-norm
+    float32, the loss and bound are float64 and Thm 2 still holds for the batches seen (ReLU)."""
+    c = cfg(model="resnet18", width=4, relu=True, amp="bf16", channels_last="on", epochs=2,
+            koromilas_metrics=False, ufm_optimum=False)
+    s = train(c, tmp_path / "bf16")
+    info = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert info["amp"] == "torch.bfloat16" and info["channels_last"] is True
+    for r in read_metrics(tmp_path / "bf16"):
+        assert np.isfinite(r["loss"]) and r["loss"] >= r["bound"] - 1e-9 * abs(r["bound"])
+    assert np.isfinite(s["final"]["delta_to_of"])
+    model = build_model("resnet18", (1, 8, 8), width=4, feat_dim=8, relu=True).to(memory_format=torch.channels_last)
+    x = torch.randn(5, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        f, h = model.embed(x)
+    assert h.dtype == torch.float32 and torch.allclose(h.norm(dim=1), torch.ones(5), atol=1e-6)
+    assert (h >= 0).all()
+
+
 def test_full_batch_bound_is_thm1_of_duplicated_counts(tmp_path):
     train(cfg(batching="full", epochs=1, koromilas_metrics=False, ufm_optimum=False), tmp_path / "fb")
     (row,) = read_metrics(tmp_path / "fb")
