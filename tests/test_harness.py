@@ -162,6 +162,29 @@ def test_gpu_precision_path_bf16_channels_last_on_cpu(tmp_path):
     assert (h >= 0).all()
 
 
+def test_plan_check_of_the_batches_trained_on(tmp_path):
+    """summary.json says whether the OF is the unique UFM+ optimum for the run's batches (with views):
+    a fixed partition into batches of 4 (8 views, 3 classes) splits classes; binding repairs it."""
+    base = dict(relu=True, batching="fixed", batch_size=4, koromilas_metrics=False, ufm_optimum=False)
+    fixed = train(cfg(**base), tmp_path / "fixed")["plan_check"]
+    bound = train(cfg(**base, bind=True), tmp_path / "bind")["plan_check"]
+    full = train(cfg(relu=True, batching="full", epochs=1, koromilas_metrics=False, ufm_optimum=False),
+                 tmp_path / "full")["plan_check"]
+    assert fixed["first_epoch"]["unique"] is False and fixed["all_epochs"]["unique"] is False
+    assert fixed["first_epoch"]["disconnected_classes"] and fixed["all_epochs"]["batches"] == 3 * fixed["first_epoch"]["batches"]
+    assert bound["first_epoch"]["unique"] is True and bound["all_epochs"]["unique"] is True
+    assert full["first_epoch"]["unique"] is True and full["views"] == 2 and full["dim"] == 8
+    # the same answer as `check-batches` on the plan written out by hand
+    from nctheory.batching import Plan, check_plan
+    from nctheory.harness.plans import EpochPlans
+
+    y = np.repeat(np.arange(3), 8)
+    ep = EpochPlans(y, "fixed", 4, 0, False)
+    batches = [np.concatenate([b.numpy(), b.numpy() + y.size]) for b in ep(0)]
+    assert check_plan(Plan.from_batches(np.tile(y, 2), batches), dim=8).unique is False
+    assert "plan_check" not in train(cfg(loss="ce", epochs=1, koromilas_metrics=False), tmp_path / "ce")
+
+
 def test_full_batch_bound_is_thm1_of_duplicated_counts(tmp_path):
     train(cfg(batching="full", epochs=1, koromilas_metrics=False, ufm_optimum=False), tmp_path / "fb")
     (row,) = read_metrics(tmp_path / "fb")

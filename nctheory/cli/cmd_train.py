@@ -173,4 +173,11 @@ def format_summary(run_dir, s: dict) -> str:
         if v is None or v == "":
             continue
         lines.append(f"  {k:<20} {v:.6g}" if isinstance(v, (int, float)) else f"  {k:<20} {v}")
+    pc = s.get("plan_check")
+    if pc:
+        def word(u):
+            return {True: "yes", False: "no", None: "undecided"}[u.get("unique")]
+
+        lines.append(f"  {'OF unique optimum':<20} first epoch's batches: {word(pc['first_epoch'])}; all "
+                     f"{pc['epochs']} epochs' batches: {word(pc['all_epochs'])}  (Kini Thm 2 / Cor. 2.1, UFM+)")
     return "\n".join(lines)

@@ -34,3 +34,40 @@ class EpochPlans:
 
     def __call__(self, epoch: int) -> list[torch.Tensor]:
         return [torch.as_tensor(np.asarray(b, dtype=np.int64)) for b in self.sampler.batches(int(epoch))]
+
+
+def plan_uniqueness(plans: EpochPlans, labels, views: int, epochs: int, dim: int | None) -> dict:
+    """Is the OF the unique UFM+ optimum for the batches this run trained on? (Kini et al. Thm 2 /
+    Cor. 2.1 as decided by :func:`nctheory.batching.check_plan`, with each batch's view duplication:
+    image i's views are samples i, i + n, ...).
+
+    Two plans are checked: the first epoch's batches alone (for a fixed partition, the plan of every
+    epoch), and the union of all epochs' batches (Kini et al.'s formalisation of reshuffling, App. B:
+    the loss summed over epochs, whose optimum is unique when the union's interaction graph meets the
+    conditions). The answer is about the UFM+ optimum of that loss, the theory's prediction; a trained
+    network is compared with it, not judged by it."""
+    from nctheory.batching import Plan, check_plan
+    from nctheory.errors import InputError
+
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.size
+    lab = np.tile(labels, views)
+
+    def dup(b):
+        b = np.asarray(b, dtype=np.int64)
+        return np.concatenate([b + v * n for v in range(views)])
+
+    per_epoch = [[dup(b) for b in plans(e)] for e in range(epochs)]
+    out = {"views": views, "dim": dim, "epochs": epochs}
+    for key, plan in (("first_epoch", Plan.from_batches(lab, per_epoch[0])),
+                      ("all_epochs", Plan.from_epochs(lab, per_epoch))):
+        try:
+            r = check_plan(plan, dim=dim, with_fix=False)
+        except InputError as exc:  # e.g. d < k: no OF exists, nothing to decide
+            out[key] = {"unique": None, "reason": str(exc)}
+            continue
+        out[key] = {"unique": r.unique, "reason": r.reason,
+                    "disconnected_classes": [c["class"] for c in r.disconnected_classes],
+                    "missing_class_pairs": len(r.missing_class_pairs),
+                    "batches": plan.num_batches}
+    return out

@@ -14,6 +14,10 @@ What is optimised and what is logged
   view duplication (:func:`nctheory.bounds.batch_bound`) and ``excess`` = loss - bound. For SCL with
   a ReLU head (features in the non-negative orthant) excess >= 0 always; without ReLU the bound is
   not a theorem and ``summary.json`` says so.
+- ``summary.json`` ``plan_check`` (SCL): whether the OF is the unique UFM+ optimum for the batches
+  trained on, with their views (Kini Thm 2 / Cor. 2.1 via :func:`nctheory.batching.check_plan`), for
+  the first epoch's batches and for the union of all epochs' batches
+  (:func:`nctheory.harness.plans.plan_uniqueness`).
 
 Batch duplication (``views`` = 2): the contrastive set of a batch B is [x_B; view(x_B)] with labels
 [y_B; y_B]; the bound is computed on that duplicated batch.
@@ -454,6 +458,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
     summary = {}
     if is_main:
         summary = measurer.summary(time.time() - t_start)
+        if cfg.loss == "scl":  # Kini Thm 2 / Cor. 2.1: is the OF the unique optimum for these batches?
+            from nctheory.harness.plans import plan_uniqueness
+
+            summary["plan_check"] = plan_uniqueness(plans, y_np, cfg.views, cfg.epochs, d)
         _write_json(summary, out / "summary.json")
         try:
             plot_run(out)
