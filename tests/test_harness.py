@@ -256,6 +256,18 @@ def test_cli_train_plot_compare(tmp_path, capsys):
     png = tmp_path / "cmp.png"
     assert cli_main(["compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(png), "--json"]) == 0
     assert png.exists() and len(json.loads(capsys.readouterr().out)["runs"]) == 2
+    # values at given epochs, as JSON and as a Markdown table; they are the metrics.csv values
+    r1 = read_metrics(tmp_path / "r1")
+    assert cli_main(["compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--metric", "loss", "--at", "1,2",
+                     "--out", str(png), "--json"]) == 0
+    at = json.loads(capsys.readouterr().out)["at"]
+    assert [(a["run"], a["epoch"]) for a in at] == [("r1", 1), ("r1", 2), ("r2", 1), ("r2", 2)]
+    assert at[0]["loss"] == r1[0]["loss"] and at[1]["loss"] == r1[1]["loss"]
+    assert cli_main(["compare", str(tmp_path / "r1"), "--metric", "loss", "--at", "2,9", "--markdown",
+                     "--out", str(png)]) == 0
+    md = capsys.readouterr().out.splitlines()
+    assert md[0] == "| run | epoch | loss |" and md[3] == "| r1 | 9 | - |"
+    assert cli_main(["compare", str(tmp_path / "r1"), "--at", "0", "--out", str(png)]) == 2
     # the same folder again without --resume: refused, exit 2
     assert cli_main(base + ["--out", str(tmp_path / "r1")]) == 2
     # --resume without --config continues the run with its saved configuration, here extended to 3 epochs

@@ -8,7 +8,7 @@ from pathlib import Path
 from nctheory.errors import InputError
 
 NAME = "compare"
-HELP = "overlay several training runs and print a table of their final metrics"
+HELP = "overlay several training runs and print a table of their metrics (final, or at given epochs)"
 DEFAULT_COLUMNS = ["excess", "delta_to_of", "ncc_test"]
 
 
@@ -18,13 +18,37 @@ def add_arguments(p):
                    help=f"metrics.csv column to overlay (repeatable; default {' '.join(DEFAULT_COLUMNS)})")
     p.add_argument("--out", default="compare.png", metavar="FILE.png", help="overlay plot (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the final values as JSON")
+    p.add_argument("--at", metavar="E1,E2,...",
+                   help="also give the metrics at these epochs (one row per run and epoch; '-' where the "
+                        "metric was not measured at that epoch)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+
+
+def _parse_epochs(text: str) -> list[int]:
+    try:
+        eps = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"--at takes comma-separated epochs, e.g. 10,50,200; got {text!r}") from None
+    if not eps or min(eps) < 1:
+        raise InputError(f"--at takes epochs >= 1, got {text!r}")
+    return eps
+
+
+def _value(row, c):
+    v = row.get(c)
+    return v if isinstance(v, float) and v == v else None
+
+
+def _cell(v) -> str:
+    return "-" if v is None else f"{v:.6g}"
 
 
 def run(args) -> int:
     from nctheory.harness.plots import compare_runs, read_metrics
 
     cols = args.metric or DEFAULT_COLUMNS
-    finals = {}
+    at = _parse_epochs(args.at) if args.at else None
+    finals, table = {}, []
     for r in args.runs:
         rows = read_metrics(r)
         if not rows:
@@ -34,17 +58,32 @@ def run(args) -> int:
             raise InputError(f"{r}/metrics.csv has no column(s) {', '.join(missing)}")
         last = {}
         for c in cols:  # last non-empty value of each column
-            vals = [row.get(c) for row in rows if isinstance(row.get(c), float) and row.get(c) == row.get(c)]
+            vals = [_value(row, c) for row in rows if _value(row, c) is not None]
             last[c] = vals[-1] if vals else None
         finals[str(r)] = {"epochs": int(rows[-1]["epoch"]), **last}
+        if at:
+            by_epoch = {int(row["epoch"]): row for row in rows}
+            for e in at:
+                row = by_epoch.get(e)
+                table.append((Path(r).name, e, {c: (_value(row, c) if row else None) for c in cols}))
+        else:
+            table.append((Path(r).name, finals[str(r)]["epochs"], last))
     out = compare_runs(args.runs, cols, args.out)
     if args.json:
-        print(json.dumps({"plot": str(out), "runs": finals}, indent=2))
+        res = {"plot": str(out), "runs": finals}
+        if at:
+            res["at"] = [{"run": name, "epoch": e, **vals} for name, e, vals in table]
+        print(json.dumps(res, indent=2))
         return 0
-    w = max(len(Path(r).name) for r in finals)
-    print(f"{'run'.ljust(w)}  {'epochs':>6}  " + "  ".join(f"{c:>14}" for c in cols))
-    for r, f in finals.items():
-        vals = "  ".join(f"{f[c]:>14.6g}" if f[c] is not None else f"{'-':>14}" for c in cols)
-        print(f"{Path(r).name.ljust(w)}  {f['epochs']:>6}  {vals}")
+    if args.markdown:
+        print("| run | epoch | " + " | ".join(cols) + " |")
+        print("|---|---|" + "---|" * len(cols))
+        for name, e, vals in table:
+            print(f"| {name} | {e} | " + " | ".join(_cell(vals[c]) for c in cols) + " |")
+    else:
+        w = max(len(name) for name, _, _ in table)
+        print(f"{'run'.ljust(w)}  {'epoch':>6}  " + "  ".join(f"{c:>14}" for c in cols))
+        for name, e, vals in table:
+            print(f"{name.ljust(w)}  {e:>6}  " + "  ".join(f"{_cell(vals[c]):>14}" for c in cols))
     print(f"\noverlay written to {out}")
     return 0

@@ -125,7 +125,10 @@ def compare_runs(runs, columns, out_png) -> Path:
         ax.set_xlabel("epoch")
         if col.startswith("delta") or col == "excess":
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:  # e.g. excess of a loss without a bound: say so instead of an empty legend
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     out_png = Path(out_png)
     fig.savefig(out_png, dpi=110)
