@@ -58,6 +58,51 @@ def test_no_relu_features_take_negative_values():
     assert (m(torch.randn(16, 1, 8, 8)) < 0).any()
 
 
+def test_without_relu_the_features_are_signed_unless_identity_is_asked_for():
+    """The backbones end in a ReLU: with an identity head, --no-relu features would be non-negative, i.e.
+    SCL+ReLU in disguise. auto puts a linear layer there; identity (penultimate features) is explicit."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 1, 8, 8)
+    for arch in ("mlp", "resnet18"):
+        kw = dict(width=4, mlp_hidden=16)
+        signed = build_model(arch, (1, 8, 8), relu=False, **kw)  # feat_dim = backbone width
+        assert not signed.features_nonnegative and (signed(x) < 0).any()
+        pen = build_model(arch, (1, 8, 8), relu=False, feature_layer="identity", **kw)
+        assert pen.features_nonnegative and (pen(x) >= 0).all()
+        relu = build_model(arch, (1, 8, 8), relu=True, **kw)
+        assert relu.features_nonnegative and isinstance(relu.head, torch.nn.Identity)
+    with pytest.raises(InputError, match="identity"):
+        build_model("mlp", (1, 8, 8), relu=False, feature_layer="identity", feat_dim=8, mlp_hidden=16)
+    with pytest.raises(InputError, match="feature_layer"):
+        build_model("mlp", (1, 8, 8), feature_layer="conv")
+
+
+def test_zero_feature_row_stops_training_with_a_clear_error(tmp_path, monkeypatch):
+    """An all-zero feature row (every unit of the last ReLU inactive) has no direction: a loss that needs
+    one stops the run with a one-line InputError naming the cause, not its internal 'z has a zero row'."""
+    from nctheory.harness import models
+
+    orig = models.SphereNet.embed
+
+    def dead_first_row(self, x):
+        f, h = orig(self, x)
+        h = h.clone()
+        h[0] = 0.0
+        return f, h
+
+    monkeypatch.setattr(models.SphereNet, "embed", dead_first_row)
+    with pytest.raises(InputError, match="features are exactly zero before normalisation.*feature_layer identity"):
+        train(cfg(loss="normface", relu=False, feature_layer="identity", feat_dim=None, epochs=1),
+              tmp_path / "z")
+    # SCL takes the zero row as given (as the reference code does) and the run records it: that epoch's
+    # bound is outside Thm 2's hypotheses (unit features)
+    s = train(cfg(relu=True, epochs=2, koromilas_metrics=False, ufm_optimum=False), tmp_path / "scl")
+    rows = read_metrics(tmp_path / "scl")
+    # one forced per batch (the tiny 8-unit ReLU head also zeroes a row of its own now and then)
+    assert all(r["zero_feature_rows"] >= r["n_batches"] for r in rows)
+    assert s["epochs_with_zero_feature_rows"] == [1, 2]
+
+
 def test_bad_model_is_input_error():
     with pytest.raises(InputError):
         build_model("vgg", (1, 8, 8))

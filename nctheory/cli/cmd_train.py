@@ -29,7 +29,12 @@ FLAGS = [
     ("--model", "model", str, "mlp (default) | resnet18 | resnet34"),
     ("--width", "width", int, "ResNet base width (64 = the papers' ResNet-18)"),
     ("--feat-dim", "feat_dim", int, "feature dimension d"),
-    ("--loss", "loss", str, "scl | scl_prototypes | ce | ce_fixed | normface | ntce | nonl | proto"),
+    ("--feature-layer", "feature_layer", str,
+     "auto | linear | identity: the layer after the backbone without a projector (identity = the backbone's "
+     "post-ReLU penultimate features, non-negative even with --no-relu; auto = identity with --relu, linear "
+     "without)"),
+    ("--loss", "loss", str, "scl | scl_prototypes | scl_prototypes_limit | gill_prop1 | ce | ce_fixed | normface | "
+                            "ntce | nonl | proto"),
     ("--tau", "tau", float, "temperature (default 0.1)"),
     ("--base-tau", "base_tau", float, "optimise (tau/base_tau) x the mean form (reference SupCon scaling)"),
     ("--n-w", "n_w", int, "prototype copies per class for scl_prototypes (Gill et al.)"),

@@ -8,6 +8,8 @@ Columns of metrics.csv
 - loss: the papers' sum form summed over the epoch's batches (Kini et al. Eq. 4), float64, as trained
   (parameters change between batches; each batch's term is bounded by its own Thm-2 term, so the sum
   bound holds for the epoch sum).
+- zero_feature_rows: rows of the epoch's batches that were exactly 0 before normalisation (not unit
+  vectors: the epoch's bound is then outside Thm 1/2's hypotheses).
 - bound / excess (SCL only): Kini Thm 1 (one full batch) or Thm 2 (the epoch's batches), with the
   view duplication of every batch, :func:`nctheory.bounds.batch_bound`, and loss - bound. A theorem
   only for features in the non-negative orthant (relu=True); summary.json records ``bound_is_theorem``.
@@ -37,7 +39,7 @@ import numpy as np
 from nctheory import bounds
 
 BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
-                "images_per_second"]
+                "images_per_second", "zero_feature_rows"]
 GEOMETRY_COLUMNS = ["delta_to_of", "delta_to_etf", "delta_to_prototypes", "delta_to_ufm", "beta_nc",
                     "mean_class_cosine", "ncc_train", "ncc_test", "ncc_test_pre", "geometry"]
 KOROMILAS_COLUMNS = ["erank_intra", "erank_inter", "erank_weights", "align_weight_instance", "align_weight_class",
@@ -183,7 +185,10 @@ class Measurer:
         ufm = {k: v for k, v in self.ufm.items() if k != "class_mean_gram"}
         if "class_mean_gram" in self.ufm:
             ufm["class_mean_gram"] = self.ufm["class_mean_gram"].tolist()
+        zero_epochs = [int(r["epoch"]) for r in self.rows
+                       if isinstance(r.get("zero_feature_rows"), (int, float)) and r["zero_feature_rows"] > 0]
         return {"epochs": len(self.rows), "seconds": seconds, "device": str(self.data.x_train.device),
+                "epochs_with_zero_feature_rows": zero_epochs,
                 "k": self.k, "counts": self.counts.tolist(), "final": final,
                 "bound_is_theorem": bool(self.cfg.loss == "scl" and self.cfg.relu),
                 "bound_note": ("Kini et al. Thm 1/2 with e^{-1/tau}, summed over the epoch's batches with their "

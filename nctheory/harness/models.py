@@ -4,9 +4,11 @@ Every network maps an image batch x of shape (n, C, H, W) to features h of shape
 sphere, as the SCL papers assume (Kini et al. §2, "SCL requires normalized features, so we assume
 ||h_theta(x_i)|| = 1"; Gill et al. §2; Khosla et al. 2020):
 
-    backbone:  x -> f(x) in R^p           (ResNet global-average-pooled output, or MLP output)
-    head:      f -> g = P(f)              (P = identity, or the 2-layer projector Linear-ReLU-Linear
-                                           of Khosla et al. when projection=True)
+    backbone:  x -> f(x) in R^p           (ResNet global-average-pooled output, or MLP output; both
+                                           end in a ReLU, so f >= 0 entrywise)
+    head:      f -> g = P(f)              (P = the 2-layer projector Linear-ReLU-Linear of Khosla et al.
+                                           when projection=True; else a Linear layer p -> d, or the
+                                           identity: see ``feature_layer`` below)
     relu:      g -> max(g, 0)             (Kini et al.'s "SCL+ReLU": ReLU on the output features
                                            before normalisation; puts h in the non-negative orthant)
     normalise: h = g / max(||g||, eps)    (unit rows; skipped with normalize=False, used only for plain
@@ -14,6 +16,14 @@ sphere, as the SCL papers assume (Kini et al. §2, "SCL requires normalized feat
 
 ``model(x)`` returns h; ``model.embed(x)`` returns (pre_projection f, h) so NCC accuracy can be
 measured before and after the projector (Kini et al. Tab. 2).
+
+``feature_layer`` (without a projector): "linear" puts a Linear p -> d after the backbone; "identity"
+uses the backbone output itself (d = p: the penultimate features, as Koromilas et al.'s code feeds
+NormFace/NTCE/NONL and CE); "auto" (default) is the identity when relu=True and d = p (a ReLU after
+the backbone's own ReLU changes nothing) and linear otherwise. So relu=False really means features
+that can be negative: with the identity head they would be the backbone's post-ReLU output, in the
+non-negative orthant as with relu=True, and "SCL without ReLU" (Kini et al. Fig. 1) would silently
+be SCL+ReLU. ``model.features_nonnegative`` records which case a model is in.
 
 The ResNets are the CIFAR variant of He et al. (2016) used by Kini/Gill/Khosla: a 3x3 stride-1 stem
 convolution and no max-pool, four stages of BasicBlocks with widths (w, 2w, 4w, 8w), w = 64 by
@@ -31,6 +41,7 @@ from torch import nn
 from nctheory.errors import InputError
 
 ARCHS = ("resnet18", "resnet34", "mlp")
+FEATURE_LAYERS = ("auto", "linear", "identity")
 
 
 class BasicBlock(nn.Module):
@@ -101,17 +112,25 @@ class SphereNet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, feat_dim: int | None = None, projection: bool = False,
-                 relu: bool = False, normalize: bool = True):
+                 relu: bool = False, normalize: bool = True, feature_layer: str = "auto"):
         super().__init__()
         self.backbone = backbone
         p = backbone.out_dim
         d = p if feat_dim is None else int(feat_dim)
+        if feature_layer not in FEATURE_LAYERS:
+            raise InputError(f"feature_layer must be one of {', '.join(FEATURE_LAYERS)}, got {feature_layer!r}")
+        if feature_layer == "identity" and (projection or d != p):
+            raise InputError(f"feature_layer identity uses the backbone output itself: it needs no projection "
+                             f"and feat_dim equal to the backbone width {p} (got projection={bool(projection)}, "
+                             f"feat_dim={d})")
         if projection:  # Khosla et al.: 2-layer non-linear MLP projector
             self.head = nn.Sequential(nn.Linear(p, p), nn.ReLU(inplace=True), nn.Linear(p, d))
-        elif d != p:
-            self.head = nn.Linear(p, d)
-        else:
+        elif feature_layer == "identity" or (feature_layer == "auto" and relu and d == p):
             self.head = nn.Identity()
+        else:
+            self.head = nn.Linear(p, d)
+        # the backbone ends in a ReLU: with the identity head the features are non-negative even without relu
+        self.features_nonnegative = bool(relu) or isinstance(self.head, nn.Identity)
         self.relu = bool(relu)
         self.normalize = bool(normalize)
         self.feat_dim = d
@@ -133,7 +152,7 @@ class SphereNet(nn.Module):
 
 def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None = None,
                 projection: bool = False, relu: bool = False, normalize: bool = True, mlp_hidden: int = 256,
-                mlp_depth: int = 2, batchnorm: bool = True) -> SphereNet:
+                mlp_depth: int = 2, batchnorm: bool = True, feature_layer: str = "auto") -> SphereNet:
     """Build ``arch`` ("resnet18", "resnet34", "mlp") for inputs of shape (C, H, W)."""
     try:
         c, h, w = (int(v) for v in input_shape)
@@ -157,7 +176,8 @@ def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None
         raise InputError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
     if feat_dim is not None and int(feat_dim) < 1:
         raise InputError(f"feat_dim must be >= 1, got {feat_dim}")
-    return SphereNet(backbone, feat_dim=feat_dim, projection=projection, relu=relu, normalize=normalize)
+    return SphereNet(backbone, feat_dim=feat_dim, projection=projection, relu=relu, normalize=normalize,
+                     feature_layer=feature_layer)
 
 
 def count_parameters(model: nn.Module) -> int:

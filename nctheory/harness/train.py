@@ -14,6 +14,11 @@ What is optimised and what is logged
   view duplication (:func:`nctheory.bounds.batch_bound`) and ``excess`` = loss - bound. For SCL with
   a ReLU head (features in the non-negative orthant) excess >= 0 always; without ReLU the bound is
   not a theorem and ``summary.json`` says so.
+- ``zero_feature_rows``: feature rows of the epoch's batches that were exactly 0 before normalisation
+  (a ReLU output with every unit inactive; F.normalize leaves them 0, as the reference SupCon code
+  does). Such a row is not a unit vector, so in an epoch with zero_feature_rows > 0 Thm 1/2's bound is
+  outside its hypotheses and ``excess`` may be negative. NormFace/NTCE/NONL cannot take a zero row:
+  the run stops with a one-line error.
 - ``summary.json`` ``plan_check`` (SCL): whether the OF is the unique UFM+ optimum for the batches
   trained on, with their views (Kini Thm 2 / Cor. 2.1 via :func:`nctheory.batching.check_plan`), for
   the first epoch's batches and for the union of all epochs' batches
@@ -58,9 +63,11 @@ from nctheory._json import jsonable
 from nctheory.errors import InputError
 from nctheory.harness import distributed as D
 from nctheory.harness.data import AUGMENTS, DATASETS, IMBALANCES, augment, load_data
-from nctheory.harness.models import ARCHS, build_model, count_parameters
+from nctheory.harness.models import ARCHS, FEATURE_LAYERS, build_model, count_parameters
 from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed
 
+# losses that normalise each feature row themselves and refuse a zero row (nctheory.losses.classifier)
+UNIT_ROW_LOSSES = ("normface", "ntce", "nonl")
 LOSSES = ("scl", "scl_prototypes", "scl_prototypes_limit", "gill_prop1", "ce", "ce_fixed", "normface", "ntce",
           "nonl", "proto")
 LEARNED_W = ("ce", "normface", "ntce", "nonl")
@@ -93,6 +100,8 @@ class TrainConfig:
     feat_dim: int | None = None        # feature dimension d (None: backbone width)
     projection: bool = False           # Khosla et al. 2-layer projector
     relu: bool = True                  # ReLU before normalisation (Kini et al. "SCL+ReLU")
+    feature_layer: str = "auto"        # auto | linear | identity: the layer after the backbone when there is
+                                       # no projector (identity = penultimate features, >= 0; see models.py)
     normalize: bool = True             # unit-norm features (False only for plain CE, Koromilas Eq. 1)
     # loss
     loss: str = "scl"
@@ -158,6 +167,7 @@ class TrainConfig:
         choice("schedule", ("constant", "cosine", "step"))
         choice("amp", ("auto", "bf16", "off"))
         choice("channels_last", ("auto", "on", "off"))
+        choice("feature_layer", FEATURE_LAYERS)
         for name in ("epochs", "views", "eval_every", "eval_batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -353,7 +363,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
         feat_dim = cfg.mlp_hidden
     model = build_model(cfg.model, data.input_shape, width=cfg.width, feat_dim=feat_dim, projection=cfg.projection,
                         relu=cfg.relu, normalize=cfg.normalize, mlp_hidden=cfg.mlp_hidden, mlp_depth=cfg.mlp_depth,
-                        batchnorm=cfg.batchnorm).to(device)
+                        batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer).to(device)
     d = model.feat_dim
     head = LossHead(cfg, k, d, counts).to(device)
     if is_main:  # only now: bad options are refused above without leaving an empty run folder behind
@@ -389,6 +399,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
         _write_json({"config": cfg.to_dict(), "k": k, "n_train": n, "n_test": int(data.x_test.shape[0]),
                      "counts": counts, "feat_dim": d, "parameters": count_parameters(model) +
                      count_parameters(head), "device": str(device), "world_size": world,
+                     "features_nonnegative": model.features_nonnegative,
                      "amp": str(amp_dtype), "channels_last": channels_last, "torch": torch.__version__,
                      "data_info": data.info, "binding_examples": plans.binding_examples}, out / "config.json")
         measurer.open_csv(start_epoch)
@@ -401,7 +412,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
         plan = plans(epoch)
         gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed + 1, epoch))
         net.train()
-        loss_sum, anchors, images, t0 = 0.0, 0, 0, time.time()
+        loss_sum, anchors, images, zero_rows, t0 = 0.0, 0, 0, 0, time.time()
         bar = plan
         if cfg.progress and is_main:
             from tqdm import tqdm
@@ -421,6 +432,16 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
             if not torch.isfinite(z).all():
                 raise InputError(f"training diverged in epoch {epoch + 1} (non-finite features); "
                                  f"lower the learning rate (lr={cfg.lr})")
+            zero = int((z.detach().abs().sum(dim=1) == 0).sum()) if cfg.normalize else 0
+            if zero and cfg.loss in UNIT_ROW_LOSSES:
+                raise InputError(
+                    f"training stopped in epoch {epoch + 1}: an image's features are exactly zero before "
+                    f"normalisation (every unit of the last ReLU inactive), and {cfg.loss} needs a direction "
+                    "for every feature"
+                    + ("; feature_layer identity feeds the backbone's ReLU output to the loss, a linear layer "
+                       "(feature_layer linear) cannot vanish this way" if isinstance(model.head, nn.Identity)
+                       and not cfg.relu else "; try a lower learning rate or a wider last layer"))
+            zero_rows += zero
             value, n_anchor = head.sum_form(z, yv)
             scale = (cfg.tau / cfg.base_tau) if cfg.base_tau else 1.0
             loss = value * (scale / n_anchor)
@@ -442,7 +463,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
         # ---- measurements (every eval_every epochs and at the end)
         row = {"epoch": epoch + 1, "loss": loss_sum, "loss_per_anchor": loss_sum / max(anchors, 1),
                "lr": lr_used, "epoch_seconds": epoch_time,
-               "images_per_second": images / max(epoch_time, 1e-9), "n_batches": len(plan)}
+               "images_per_second": images / max(epoch_time, 1e-9), "n_batches": len(plan),
+               "zero_feature_rows": zero_rows}
         row.update(measurer.bound_terms(plan, loss_sum))
         if is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             net.eval()
