@@ -339,17 +339,24 @@ def test_cli_bad_input_exit_2(tmp_path, capsys):
 
 
 def test_experiment_configs_are_valid():
-    """Every experiments/*.json parses into TrainConfigs (each sweep entry), so `--config` will not exit 2."""
+    """Every experiments/*.json parses into TrainConfigs and builds its network (each sweep entry, digits
+    input shape, narrow width), so `--config` will not exit 2 part-way through a sweep."""
     from pathlib import Path
+
+    from nctheory.harness.train import model_from_config
 
     root = Path(__file__).parent.parent / "experiments"
     names = ["kini_fig3", "kini_fig6_batching", "gill_fig2", "gill_fig3", "koromilas_table3"]
     files = [root / f"{n}.json" for n in names]
+    assert sorted(files) == sorted(root.glob("*.json"))
     for f in files:
         d = json.loads(f.read_text())
         sweep = d.pop("sweep", [{}])
         for s in sweep:
-            TrainConfig.from_dict({**d, **s})
+            c = TrainConfig.from_dict({**d, **s, "width": 4})
+            model = model_from_config(c, (1, 8, 8))
+            # a run without ReLU either has signed features or asked for the penultimate ones explicitly
+            assert model.features_nonnegative == (c.relu or c.feature_layer == "identity"), (f.name, s)
 
 
 def test_sigkill_then_resume_from_the_command_line(tmp_path):

@@ -319,6 +319,16 @@ class _Interrupt(Exception):
     """Raised by the test hook to simulate a run killed mid-epoch."""
 
 
+def model_from_config(cfg: TrainConfig, input_shape):
+    """The network a run with ``cfg`` trains, for inputs of shape (C, H, W) (InputError on a bad combination)."""
+    feat_dim = cfg.feat_dim
+    if feat_dim is None and cfg.loss in FIXED_W and cfg.model == "mlp":
+        feat_dim = cfg.mlp_hidden
+    return build_model(cfg.model, input_shape, width=cfg.width, feat_dim=feat_dim, projection=cfg.projection,
+                       relu=cfg.relu, normalize=cfg.normalize, mlp_hidden=cfg.mlp_hidden, mlp_depth=cfg.mlp_depth,
+                       batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer)
+
+
 def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _interrupt_after_steps=None) -> dict:
     """Train one configuration, writing the run folder ``out``; returns the summary dict."""
     from nctheory.harness.measure import Measurer
@@ -358,12 +368,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
 
     # ---- model, loss head, optimiser
     torch.manual_seed(cfg.seed)
-    feat_dim = cfg.feat_dim
-    if feat_dim is None and cfg.loss in FIXED_W and cfg.model == "mlp":
-        feat_dim = cfg.mlp_hidden
-    model = build_model(cfg.model, data.input_shape, width=cfg.width, feat_dim=feat_dim, projection=cfg.projection,
-                        relu=cfg.relu, normalize=cfg.normalize, mlp_hidden=cfg.mlp_hidden, mlp_depth=cfg.mlp_depth,
-                        batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer).to(device)
+    model = model_from_config(cfg, data.input_shape).to(device)
     d = model.feat_dim
     head = LossHead(cfg, k, d, counts).to(device)
     if is_main:  # only now: bad options are refused above without leaving an empty run folder behind
