@@ -77,6 +77,27 @@ def test_without_relu_the_features_are_signed_unless_identity_is_asked_for():
         build_model("mlp", (1, 8, 8), feature_layer="conv")
 
 
+def test_resume_of_a_run_saved_before_feature_layer(tmp_path, capsys):
+    """Runs saved before feature_layer existed used the identity head without ReLU (d = backbone width):
+    they resume with that head, not with the linear layer 'auto' now builds, from the API and the CLI."""
+    run = tmp_path / "old"
+    c = dict(relu=False, feat_dim=None, koromilas_metrics=False, ufm_optimum=False)
+    train(cfg(**c, feature_layer="identity", epochs=2), run)
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    del ck["config"]["feature_layer"]
+    torch.save(ck, run / "checkpoint.pt")
+    info = json.loads((run / "config.json").read_text())
+    del info["config"]["feature_layer"]
+    (run / "config.json").write_text(json.dumps(info))
+    assert cli_main(["train", "--resume", "--out", str(run), "--epochs", "3", "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 3
+    assert json.loads((run / "config.json").read_text())["config"]["feature_layer"] == "identity"
+    # a new run without ReLU gets the linear layer and cannot be resumed as identity
+    train(cfg(**c, epochs=1), tmp_path / "new")
+    with pytest.raises(InputError, match="feature_layer"):
+        train(cfg(**c, feature_layer="identity", epochs=2), tmp_path / "new", resume=True)
+
+
 def test_zero_feature_row_stops_training_with_a_clear_error(tmp_path, monkeypatch):
     """An all-zero feature row (every unit of the last ReLU inactive) has no direction: a loss that needs
     one stops the run with a one-line InputError naming the cause, not its internal 'z has a zero row'."""
@@ -228,6 +249,14 @@ def test_plan_check_of_the_batches_trained_on(tmp_path):
     batches = [np.concatenate([b.numpy(), b.numpy() + y.size]) for b in ep(0)]
     assert check_plan(Plan.from_batches(np.tile(y, 2), batches), dim=8).unique is False
     assert "plan_check" not in train(cfg(loss="ce", epochs=1, koromilas_metrics=False), tmp_path / "ce")
+    # the theorems' setting is non-negative features, whichever way they arise
+    one = dict(epochs=1, batching="fixed", batch_size=4, koromilas_metrics=False, ufm_optimum=False)
+    signed = train(cfg(relu=False, **one), tmp_path / "signed")
+    assert "not_applicable" in signed["plan_check"] and signed["bound_is_theorem"] is False
+    assert signed["features_nonnegative"] is False
+    pen = train(cfg(relu=False, feat_dim=None, feature_layer="identity", **one), tmp_path / "pen")
+    assert pen["features_nonnegative"] is True and pen["bound_is_theorem"] is True
+    assert pen["plan_check"]["first_epoch"]["unique"] is False
 
 
 def test_full_batch_bound_is_thm1_of_duplicated_counts(tmp_path):

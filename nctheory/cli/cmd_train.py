@@ -179,7 +179,7 @@ def format_summary(run_dir, s: dict) -> str:
             continue
         lines.append(f"  {k:<20} {v:.6g}" if isinstance(v, (int, float)) else f"  {k:<20} {v}")
     pc = s.get("plan_check")
-    if pc:
+    if pc and "first_epoch" in pc:
         def word(u):
             return {True: "yes", False: "no", None: "undecided"}[u.get("unique")]
 

@@ -12,7 +12,8 @@ Columns of metrics.csv
   vectors: the epoch's bound is then outside Thm 1/2's hypotheses).
 - bound / excess (SCL only): Kini Thm 1 (one full batch) or Thm 2 (the epoch's batches), with the
   view duplication of every batch, :func:`nctheory.bounds.batch_bound`, and loss - bound. A theorem
-  only for features in the non-negative orthant (relu=True); summary.json records ``bound_is_theorem``.
+  only for features in the non-negative orthant (relu=True, or feature_layer identity, whose features
+  are the backbone's post-ReLU output); summary.json records ``bound_is_theorem``.
 - delta_to_of: Kini §3, ||G_M/||G_M||_F - I_k/||I_k||_F||_F with G_M = M^T M of the (uncentred) class
   means of the training features (eval mode, first view only).
 - delta_to_etf, delta_to_prototypes, delta_to_ufm: Gill et al. Def. 3, Delta_{G*} for G* = the simplex
@@ -57,8 +58,11 @@ TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns allo
 
 
 class Measurer:
-    def __init__(self, cfg, data, out: Path, head, is_main: bool):
+    def __init__(self, cfg, data, out: Path, head, is_main: bool, features_nonnegative: bool | None = None):
         self.cfg, self.data, self.out, self.head, self.is_main = cfg, data, Path(out), head, is_main
+        # the theorems' setting (UFM+) is features in the non-negative orthant: a ReLU head, or the
+        # backbone's own post-ReLU output (feature_layer identity); see nctheory.harness.models
+        self.nonneg = bool(cfg.relu) if features_nonnegative is None else bool(features_nonnegative)
         self.k = data.k
         self.y = data.y_train.cpu().numpy()
         self.y_test = data.y_test.cpu().numpy()
@@ -92,7 +96,7 @@ class Measurer:
         except ImportError as exc:
             return {"status": f"solver not available ({exc})"}
         try:
-            res = solve_reduced((self.counts * self.cfg.views).tolist(), tau=self.cfg.tau, nonneg=bool(self.cfg.relu))
+            res = solve_reduced((self.counts * self.cfg.views).tolist(), tau=self.cfg.tau, nonneg=self.nonneg)
         except NCTheoryError as exc:
             return {"status": f"not certified: {exc}"}
         except Exception as exc:  # the harness must not die on an optional measurement
@@ -100,7 +104,7 @@ class Measurer:
         return {"status": res.status, "value": float(res.value), "rel_gap": float(res.rel_gap),
                 "geometry": res.geometry, "class_mean_gram": np.asarray(res.class_mean_gram, dtype=np.float64),
                 "relaxation": "DNN relaxation of UFM+ (certified lower bound, tight at completely positive G)"
-                if self.cfg.relu else "UFM (exact convex program)", "seconds": float(res.seconds)}
+                if self.nonneg else "UFM (exact convex program)", "seconds": float(res.seconds)}
 
     # -------------------------------------------------------------------------------- geometry
     def geometry(self, model, amp_dtype) -> dict:
@@ -185,17 +189,23 @@ class Measurer:
         ufm = {k: v for k, v in self.ufm.items() if k != "class_mean_gram"}
         if "class_mean_gram" in self.ufm:
             ufm["class_mean_gram"] = self.ufm["class_mean_gram"].tolist()
-        zero_epochs = [int(r["epoch"]) for r in self.rows
-                       if isinstance(r.get("zero_feature_rows"), (int, float)) and r["zero_feature_rows"] > 0]
-        return {"epochs": len(self.rows), "seconds": seconds, "device": str(self.data.x_train.device),
-                "epochs_with_zero_feature_rows": zero_epochs,
-                "k": self.k, "counts": self.counts.tolist(), "final": final,
-                "bound_is_theorem": bool(self.cfg.loss == "scl" and self.cfg.relu),
-                "bound_note": ("Kini et al. Thm 1/2 with e^{-1/tau}, summed over the epoch's batches with their "
-                               "view duplication; a theorem for unit features in the non-negative orthant "
-                               "(relu=True); without ReLU it is reported for reference only")
-                if self.cfg.loss == "scl" else "no bound for this loss",
-                "ufm_optimum": ufm}
+        counted = [r for r in self.rows if isinstance(r.get("zero_feature_rows"), (int, float))]
+        zero_epochs = [int(r["epoch"]) for r in counted if r["zero_feature_rows"] > 0]
+        out = {"epochs": len(self.rows), "seconds": seconds, "device": str(self.data.x_train.device),
+               "epochs_with_zero_feature_rows": zero_epochs,
+               "k": self.k, "counts": self.counts.tolist(), "final": final,
+               "features_nonnegative": self.nonneg,
+               "bound_is_theorem": bool(self.cfg.loss == "scl" and self.nonneg),
+               "bound_note": ("Kini et al. Thm 1/2 with e^{-1/tau}, summed over the epoch's batches with their "
+                              "view duplication; a theorem for unit features in the non-negative orthant (a ReLU "
+                              "head, or feature_layer identity); with signed features it is reported for "
+                              "reference only, and in an epoch with zero_feature_rows > 0 it is outside its "
+                              "hypotheses")
+               if self.cfg.loss == "scl" else "no bound for this loss",
+               "ufm_optimum": ufm}
+        if len(counted) < len(self.rows):  # epochs of a run resumed from a version that did not count them
+            out["epochs_without_zero_row_count"] = [int(r["epoch"]) for r in self.rows if r not in counted]
+        return out
 
 
 def _fmt(v):

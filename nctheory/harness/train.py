@@ -19,7 +19,7 @@ What is optimised and what is logged
   does). Such a row is not a unit vector, so in an epoch with zero_feature_rows > 0 Thm 1/2's bound is
   outside its hypotheses and ``excess`` may be negative. NormFace/NTCE/NONL cannot take a zero row:
   the run stops with a one-line error.
-- ``summary.json`` ``plan_check`` (SCL): whether the OF is the unique UFM+ optimum for the batches
+- ``summary.json`` ``plan_check`` (SCL with non-negative features): whether the OF is the unique UFM+ optimum for the batches
   trained on, with their views (Kini Thm 2 / Cor. 2.1 via :func:`nctheory.batching.check_plan`), for
   the first epoch's batches and for the union of all epochs' batches
   (:func:`nctheory.harness.plans.plan_uniqueness`).
@@ -329,6 +329,19 @@ def model_from_config(cfg: TrainConfig, input_shape):
                        batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer)
 
 
+def _legacy_feature_layer(cfg: TrainConfig, input_shape) -> TrainConfig:
+    """A run saved before ``feature_layer`` existed used the identity head whenever there was no projector
+    and d equalled the backbone width, with or without ReLU; "auto" now differs only for relu=False."""
+    if cfg.relu or cfg.projection:
+        return cfg
+    legacy = dataclasses.replace(cfg, feature_layer="identity")
+    try:
+        model_from_config(legacy, input_shape)
+    except InputError:  # d != backbone width: the old head was the same linear layer auto builds
+        return cfg
+    return legacy
+
+
 def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _interrupt_after_steps=None) -> dict:
     """Train one configuration, writing the run folder ``out``; returns the summary dict."""
     from nctheory.harness.measure import Measurer
@@ -367,6 +380,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
     plans = EpochPlans(y_np, cfg.batching, cfg.batch_size, cfg.seed, cfg.bind, cfg.drop_last)
 
     # ---- model, loss head, optimiser
+    ck = torch.load(ckpt_path, map_location=device, weights_only=False) if resume else None
+    if ck is not None and "feature_layer" not in ck["config"]:
+        cfg = _legacy_feature_layer(cfg, data.input_shape)
     torch.manual_seed(cfg.seed)
     model = model_from_config(cfg, data.input_shape).to(device)
     d = model.feat_dim
@@ -387,7 +403,6 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
 
     start_epoch = 0
     if resume:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         changed = sorted(key for key, v in ck["config"].items()
                          if key not in RESUMABLE_CHANGES and cfg.to_dict().get(key) != v)
         if changed:
@@ -399,7 +414,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
         sched.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"], device)
         start_epoch = int(ck["epoch"])
-    measurer = Measurer(cfg, data, out, head, is_main)
+    measurer = Measurer(cfg, data, out, head, is_main, features_nonnegative=model.features_nonnegative)
     if is_main:
         _write_json({"config": cfg.to_dict(), "k": k, "n_train": n, "n_test": int(data.x_test.shape[0]),
                      "counts": counts, "feat_dim": d, "parameters": count_parameters(model) +
@@ -485,10 +500,17 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
     summary = {}
     if is_main:
         summary = measurer.summary(time.time() - t_start)
-        if cfg.loss == "scl":  # Kini Thm 2 / Cor. 2.1: is the OF the unique optimum for these batches?
+        if cfg.loss == "scl" and model.features_nonnegative:
+            # Kini Thm 2 / Cor. 2.1 (UFM+): is the OF the unique optimum for the batches trained on?
             from nctheory.harness.plans import plan_uniqueness
 
-            summary["plan_check"] = plan_uniqueness(plans, y_np, cfg.views, cfg.epochs, d)
+            try:
+                summary["plan_check"] = plan_uniqueness(plans, y_np, cfg.views, cfg.epochs, d)
+            except Exception as exc:  # an optional measurement must not lose a finished run
+                summary["plan_check"] = {"error": f"{type(exc).__name__}: {exc}"}
+        elif cfg.loss == "scl":
+            summary["plan_check"] = {"not_applicable": "signed features: Thm 2 / Cor. 2.1 are about UFM+ "
+                                                       "(features in the non-negative orthant)"}
         _write_json(summary, out / "summary.json")
         try:
             plot_run(out)
