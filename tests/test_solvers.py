@@ -371,6 +371,17 @@ def test_cli_auto_with_dim_certifies_when_the_relaxation_is_attained(_cli):
     d = json.loads(out)
     assert code == 0 and d["certified"] is True and d["geometry"]["name"] == "OF"
     assert abs(d["value"] - full_batch_bound([10, 2, 2], 1.0)) <= REL * d["value"]
+    # the constructions tried do not attain the bound in d = 2, but the first-order point does (to rounding):
+    # an explicit feasible point meeting a rigorous lower bound is a certified optimum, not a bracket
+    code, out, err = _cli("--loss", "scl", "--counts", "3,1,1", "--dim", "2", "--relu", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["certified"] is True and d["method"] == "riemannian" and "upper_bound" not in d
+    assert abs(d["value"] - d["dual_bound"]) <= 1e-6 * d["value"] and "bracket_width" not in d
+    # the first-order search fails: the certified lower bound is still reported (exit 1), not thrown away
+    code, out, err = _cli("--loss", "scl", "--counts", "2,2,2,2", "--dim", "2", "--max-iter", "1", "--json")
+    d = json.loads(out)
+    assert code == 1 and d["certified"] is False and "value" not in d and "did not converge" in d["note_method"]
+    assert abs(d["lower_bound"] - 7.587221683) < 1e-6
     # the gram program (mini-batch-free scl-prototypes), attained by the ETF in d = k - 1
     code, out, err = _cli("--loss", "scl-prototypes", "--counts", "2,2,2", "--nw", "1", "--dim", "2", "--json")
     d = json.loads(out)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from nctheory.errors import InputError
+from nctheory.errors import InputError, SolverError
 
 NAME = "solve"
 HELP = "solve the UFM (or UFM+ with --relu) of a loss to a certified optimum and name its geometry"
@@ -52,7 +52,8 @@ def add_arguments(p):
     p.add_argument("--dim", type=int, metavar="D",
                    help="feature dimension, >= 1 (default: large enough for the Gram program). With gram/reduced and "
                         "D below the size, the result is certified only if a D-dimensional point attains the "
-                        "optimum; otherwise only a lower bound is printed (exit 1)")
+                        "optimum; otherwise --method gram/reduced print only a lower bound (exit 1) and auto adds "
+                        "a first-order upper bound in dimension D (exit 0)")
     p.add_argument("--plan", metavar="PLAN", help="batching plan (.json/.npz, see `nctheory make-plan`) for mini-batch SCL")
     p.add_argument("--prototypes", default="etf", metavar="etf|learned|FILE.npy",
                    help="fixed prototypes/classifier for the losses that take them: 'etf' (default), a (k, d) "
@@ -207,8 +208,35 @@ def _choose_method(args, n, size):
 
 
 # keys that describe the problem asked for (kept when auto falls back from a relaxation to riemannian)
-_PROBLEM_KEYS = ("loss", "tau", "relu", "n", "k", "counts", "method", "plan", "dim", "note_method", "kini_bound",
+_PROBLEM_KEYS = ("loss", "tau", "relu", "n", "k", "counts", "method", "plan", "dim", "prototypes", "kini_bound",
                  "kini_bound_note")
+
+
+def _bracket(out, lower, method, D):
+    """auto with --dim D after a first-order search: a certified value when the search's point (feasible in
+    dimension D) meets the relaxation's rigorous lower bound within GAP_TOL, else the bracket [lower, upper]."""
+    from nctheory.solvers.gram import GAP_TOL
+
+    lb, ub = lower["lower_bound"], out["upper_bound"]
+    gap = ub - lb
+    if gap <= GAP_TOL * max(1.0, abs(ub)):
+        del out["upper_bound"]
+        out.update({"value": ub, "dual_bound": lb, "gap": gap, "rel_gap": gap / max(1.0, abs(ub)),
+                    "certified": True, "status": lower["status"],
+                    "solver": f"{lower['solver']} lower bound + riemannian point",
+                    "gap_kind": (f"rigorous: loss of an explicit unit-feature point in dimension {D} (first-order "
+                                 f"search) - the {method} program's certified lower bound ({lower['gap_kind']})")})
+        out.pop("certificate_note", None)
+        out["note_method"] = (f"auto: the {method} program's optimum was not shown attained in dimension {D} by the "
+                              f"constructions tried, but the first-order search found a point in dimension {D} "
+                              "whose loss meets its certified lower bound: a certified optimum")
+        return
+    out["relaxation_lower_bound"] = lower
+    out["lower_bound"] = lb
+    out["bracket_width"] = gap
+    out["note_method"] = (f"auto: the {method} program's optimum is not attained in dimension {D}, so its value is "
+                          f"only a certified lower bound; the first-order search in dimension {D} gives an upper "
+                          "bound: the minimum lies between the two")
 
 
 def _solve_riemannian(args, y, k, batches, size, uses_w, out):
@@ -405,17 +433,21 @@ def solve(args) -> dict:
         # bound and add the first-order upper bound in dimension D: the minimum lies between the two.
         lower = {"lower_bound": out["lower_bound"], "method": method, "note": out["lower_bound_note"],
                  "status": out.get("status"), "solver": out.get("solver"), "gap_kind": out.get("gap_kind")}
+        relaxation_only = dict(out)  # what is reported (exit 1) if the first-order search fails
         for key in list(out):
             if key not in _PROBLEM_KEYS:
                 del out[key]
         out["method"] = "riemannian"
-        out["note_method"] = (f"auto: the {method} program's optimum is not attained in dimension {args.dim}, so "
-                              "its value is only a certified lower bound; the first-order search in dimension "
-                              f"{args.dim} gives an upper bound: the minimum lies between the two")
-        _solve_riemannian(args, y, k, batches, size, uses_w, out)
-        out["relaxation_lower_bound"] = lower
-        out["lower_bound"] = lower["lower_bound"]
-        out["bracket_width"] = out["upper_bound"] - lower["lower_bound"]
+        try:
+            _solve_riemannian(args, y, k, batches, size, uses_w, out)
+        except SolverError as exc:
+            out.clear()
+            out.update(relaxation_only)
+            out["note_method"] = (f"auto: the {method} program's optimum is not attained in dimension {args.dim} "
+                                  f"and the first-order search in dimension {args.dim} did not converge ({exc}); "
+                                  "only the certified lower bound is reported")
+        else:
+            _bracket(out, lower, method, args.dim)
     if bound is not None:
         key = "value" if out["certified"] else ("upper_bound" if "upper_bound" in out else "lower_bound")
         out[f"{key}_minus_kini_bound"] = out[key] - bound
