@@ -87,6 +87,50 @@ def test_verify_jobs_gives_the_same_rows_in_the_same_order(capsys):
     assert "--jobs must be >= 0" in capsys.readouterr().err
 
 
+def _worker_that_dies_on_remark3(claim_id, level, threads):
+    """Stands in for cmd_verify._run_in_worker in spawned workers (imported there by module name)."""
+    import os
+
+    from nctheory.cli import cmd_verify
+
+    if claim_id == "kini2023.remark3":
+        os._exit(17)  # a hard crash, not an exception: the worker process dies
+    return cmd_verify._run_in_worker(claim_id, level, threads)
+
+
+def test_verify_jobs_blames_only_the_claim_whose_worker_died(monkeypatch, capsys):
+    from nctheory.cli import cmd_verify
+
+    monkeypatch.setattr(cmd_verify, "_run_in_worker", _worker_that_dies_on_remark3)
+    code = main(["verify", "--only", "kini2023.remark2", "--only", "kini2023.remark3", "--json", "--budget",
+                 "quick", "--no-progress", "--report", "-", "--jobs", "2"])
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert code == 1  # the workers did run: one of them died
+    assert rows["kini2023.remark2"]["matches_expected"] is True
+    assert "worker process died while checking this claim" in rows["kini2023.remark3"]["error"]
+
+
+def test_verify_jobs_runs_caller_defined_claims_in_process(fake_claims, capsys):
+    """A claim registered by the caller (not importable in a spawned worker) runs in the parent: the verdict
+    and the exit code are those of --jobs 1, including a changed verdict."""
+    @claim("test.parentonly", source="s", hypotheses=[], statement="st", expected="confirmed")
+    def _ok(budget):
+        return Verdict("confirmed", "fine")
+
+    @claim("test.regressed2", source="s", hypotheses=[], statement="st", expected="confirmed")
+    def _changed(budget):
+        return Verdict("unchecked", "could not decide")
+
+    argv = ["verify", "--only", "test.parentonly", "--only", "kini2023.remark2", "--json", "--budget", "quick",
+            "--no-progress", "--report", "-", "--jobs", "2"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == ["kini2023.remark2", "test.parentonly"]
+    assert all(r["matches_expected"] for r in rows)
+    assert main(argv + ["--only", "test.regressed2"]) == 1
+    capsys.readouterr()
+
+
 def test_verify_unknown_claim_is_bad_input(capsys):
     assert main(["verify", "--only", "no.such.claim", "--no-progress"]) == 2
     err = capsys.readouterr().err

@@ -28,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--list", action="store_true", help="list registered claim ids and exit")
     p.add_argument("--no-progress", action="store_true", help="do not print progress to stderr")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="run N claims at a time in separate processes (0 = one per CPU core; default 1). The "
+                   help="run N claims at a time in worker processes (0 = one per CPU core; default 1). The "
                         "verdicts do not depend on N; the report lists the claims in the same order")
 
 
@@ -42,27 +42,76 @@ def _run_in_worker(claim_id: str, level: str, threads: int) -> dict:
     return run_claim(claim_id, Budget.named(level)).to_json()
 
 
-def _run_parallel(chosen, budget, jobs: int, progress: bool) -> list[dict]:
+def _pool(jobs: int):
     import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
+    # spawn, not fork: the parent may already hold torch / BLAS thread pools, which fork does not copy safely
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+
+
+def _kill(pool) -> None:
+    """Stop a pool now (Ctrl-C): cancel queued claims and terminate the workers instead of waiting for them."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_parallel(chosen, budget, jobs: int, progress: bool) -> list[dict]:
+    """Claims defined in nctheory.claims run in worker processes (a spawned worker imports them itself);
+    any other registered claim (e.g. one defined by the caller) runs here, so the verdicts do not depend
+    on --jobs. A worker that dies (a crash, not an exception: those are reported by run_claim) breaks
+    the pool; the claims it took down are re-run one per fresh worker, so only the culprit is blamed."""
+    import os
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nctheory.claims.registry import Result, run_claim
+
+    remote = [c for c in chosen if c.module.startswith("nctheory.claims.")]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     rows: dict[str, dict] = {}
-    # spawn, not fork: the parent may already hold torch / BLAS thread pools, which fork does not copy safely
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, c.id, budget.level, threads): c for c in chosen}
-        for i, fut in enumerate(as_completed(futures), 1):
+    done = 0
+
+    def report(c):
+        nonlocal done
+        done += 1
+        if progress:
+            r = rows[c.id]
+            print(f"[{done}/{len(chosen)}] {c.id}: {r['verdict']} ({r['seconds']} s)", file=sys.stderr, flush=True)
+
+    broken = []
+    pool = _pool(jobs)
+    try:
+        futures = {pool.submit(_run_in_worker, c.id, budget.level, threads): c for c in remote}
+        for c in chosen:  # claims the workers cannot import run here meanwhile
+            if c not in remote:
+                rows[c.id] = run_claim(c, budget).to_json()
+                report(c)
+        for fut in as_completed(futures):
             c = futures[fut]
             try:
                 rows[c.id] = fut.result()
-            except Exception as exc:  # the worker process died: report the claim as failed, never hide it
-                from nctheory.claims.registry import Result
-
-                rows[c.id] = Result(c, None, 0.0, error=f"worker failed: {type(exc).__name__}: {exc}").to_json()
-            if progress:
-                r = rows[c.id]
-                print(f"[{i}/{len(chosen)}] {c.id}: {r['verdict']} ({r['seconds']} s)", file=sys.stderr, flush=True)
+            except BrokenProcessPool:
+                broken.append(c)
+                continue
+            report(c)
+    except KeyboardInterrupt:
+        _kill(pool)
+        raise
+    pool.shutdown(wait=True)
+    for c in broken:  # one claim per fresh worker: the one that dies again is the culprit
+        single = _pool(1)
+        try:
+            rows[c.id] = single.submit(_run_in_worker, c.id, budget.level, threads).result()
+        except BrokenProcessPool as exc:
+            rows[c.id] = Result(c, None, 0.0, error=f"the worker process died while checking this claim "
+                                                     f"({type(exc).__name__})").to_json()
+        except KeyboardInterrupt:
+            _kill(single)
+            raise
+        single.shutdown(wait=True)
+        report(c)
     return [rows[c.id] for c in chosen]
 
 
