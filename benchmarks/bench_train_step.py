@@ -6,7 +6,8 @@ image, SCL sum form / anchors, SGD lr 0.1 momentum 0.9), in
                               convolutions and matmuls (torch's default lets cuDNN convolutions use TF32
                               on Ampere/Hopper, which would make "fp32" partly a 10-bit-mantissa format);
     fp32-default              float32 with torch's default math flags (cuDNN convolutions may use TF32),
-                              i.e. what `--amp off` in the harness runs on a GPU;
+                              NCHW (the harness with `--amp off` on a GPU also keeps channels_last unless
+                              `--set channels_last=off`);
     bf16+cl                   bf16 autocast + channels_last (the harness's CUDA setting);
     bf16+cl+compile           the same with torch.compile (with --compile).
 The issue's target: on an H100, bf16+cl (or +compile) >= 2.5x the fp32 images/s. Both ratios are printed:

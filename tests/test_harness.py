@@ -335,13 +335,15 @@ def test_cli_train_plot_compare(tmp_path, capsys):
     assert cli_main(["compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--metric", "loss", "--at", "1,2",
                      "--out", str(png), "--json"]) == 0
     at = json.loads(capsys.readouterr().out)["at"]
-    assert [(a["run"], a["epoch"]) for a in at] == [("r1", 1), ("r1", 2), ("r2", 1), ("r2", 2)]
+    r1p, r2p = str(tmp_path / "r1"), str(tmp_path / "r2")  # runs are named as given (sweeps share run names)
+    assert [(a["run"], a["epoch"]) for a in at] == [(r1p, 1), (r1p, 2), (r2p, 1), (r2p, 2)]
     assert at[0]["loss"] == r1[0]["loss"] and at[1]["loss"] == r1[1]["loss"]
     assert cli_main(["compare", str(tmp_path / "r1"), "--metric", "loss", "--at", "2,9", "--markdown",
                      "--out", str(png)]) == 0
     md = capsys.readouterr().out.splitlines()
-    assert md[0] == "| run | epoch | loss |" and md[3] == "| r1 | 9 | - |"
-    assert cli_main(["compare", str(tmp_path / "r1"), "--at", "0", "--out", str(png)]) == 2
+    assert md[0] == "| run | epoch | loss |" and md[3] == f"| {r1p} | 9 | - |"
+    for bad in ("0", "", "x"):
+        assert cli_main(["compare", str(tmp_path / "r1"), "--at", bad, "--out", str(png)]) == 2
     # the same folder again without --resume: refused, exit 2
     assert cli_main(base + ["--out", str(tmp_path / "r1")]) == 2
     # --resume without --config continues the run with its saved configuration, here extended to 3 epochs

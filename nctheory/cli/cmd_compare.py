@@ -47,7 +47,7 @@ def run(args) -> int:
     from nctheory.harness.plots import compare_runs, read_metrics
 
     cols = args.metric or DEFAULT_COLUMNS
-    at = _parse_epochs(args.at) if args.at else None
+    at = _parse_epochs(args.at) if args.at is not None else None
     finals, table = {}, []
     for r in args.runs:
         rows = read_metrics(r)
@@ -65,9 +65,9 @@ def run(args) -> int:
             by_epoch = {int(row["epoch"]): row for row in rows}
             for e in at:
                 row = by_epoch.get(e)
-                table.append((Path(r).name, e, {c: (_value(row, c) if row else None) for c in cols}))
+                table.append((str(r), e, {c: (_value(row, c) if row else None) for c in cols}))
         else:
-            table.append((Path(r).name, finals[str(r)]["epochs"], last))
+            table.append((str(r), finals[str(r)]["epochs"], last))
     out = compare_runs(args.runs, cols, args.out)
     if args.json:
         res = {"plot": str(out), "runs": finals}
