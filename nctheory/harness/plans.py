@@ -42,7 +42,7 @@ def plan_uniqueness(plans: EpochPlans, labels, views: int, epochs: int, dim: int
     image i's views are samples i, i + n, ...).
 
     Two plans are checked: the first epoch's batches alone (for a fixed partition, the plan of every
-    epoch), and the union of all epochs' batches (Kini et al.'s formalisation of reshuffling, App. B:
+    epoch), and the union of all epochs' batches (Kini et al.'s formalisation of reshuffling, App. E.6:
     the loss summed over epochs, whose optimum is unique when the union's interaction graph meets the
     conditions). The answer is about the UFM+ optimum of that loss, the theory's prediction; a trained
     network is compared with it, not judged by it."""
