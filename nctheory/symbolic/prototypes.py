@@ -75,7 +75,6 @@ def prop1_derivation() -> Derivation:
     s_exp, p_exp = expand(sample_anchor_term()), expand(prototype_anchor_total())
     s_div, s_const, s_z = split_terms(s_exp)
     p_div, p_const, p_z = split_terms(p_exp)
-    Z = Lam + sp.exp(q)
     p_z = sp.simplify(p_z.subs(Lam, sp.Symbol("Z_c") - sp.exp(q)))
     p_div = sp.simplify(p_div.subs(Lam, sp.Symbol("Z_c") - sp.exp(q)))
     p_const = sp.simplify(p_const.subs(Lam, sp.Symbol("Z_c") - sp.exp(q)))
