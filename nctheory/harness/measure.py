@@ -58,11 +58,12 @@ TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns allo
 
 
 class Measurer:
-    def __init__(self, cfg, data, out: Path, head, is_main: bool, features_nonnegative: bool | None = None):
+    def __init__(self, cfg, data, out: Path, head, is_main: bool, features_nonnegative: bool):
         self.cfg, self.data, self.out, self.head, self.is_main = cfg, data, Path(out), head, is_main
         # the theorems' setting (UFM+) is features in the non-negative orthant: a ReLU head, or the
-        # backbone's own post-ReLU output (feature_layer identity); see nctheory.harness.models
-        self.nonneg = bool(cfg.relu) if features_nonnegative is None else bool(features_nonnegative)
+        # backbone's own post-ReLU output (feature_layer identity); the model knows which
+        # (SphereNet.features_nonnegative), cfg.relu alone does not
+        self.nonneg = bool(features_nonnegative)
         self.k = data.k
         self.y = data.y_train.cpu().numpy()
         self.y_test = data.y_test.cpu().numpy()

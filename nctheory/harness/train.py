@@ -449,10 +449,14 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _in
                 z = fwd(xv)
             z = D.gather_rows(z.float(), sizes)
             yv = D.gather_labels(yv, sizes)
-            if not torch.isfinite(z).all():
+            # one device-to-host read per step for both checks: non-finite entries and all-zero rows
+            zdet = z.detach()
+            nonfinite, zero = torch.stack([(~torch.isfinite(zdet)).sum(), (zdet.abs().sum(dim=1) == 0).sum()]).tolist()
+            if nonfinite:
                 raise InputError(f"training diverged in epoch {epoch + 1} (non-finite features); "
                                  f"lower the learning rate (lr={cfg.lr})")
-            zero = int((z.detach().abs().sum(dim=1) == 0).sum()) if cfg.normalize else 0
+            if not cfg.normalize:  # plain CE: unnormalised features, a zero row is an ordinary point
+                zero = 0
             if zero and cfg.loss in UNIT_ROW_LOSSES:
                 raise InputError(
                     f"training stopped in epoch {epoch + 1}: an image's features are exactly zero before "
