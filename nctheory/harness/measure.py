@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from nctheory import bounds
+from nctheory.batching import duplicate_views
 
 BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
                 "images_per_second", "zero_feature_rows"]
@@ -81,9 +82,7 @@ class Measurer:
         """Kini Thm 1/2 for exactly this epoch's batches, each duplicated into ``views`` views."""
         if self.cfg.loss != "scl":
             return {}
-        n, v = self.y.size, self.cfg.views
-        labels = np.tile(self.y, v)
-        dup = [np.concatenate([b.numpy() + r * n for r in range(v)]) for b in plan]
+        labels, (dup,) = duplicate_views(self.y, [[b.numpy() for b in plan]], self.cfg.views)
         bound = bounds.batch_bound(labels, dup, self.cfg.tau)
         return {"bound": float(bound), "excess": float(loss_sum - bound)}
 

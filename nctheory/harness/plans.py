@@ -46,18 +46,10 @@ def plan_uniqueness(plans: EpochPlans, labels, views: int, epochs: int, dim: int
     the loss summed over epochs, whose optimum is unique when the union's interaction graph meets the
     conditions). The answer is about the UFM+ optimum of that loss, the theory's prediction; a trained
     network is compared with it, not judged by it."""
-    from nctheory.batching import Plan, check_plan
+    from nctheory.batching import Plan, check_plan, duplicate_views
     from nctheory.errors import InputError
 
-    labels = np.asarray(labels, dtype=np.int64)
-    n = labels.size
-    lab = np.tile(labels, views)
-
-    def dup(b):
-        b = np.asarray(b, dtype=np.int64)
-        return np.concatenate([b + v * n for v in range(views)])
-
-    per_epoch = [[dup(b) for b in plans(e)] for e in range(epochs)]
+    lab, per_epoch = duplicate_views(labels, [[b.numpy() for b in plans(e)] for e in range(epochs)], views)
     out = {"views": views, "dim": dim, "epochs": epochs}
     for key, plan in (("first_epoch", Plan.from_batches(lab, per_epoch[0])),
                       ("all_epochs", Plan.from_epochs(lab, per_epoch))):
