@@ -245,12 +245,12 @@ class LossHead(nn.Module):
             return losses.scl(z, y, cfg.tau), n
         if cfg.loss == "scl_prototypes":
             return losses.scl_with_prototypes(z, y, W, cfg.n_w, cfg.tau), n + self.k * cfg.n_w
-        if cfg.loss == "scl_prototypes_limit":  # the exact n_w -> oo limit (nctheory.prototypes)
-            from nctheory.prototypes import limit_loss
+        if cfg.loss == "scl_prototypes_limit":  # the exact n_w -> oo limit (nctheory.losses.prototype_limit)
+            from nctheory.losses.prototype_limit import limit_loss
 
             return limit_loss(z, y, W, cfg.tau), n
         if cfg.loss == "gill_prop1":  # Gill et al. Prop. 1 as printed (what their Fig. 3 trained)
-            from nctheory.prototypes import paper_limit_loss
+            from nctheory.losses.prototype_limit import paper_limit_loss
 
             return paper_limit_loss(z, y, W, cfg.tau), n
         if cfg.loss == "proto":
