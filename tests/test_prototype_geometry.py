@@ -1,6 +1,6 @@
 """Tests of nctheory.prototype_geometry and `nctheory prototypes`: the reduced Gram form equals the full one
 (and the torch loss), the reduced optimum equals the full certified Gram optimum, the n_w -> inf geometry
-equals a direct first-order minimisation of nctheory.prototypes.limit_loss, and bad input is refused."""
+equals a direct first-order minimisation of nctheory.losses.prototype_limit.limit_loss, and bad input is refused."""
 
 import json
 import math
@@ -23,7 +23,7 @@ from nctheory.prototype_geometry import (
     parse_nw,
     reduced_form,
 )
-from nctheory.prototypes import limit_loss, paper_limit_loss
+from nctheory.losses.prototype_limit import limit_loss, paper_limit_loss
 
 TAU = 0.5
 
