@@ -16,6 +16,8 @@ Sources (files in ../shared/papers/):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from nctheory.errors import InputError
@@ -182,22 +184,50 @@ def beta_nc(z, y, k: int, variant: str = "kini", rtol: float = PINV_RTOL) -> flo
     k = _k(k)
     yy = _labels(y, Z.shape[0], k)
     M = class_means(Z, yy, k)
+    directions = beta_nc_directions(M, Z.mean(0), Z.shape[0], variant, rtol)
+    if directions is None:
+        return float("nan")
+    proj = (Z - M[yy]) @ directions.V.T  # (n, r)
+    return beta_nc_from_projections(np.sum(proj**2, axis=0), directions)
+
+
+@dataclass(frozen=True)
+class BetaNCDirections:
+    """The between-class part of :func:`beta_nc`: the kept right singular vectors V (r, d) of the centred
+    class means, their singular values s (r,), and the scales of the variant (trace * w/b/k)."""
+
+    V: np.ndarray
+    s: np.ndarray
+    w_scale: float
+    b_scale: float
+    k: int
+
+
+def beta_nc_directions(M, sample_mean, n: int, variant: str = "kini", rtol: float = PINV_RTOL):
+    """Sigma_B^+ of :func:`beta_nc` from the (k, d) class means M, the mean of all n samples and n
+    (the statistics a streaming pass accumulates). None when all class means coincide (Sigma_B = 0)."""
+    M = _features(M, "M")
+    k = M.shape[0]
     if variant == "kini":
         Mc = M - M.mean(0)
         w_scale, b_scale = 1.0, 1.0
     elif variant == "papyan":
-        Mc = M - Z.mean(0)
-        w_scale, b_scale = 1.0 / Z.shape[0], 1.0 / k
+        Mc = M - np.asarray(sample_mean, dtype=np.float64)
+        w_scale, b_scale = 1.0 / n, 1.0 / k
     else:
         raise InputError(f"variant must be 'kini' or 'papyan', got {variant!r}")
     _, s, Vt = np.linalg.svd(Mc, full_matrices=False)
     if s.size == 0 or s[0] == 0:
-        return float("nan")
+        return None
     keep = s > rtol * s[0]
-    W = Z - M[yy]
-    proj = W @ Vt[keep].T  # (n, r)
-    tr = float(np.sum(np.sum(proj**2, axis=0) / (s[keep] ** 2)))
-    return tr * w_scale / b_scale / k
+    return BetaNCDirections(Vt[keep], s[keep], w_scale, b_scale, k)
+
+
+def beta_nc_from_projections(sq, directions: BetaNCDirections) -> float:
+    """beta_NC from sq[j] = sum_i ((h_i - mu_{y_i}) . v_j)^2 over the directions v_j of
+    :func:`beta_nc_directions` (a sum over samples: it may be accumulated chunk by chunk)."""
+    tr = float(np.sum(np.asarray(sq, dtype=np.float64) / (directions.s ** 2)))
+    return tr * directions.w_scale / directions.b_scale / directions.k
 
 
 def nc_within_class_spread(z, y, k: int) -> float:
@@ -210,10 +240,14 @@ def nc_within_class_spread(z, y, k: int) -> float:
     k = _k(k)
     yy = _labels(y, Z.shape[0], k)
     M = class_means(Z, yy, k, absent="nan")
-    total = float(np.sum(Z**2))
-    if total == 0:
+    return nc_within_class_spread_from_sums(np.sum((Z - M[yy]) ** 2), np.sum(Z**2))
+
+
+def nc_within_class_spread_from_sums(within: float, total: float) -> float:
+    """:func:`nc_within_class_spread` from within = sum_i ||z_i - mu_{y_i}||^2 and total = sum_i ||z_i||^2."""
+    if float(total) == 0:
         return float("nan")
-    return float(np.sum((Z - M[yy]) ** 2) / total)
+    return float(within / total)
 
 
 # ------------------------------------------------------------------------------ cosines
@@ -308,6 +342,14 @@ def ncc_accuracy(z_train, y_train, z_test, y_test, k: int | None = None, metric:
     if ytr.max() >= k or yte.max() >= k:
         raise InputError(f"a label is >= k = {k}")
     M = class_means(Ztr, ytr, k, absent="nan")
+    return float(np.mean(ncc_predict(M, Zte, metric) == yte))
+
+
+def ncc_predict(M, z, metric: str = "euclidean") -> np.ndarray:
+    """The nearest-class-centre class of every row of z, for centres M (k, d; a NaN row is an absent
+    class, never predicted): the rule of :func:`ncc_accuracy` (ties to the smallest class index)."""
+    M = np.asarray(M, dtype=np.float64)
+    Zte = _features(z, "z_test")
     present = np.flatnonzero(~np.isnan(M[:, 0]))
     C = M[present]
     if metric == "euclidean":
@@ -316,8 +358,7 @@ def ncc_accuracy(z_train, y_train, z_test, y_test, k: int | None = None, metric:
         score = _rows_normalised(Zte, "z_test") @ _rows_normalised(C, "class centres").T
     else:
         raise InputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
-    pred = present[np.argmax(score, axis=1)]
-    return float(np.mean(pred == yte))
+    return present[np.argmax(score, axis=1)]
 
 
 # ------------------------------------------------------------------------------ Koromilas §3
@@ -378,12 +419,18 @@ def erank_intra(z, y, k: int, variant: str = "paper") -> float:
     vals = []
     for c in range(k):
         X = Z[yy == c]
-        spec = _cov_spectrum(X)
-        # scatter at round-off level (a class of identical rows: mean error ~ eps * ||x||) is zero
-        if spec.max() <= (SCATTER_ZERO * np.abs(X).max()) ** 2:
-            raise InputError(f"class {c} has no within-class scatter beyond round-off: erank_intra undefined (FLAG-19)")
-        vals.append(_entropy_erank(spec, variant))
+        vals.append(class_spectrum_erank(_cov_spectrum(X), np.abs(X).max(), c, variant))
     return float(np.mean(vals))
+
+
+def class_spectrum_erank(spec, max_abs: float, c: int = 0, variant: str = "paper") -> float:
+    """One class's term of :func:`erank_intra`: the effective rank of its covariance spectrum ``spec``
+    (eigenvalues of np.cov of the class's rows), whose largest entry in absolute value is ``max_abs``."""
+    spec = np.asarray(spec, dtype=np.float64)
+    # scatter at round-off level (a class of identical rows: mean error ~ eps * ||x||) is zero
+    if spec.max() <= (SCATTER_ZERO * max_abs) ** 2:
+        raise InputError(f"class {c} has no within-class scatter beyond round-off: erank_intra undefined (FLAG-19)")
+    return _entropy_erank(spec, variant)
 
 
 def erank_inter(z, y, k: int, variant: str = "paper", centring: str = "cov") -> float:
@@ -398,13 +445,20 @@ def erank_inter(z, y, k: int, variant: str = "paper", centring: str = "cov") -> 
     Z = _features(z)
     k = _k(k)
     M = class_means(Z, y, k)
+    return erank_inter_from_means(M, Z.mean(0), variant, centring)
+
+
+def erank_inter_from_means(M, sample_mean, variant: str = "paper", centring: str = "cov") -> float:
+    """:func:`erank_inter` from the (k, d) class means M and the mean of all samples."""
+    M = _features(M, "M")
+    k = M.shape[0]
     if centring == "cov":
         if k < 2:
             raise InputError("erank_inter with centring='cov' needs k >= 2 classes")
         spec = _cov_spectrum(M)
     elif centring == "global-mean-second-moment":
-        Mc = M - Z.mean(0)
-        spec = np.zeros(Z.shape[1])
+        Mc = M - np.asarray(sample_mean, dtype=np.float64)
+        spec = np.zeros(M.shape[1])
         s = np.linalg.svd(Mc, compute_uv=False) ** 2 / k
         spec[: s.size] = s
     else:
@@ -456,7 +510,14 @@ def align_weight_class(z, W, y, k: int | None = None) -> float:
     k = W.shape[0] if k is None else _k(k)
     if W.shape != (k, Z.shape[1]):
         raise InputError(f"W must have shape (k, d) = ({k}, {Z.shape[1]}), got {W.shape}")
-    M = class_means(Z, y, k)
+    return align_weight_class_from_means(W, class_means(Z, y, k))
+
+
+def align_weight_class_from_means(W, M) -> float:
+    """:func:`align_weight_class` from the (k, d) class means M."""
+    W, M = _features(W, "W"), _features(M, "M")
+    if W.shape != M.shape:
+        raise InputError(f"W is {W.shape} but the class means are {M.shape}")
     return float(np.mean(np.sum((_rows_normalised(W, "W") - _rows_normalised(M, "class means")) ** 2, axis=1)))
 
 
@@ -495,8 +556,13 @@ def mean_gram_for_information(z, y, k: int, centring: str = "raw-global-mean") -
     centring="none": gram(mu_c).
     """
     Z = _features(z)
-    M = class_means(Z, y, k)
-    g = Z.mean(0)
+    return mean_gram_for_information_from_means(class_means(Z, y, k), Z.mean(0), centring)
+
+
+def mean_gram_for_information_from_means(M, sample_mean, centring: str = "raw-global-mean") -> np.ndarray:
+    """:func:`mean_gram_for_information` from the (k, d) class means M and the mean of all samples."""
+    M = _features(M, "M")
+    g = np.asarray(sample_mean, dtype=np.float64)
     if centring == "raw-global-mean":
         return normalised_gram(M - g)
     if centring == "code":
