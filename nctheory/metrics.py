@@ -401,6 +401,14 @@ def _cov_spectrum(X: np.ndarray) -> np.ndarray:
     return out
 
 
+def cov_spectrum_from_scatter(S, n: int) -> np.ndarray:
+    """The spectrum :func:`_cov_spectrum` gives (eigenvalues of np.cov, ddof = 1), from the centred
+    scatter matrix S = sum_i (x_i - xbar)(x_i - xbar)^T of n rows (d x d; for rows that do not fit in
+    memory at once). Round-off negatives are clipped to 0."""
+    S = _square(S, "S")
+    return np.clip(np.linalg.eigvalsh((S + S.T) / 2), 0.0, None)[::-1] / (n - 1)
+
+
 def erank_intra(z, y, k: int, variant: str = "paper") -> float:
     """Koromilas §3.2 (NC1): (1/K) sum_c erank(Cov[z_i - mu_c | y_i = c]).
 
@@ -416,11 +424,19 @@ def erank_intra(z, y, k: int, variant: str = "paper") -> float:
     if counts.min() < 2:
         c = int(np.argmin(counts))
         raise InputError(f"erank_intra needs >= 2 samples in every class; class {c} has {int(counts[c])}")
-    vals = []
-    for c in range(k):
-        X = Z[yy == c]
-        vals.append(class_spectrum_erank(_cov_spectrum(X), np.abs(X).max(), c, variant))
-    return float(np.mean(vals))
+    return float(np.mean([class_erank(Z[yy == c], c, variant) for c in range(k)]))
+
+
+def class_erank(X, c: int = 0, variant: str = "paper") -> float:
+    """One class's term of :func:`erank_intra` from its rows X (n_c >= 2, d)."""
+    X = _features(X, "X")
+    return class_spectrum_erank(cov_spectrum(X), np.abs(X).max(), c, variant)
+
+
+def cov_spectrum(X) -> np.ndarray:
+    """Eigenvalues of np.cov(X.T) (d x d, ddof = 1), largest first, padded with zeros to length d: the
+    spectrum whose effective rank is a class's term of :func:`erank_intra`."""
+    return _cov_spectrum(_features(X, "X"))
 
 
 def class_spectrum_erank(spec, max_abs: float, c: int = 0, variant: str = "paper") -> float:
