@@ -280,42 +280,29 @@ class LSEForm:
         A = self.A.tocsr(copy=True)
         A.sum_duplicates()
         A.sort_indices()
-        R = A.shape[0]
         key = [A.indices[A.indptr[r]:A.indptr[r + 1]].tobytes() + b"|" + A.data[A.indptr[r]:A.indptr[r + 1]].tobytes()
-               for r in range(R)]
-        # 1. one logit per (term, coefficient row), numbered in order of first occurrence
-        logit_id, first, offsets = {}, [], []
-        logit_of = np.empty(R, dtype=np.int64)
-        for r in range(R):
-            o = logit_id.setdefault((int(self.group[r]), key[r]), len(first))
-            if o == len(first):
-                first.append(r)
-                offsets.append([])
-            logit_of[r] = o
-            offsets[o].append(self.b[r])
-        first = np.asarray(first, dtype=np.int64)
-        b_m = np.array([_logsumexp(v) for v in offsets])
-        # 2. one term per set of (coefficient row, offset), numbered in order of first occurrence
-        by_term = [[] for _ in range(self.n_terms)]
+               for r in range(A.shape[0])]
+        # 1. one logit per (term, coefficient row); its offset the log-sum-exp of the merged offsets
+        logit_of, first = _first_occurrence(list(zip(self.group.tolist(), key)))
+        mx = np.full(first.size, -np.inf)
+        np.maximum.at(mx, logit_of, self.b)
+        tot = np.zeros(first.size)
+        np.add.at(tot, logit_of, np.exp(self.b - mx[logit_of]))
+        b_m = mx + np.log(tot)
+        # 2. one term per set of (coefficient row, offset); its weight the sum of the merged weights
+        logits_of_term = [[] for _ in range(self.n_terms)]
         for o, r in enumerate(first):
-            by_term[self.group[r]].append(o)
-        term_id, reps, weight = {}, [], []
-        term_of = np.empty(self.n_terms, dtype=np.int64)
-        for t, logits in enumerate(by_term):
-            u = term_id.setdefault(frozenset((key[first[o]], b_m[o].tobytes()) for o in logits), len(reps))
-            if u == len(reps):
-                reps.append(logits)
-                weight.append(0.0)
-            term_of[t] = u
-            weight[u] += float(self.weight[t])
-        rows = np.asarray([o for logits in reps for o in logits], dtype=np.int64)
-        group = np.repeat(np.arange(len(reps)), [len(v) for v in reps]).astype(np.int64)
-        weight = np.asarray(weight)
+            logits_of_term[self.group[r]].append(o)
+        term_of, term_first = _first_occurrence(
+            [frozenset((key[first[o]], b_m[o].tobytes()) for o in logits) for logits in logits_of_term])
+        weight = np.bincount(term_of, weights=self.weight, minlength=term_first.size)
+        rows = np.asarray([o for t in term_first for o in logits_of_term[t]], dtype=np.int64)
+        group = np.repeat(np.arange(term_first.size), [len(logits_of_term[t]) for t in term_first]).astype(np.int64)
         form = LSEForm(self.shape, A[first[rows]], b_m[rows], group, weight, self.C, self.const,
                        self.description if description is None else description)
+        # the merged row that each logit of step 1 went into
         where = {(int(group[i]), key[first[o]]): i for i, o in enumerate(rows)}
-        target = np.array([where[(int(term_of[self.group[first[o]]]), key[first[o]])] for o in range(first.size)],
-                          dtype=np.int64)
+        target = np.array([where[(int(term_of[self.group[r]]), key[r])] for r in first], dtype=np.int64)
         u_of_row = term_of[self.group]
 
         def expand(p):
@@ -327,12 +314,17 @@ class LSEForm:
         return form, expand
 
 
-def _logsumexp(v) -> float:
-    v = np.asarray(v, dtype=np.float64)
-    if v.size == 1:
-        return float(v[0])
-    m = v.max()
-    return float(m + math.log(np.exp(v - m).sum()))
+def _first_occurrence(keys):
+    """(class of each key, position of each class's first key): equal keys form one class, classes numbered
+    in order of first occurrence."""
+    ids, first = {}, []
+    cls = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(keys):
+        c = ids.setdefault(key, len(first))
+        if c == len(first):
+            first.append(i)
+        cls[i] = c
+    return cls, np.asarray(first, dtype=np.int64)
 
 
 def _exp_cone_epigraph(x, group: np.ndarray, weight: np.ndarray):

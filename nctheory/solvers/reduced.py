@@ -180,14 +180,19 @@ def _class_level_bound(form_n: LSEForm, M0: np.ndarray, n: np.ndarray, nonneg: b
 
 
 class _OrbitProgram:
-    """The orbit-reduced program as a cvxpy problem over Q (G x G symmetric) and d (G): the form
-    (:func:`orbit_form`, scaled by 1/n), PSD of the block G (module docstring), diagonal bounds, DNN."""
+    """The orbit-reduced program as a cvxpy problem over Q (G x G symmetric) and d (G): the orbit form
+    (:func:`orbit_form`) scaled by 1/n, PSD of the block G (module docstring), diagonal bounds, DNN; and the
+    certificate of a solve on the class level (:meth:`certify`)."""
 
-    def __init__(self, form: LSEForm, m: np.ndarray, ng: np.ndarray, ntot: float, nonneg: bool):
-        G = m.size
+    def __init__(self, counts: np.ndarray, tau: float, nonneg: bool, orbits: str):
+        self.n, self.nonneg, self.ntot = counts, nonneg, float(counts.sum())
+        self.form = class_mean_form(counts, tau)
+        self.form_n = self.form.scaled(1.0 / self.ntot)   # loss / n: the program's units, O(log n) for any n
+        self.oform, self.expand, (self.gid, m, ng) = orbit_form(counts, tau, orbits)
+        self.n_orbits = G = m.size
         self.Q = Q = cp.Variable((G, G), symmetric=True)
         self.d = d = cp.Variable(G)
-        obj, cons, self.cone = form.canonicalise(cp.hstack([cp.vec(Q, order="C"), d]), scale=ntot)
+        obj, cons, self.cone = self.oform.canonicalise(cp.hstack([cp.vec(Q, order="C"), d]), scale=self.ntot)
         sq = np.sqrt(m.astype(np.float64))
         K = cp.diag(d - cp.diag(Q)) + cp.multiply(np.outer(sq, sq), Q)
         cons += [0.5 * (K + K.T) >> 0]
@@ -207,12 +212,28 @@ class _OrbitProgram:
                 cons.append(d[multi_g] >= 1.0 / ng[multi_g])
         self.problem = cp.Problem(cp.Minimize(obj), cons)
 
-    def class_mean_gram(self, gid: np.ndarray) -> np.ndarray:
+    def class_mean_gram(self) -> np.ndarray:
         """The solver's point as a k x k class-mean Gram matrix (constant on orbits)."""
         Qv, dv = np.asarray(self.Q.value, dtype=np.float64), np.asarray(self.d.value, dtype=np.float64)
-        Ms = 0.5 * (Qv + Qv.T)[np.ix_(gid, gid)]
-        np.fill_diagonal(Ms, dv[gid])
+        Ms = 0.5 * (Qv + Qv.T)[np.ix_(self.gid, self.gid)]
+        np.fill_diagonal(Ms, dv[self.gid])
         return Ms
+
+    def certify(self, res, gap_tol: float, state: dict):
+        """Honest gap: the class-mean loss at the repaired solver point minus the rigorous class-level lower
+        bound (the orbit duals spread over the classes by ``expand``); the reason to reject, else None."""
+        Ms = self.class_mean_gram()
+        GM = _repair(Ms, self.n, self.nonneg)
+        value = self.form.value(GM)
+        p_orb = self.oform.dual_weights(self.cone)
+        lb = _class_level_bound(self.form_n, GM, self.n, self.nonneg,
+                                None if p_orb is None else self.expand(p_orb) / self.ntot)
+        dual = lb["bound"] * self.ntot
+        gap = value - dual
+        rel_gap = gap / max(1.0, abs(value))
+        state.update(GM=GM, value=value, dual=dual, gap=gap, rel_gap=rel_gap, lb=lb,
+                     solver_value=res.primal * self.ntot, form_check=abs(self.form.value(Ms) - res.primal * self.ntot))
+        return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
 
 
 def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float = GAP_TOL,
@@ -232,30 +253,13 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
     n = parse_counts(counts, min_count=1, min_classes=2)
     tau = check_tau(tau)
     k = n.size
-    ntot = float(n.sum())
     if np.all(n < 2):
         raise InputError("every class has one sample: full-batch SCL is identically 0")
-    form = class_mean_form(n, tau)
-    form_n = form.scaled(1.0 / ntot)   # loss / n: the program's units, O(log n) for any n
-    oform, expand, (gid, m, ng) = orbit_form(n, tau, orbits)
-    prog = _OrbitProgram(oform, m, ng, ntot, nonneg)
+    prog = _OrbitProgram(n, tau, nonneg, orbits)
+    form = prog.form
     state = {}
-
-    def certify(res):
-        """Honest gap: the reduced loss at the repaired class-mean Gram minus the rigorous lower bound."""
-        Ms = prog.class_mean_gram(gid)
-        GM = _repair(Ms, n, nonneg)
-        value = form.value(GM)
-        p_orb = oform.dual_weights(prog.cone)
-        lb = _class_level_bound(form_n, GM, n, nonneg, None if p_orb is None else expand(p_orb) / ntot)
-        dual = lb["bound"] * ntot
-        gap = value - dual
-        rel_gap = gap / max(1.0, abs(value))
-        state.update(GM=GM, value=value, dual=dual, gap=gap, rel_gap=rel_gap, lb=lb, solver_value=res.primal * ntot,
-                     form_check=abs(form.value(Ms) - res.primal * ntot))
-        return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
-
-    res = conic.solve(prog.problem, solvers, what="reduced SCL program", accept=certify)
+    res = conic.solve(prog.problem, solvers, what="reduced SCL program",
+                      accept=lambda r: prog.certify(r, gap_tol, state))
     GM, value, dual = state["GM"], state["value"], state["dual"]
     multi = n >= 2
     a = np.where(multi, (n * np.diag(GM) - 1.0) / np.maximum(n - 1.0, 1.0), 1.0)
@@ -275,7 +279,8 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
         geometry=geo, solver_value=state["solver_value"], form_check=state["form_check"], feasibility=feas,
         seconds=time.perf_counter() - t0, method="reduced", form=form,
         extra={"within_class_cosine": a.tolist(), "counts": n.tolist(), "tau": tau, "nonneg": nonneg,
-               "orbits": orbits, "n_orbits": int(m.size), "iterations": res.iterations, "attempts": res.attempts,
-               "solver_dual_objective": res.dual * ntot, "lower_bound_detail": state["lb"],
+               "orbits": orbits, "n_orbits": int(prog.n_orbits), "iterations": res.iterations,
+               "attempts": res.attempts,
+               "solver_dual_objective": res.dual * prog.ntot, "lower_bound_detail": state["lb"],
                "note": "G, Z and rank refer to the k x k class-mean Gram matrix (the sample Gram is its block expansion)"},
     )

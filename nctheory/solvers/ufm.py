@@ -216,7 +216,7 @@ def _prototypes_label(p: UFMProblem) -> str:
     return p.prototypes if isinstance(p.prototypes, str) else "array"
 
 
-class _Setting:
+class _CheckedProblem:
     """The checked problem: loss entry, labels, k, batches, sizes, and the loss's Gram form / torch objective."""
 
     def __init__(self, p: UFMProblem, method: str):
@@ -238,10 +238,10 @@ class _Setting:
 
 def choose_method(p: UFMProblem, method: str = "auto") -> str:
     """The method :func:`solve_ufm` runs for ``method`` (module docstring)."""
-    return _choose(_Setting(p, method), method)
+    return _choose(_CheckedProblem(p, method), method)
 
 
-def _choose(s: _Setting, method: str) -> str:
+def _choose(s: _CheckedProblem, method: str) -> str:
     p = s.p
     if method == "enumerate":
         if p.dim != 1:
@@ -265,7 +265,7 @@ def solve_ufm(problem: UFMProblem, method: str = "auto") -> UFMReport:
     """The UFM / UFM+ minimum of ``problem`` by ``method`` ("auto", "gram", "reduced", "riemannian",
     "enumerate"; module docstring), with its certificate and geometry verdict. InputError for bad input;
     SolverError when the chosen solver does not certify (gram/reduced) or converge (riemannian)."""
-    s = _Setting(problem, method)
+    s = _CheckedProblem(problem, method)
     p, y, k = problem, s.y, s.k
     chosen = _choose(s, method)
     out = {"loss": p.loss, "tau": p.tau, "relu": bool(p.relu), "n": int(s.n), "k": k,
@@ -285,7 +285,7 @@ def solve_ufm(problem: UFMProblem, method: str = "auto") -> UFMReport:
     return UFMReport(out, result)
 
 
-def _kini_bound(s: _Setting, out: dict):
+def _kini_bound(s: _CheckedProblem, out: dict):
     """Kini Thm 1 (full batch) / Thm 2 (mini-batches) lower bound for SCL (None for the other losses)."""
     if s.spec.name != "scl":
         return None
@@ -307,7 +307,7 @@ def _point_geometry(out: dict, G: np.ndarray, y: np.ndarray, k: int) -> None:
     out["geometry"] = name_geometry(GM, within_class_min_cosine(G, y))
 
 
-def _solve_enumerate(s: _Setting, out: dict):
+def _solve_enumerate(s: _CheckedProblem, out: dict):
     from nctheory.solvers.signs import solve_signs
 
     W = _prototypes(s.p, s.k, 1) if s.uses_w else None
@@ -319,7 +319,7 @@ def _solve_enumerate(s: _Setting, out: dict):
     return res
 
 
-def _solve_reduced(s: _Setting, out: dict):
+def _solve_reduced(s: _CheckedProblem, out: dict):
     if s.spec.name != "scl" or s.batches is not None:
         raise InputError("--method reduced handles full-batch scl only (use gram or riemannian)")
     from nctheory.solvers.reduced import solve_reduced
@@ -343,7 +343,7 @@ def _solve_reduced(s: _Setting, out: dict):
     return res
 
 
-def _solve_gram(s: _Setting, out: dict):
+def _solve_gram(s: _CheckedProblem, out: dict):
     p, n, k, size = s.p, s.n, s.k, s.size
     if size > GRAM_SIZE_LIMIT:
         raise InputError(f"the Gram program has a {size} x {size} PSD cone: too large (use --method riemannian"
@@ -384,7 +384,7 @@ def _solve_gram(s: _Setting, out: dict):
     return res
 
 
-def _solve_riemannian(s: _Setting, out: dict):
+def _solve_riemannian(s: _CheckedProblem, out: dict):
     """First-order search over unit features in dimension dim (default: the size): an upper bound."""
     from nctheory.solvers.riemannian import solve_riemannian
 
@@ -470,7 +470,7 @@ def _apply_dimension(out, summ, att, D, y, k, sample_only, relaxation_candidates
     out["dimension_check"] = check
 
 
-def _bracket_in_dimension(s: _Setting, out: dict, method: str):
+def _bracket_in_dimension(s: _CheckedProblem, out: dict, method: str):
     """auto with dim D: the relaxation's optimum is not attained in dimension D. Keep its certified lower
     bound and add the first-order upper bound in dimension D (the minimum lies between the two); when the
     search fails, the lower bound alone is reported. Returns the first-order result, or None."""
