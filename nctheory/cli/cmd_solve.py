@@ -105,7 +105,7 @@ def _prototypes(spec: str):
         raise InputError(f"cannot read prototypes {spec!r}: {exc}") from None
 
 
-def problem(args):
+def ufm_problem(args):
     """The UFMProblem the arguments describe (files read here)."""
     from nctheory.solvers import UFMProblem
 
@@ -226,15 +226,16 @@ def plot(out, path):
 def run(args) -> int:
     from nctheory.solvers import solve_ufm
 
-    report = solve_ufm(problem(args), args.method)
-    out = dict(report.data)
+    report = solve_ufm(ufm_problem(args), args.method)
     if args.plot:
-        plot(out, args.plot)
-        out["plot"] = args.plot
+        plot(report.data, args.plot)
     if args.json:
-        print(json.dumps(report.to_json() | ({"plot": args.plot} if args.plot else {}), indent=2))
+        out = report.to_json()
+        if args.plot:
+            out["plot"] = args.plot
+        print(json.dumps(out, indent=2))
     else:
-        print(human(out))
+        print(human(report.data))
         if args.plot:
             print(f"heatmap written to {args.plot}")
     # a lower bound only (the optimum of the requested problem was not determined): exit 1

@@ -87,8 +87,8 @@ from nctheory.losses._inputs import check_tau
 from nctheory.losses.gram import LSEBuilder, LSEForm
 from nctheory.solvers import conic
 from nctheory.solvers.certificate import best_lower_bound, kkt_nu, lower_models
+from nctheory.solvers.gram import GAP_TOL  # the relative duality gap of a certified optimum
 
-GAP_TOL = 1e-6      # relative duality gap of a certified optimum (the project's threshold, solvers.gram)
 # Interior-point optima are accurate to ~sqrt(gap) in the entries where the optimum is degenerate;
 # statements about G_M entries ("equal to G_*", "collapsed") are made at 1e-3 (as solvers.verdict does).
 ENTRY_TOL = 1e-3
