@@ -19,7 +19,8 @@ from nctheory.harness import data as hdata
 from nctheory.harness.measure import COLUMNS, TIMING_COLUMNS
 from nctheory.harness.models import build_model
 from nctheory.harness.plots import read_metrics
-from nctheory.harness.train import TrainConfig, _Interrupt, train
+from nctheory.harness import train as train_module
+from nctheory.harness.train import TrainConfig, train
 
 TINY = dict(dataset="synthetic", synthetic={"k": 3, "n_per_class": 8, "n_test_per_class": 4}, model="mlp",
             mlp_hidden=16, mlp_depth=1, feat_dim=8, batch_size=8, epochs=3, tau=0.5, progress=False)
@@ -266,13 +267,24 @@ def test_full_batch_bound_is_thm1_of_duplicated_counts(tmp_path):
     assert row["bound"] == pytest.approx(bounds.full_batch_bound([16, 16, 16], tau=0.5), rel=1e-12)
 
 
-def test_resume_after_kill_gives_identical_metrics(tmp_path):
+class _Interrupt(Exception):
+    """Raised by the step hook to simulate a run killed mid-epoch."""
+
+
+def test_resume_after_kill_gives_identical_metrics(tmp_path, monkeypatch):
     """A run killed mid-epoch 3 (of 4) and resumed from its last checkpoint equals an uninterrupted run."""
     c = cfg(epochs=4, batching="reshuffle", augment="crop_flip", koromilas_metrics=False, ufm_optimum=False)
     train(c, tmp_path / "a")
     steps_per_epoch = read_metrics(tmp_path / "a")[0]["n_batches"]
-    with pytest.raises(_Interrupt):
-        train(c, tmp_path / "b", _interrupt_after_steps=int(2 * steps_per_epoch + 1))
+
+    def kill(steps):
+        if steps >= 2 * steps_per_epoch + 1:
+            raise _Interrupt(f"interrupted after {steps} steps")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(train_module, "_step_hook", kill)
+        with pytest.raises(_Interrupt):
+            train(c, tmp_path / "b")
     assert len(read_metrics(tmp_path / "b")) == 2
     train(c, tmp_path / "b", resume=True)
     ra, rb = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
@@ -367,6 +379,23 @@ def test_cli_bad_input_exit_2(tmp_path, capsys):
     assert cli_main(["plot", str(tmp_path)]) == 2
     (tmp_path / "notjson.json").write_text("{")
     assert cli_main(["train", "--config", str(tmp_path / "notjson.json")]) == 2
+
+
+def test_loss_names_come_from_the_catalogue(tmp_path, capsys):
+    """`--loss scl-prototypes` is the catalogue's scl_prototypes and config.json stores it snake_case; the
+    reference SupCon mean form is not a separate training loss (it is scl with base_tau); unknown names
+    are refused with the list of training losses."""
+    assert TrainConfig.from_dict({**TINY, "loss": "scl-prototypes", "n_w": 2}).loss == "scl_prototypes"
+    args = ["train", "--dataset", "synthetic", "--set", 'synthetic={"k": 3, "n_per_class": 4}', "--epochs", "1",
+            "--batch-size", "6", "--no-progress", "--set", "ufm_optimum=false", "--set", "koromilas_metrics=false",
+            "--set", "mlp_hidden=16", "--loss", "scl-prototypes", "--n-w", "2", "--out", str(tmp_path / "r"),
+            "--json"]
+    assert cli_main(args) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["loss"] == "scl_prototypes"
+    for bad in ("supcon_mean", "scl_prototype"):
+        with pytest.raises(InputError, match="scl_prototypes_limit"):
+            TrainConfig.from_dict({"loss": bad})
 
 
 def test_experiment_configs_are_valid():

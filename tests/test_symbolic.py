@@ -9,7 +9,9 @@ import sympy as sp
 
 from nctheory.claims.symbolic_kini2023 import class_symmetric_features, symbolic_value
 from nctheory.cli import main
+from nctheory.geometry import simplex_etf
 from nctheory.losses import proto_loss, scl, scl_with_prototypes
+from nctheory.prototype_geometry import limit_class_solution
 from nctheory.symbolic import equivalences as eq
 from nctheory.symbolic import prototypes as pr
 from nctheory.symbolic import scl_bounds as sb
@@ -82,9 +84,14 @@ def test_aggregated_exact_loss_is_the_torch_loss(n_w):
 def test_prop2_reduction_and_solver():
     d = pr.prop2_derivation()
     assert d.agree and d.details == {"derived": True, "paper": True}
-    W = np.eye(2)  # orthogonal prototypes: h* is not w_y
-    r = pr.solve_per_sample(W, 0, 1.0, "paper")
-    assert np.abs(r["h"] - W[0]).max() > 0.1 and r["norm"] == pytest.approx(1, abs=1e-6)
+    W = np.eye(2)  # orthogonal prototypes: h* is not w_y (p = W h = h here)
+    r = limit_class_solution(W @ W.T, 0, 1.0, "paper")
+    assert np.abs(r["p"] - W[0]).max() > 0.1 and r["span_norm2"] == pytest.approx(1, abs=1e-6)
+    # ETF prototypes: h* = w_y (Prop. 2), for both forms; 1e-3: interior-point accuracy on the boundary
+    E = simplex_etf(3)
+    for form in ("derived", "paper"):
+        r = limit_class_solution(E @ E.T, 1, 0.5, form)
+        assert np.abs(np.linalg.pinv(E) @ r["p"] - E[1]).max() < 1e-3
 
 
 def test_proposition_p_numerically():

@@ -2,7 +2,9 @@
 give h* = w_y), Remark 1 (CE with a fixed classifier + alignment).
 
 The derivations are in nctheory.symbolic.prototypes / .equivalences; the numeric limit is
-nctheory.prototypes.limit_loss; the exact loss is nctheory.losses.scl_with_prototypes.
+nctheory.losses.prototype_limit (limit_loss, and PerSampleLimit for its per-sample objective f); the
+exact loss is nctheory.losses.scl_with_prototypes; the certified per-class minimiser of f is
+nctheory.prototype_geometry.limit_class_solution.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import numpy as np
 import torch
 
 from nctheory.claims.registry import Budget, Verdict, claim
-from nctheory.geometry import orthogonal_frame, simplex_etf
+from nctheory.geometry import etf_gram, orthogonal_frame, simplex_etf
 from nctheory.losses import ce_fixed_classifier, scl_with_prototypes
-from nctheory.prototypes import asymptotic_offset, limit_loss, paper_limit_loss
+from nctheory.losses.gram import scl_with_prototypes_form
+from nctheory.losses.prototype_limit import PerSampleLimit, asymptotic_offset, limit_loss, paper_limit_loss
+from nctheory.prototype_geometry import limit_class_solution
+from nctheory.solvers import solve_gram
 from nctheory.symbolic import prototypes as sp_proto
 from nctheory.symbolic.equivalences import remark1_derivation
 
@@ -101,21 +106,26 @@ def check_prop1(budget: Budget) -> Verdict:
                              "e^{q_cc}/Z_c] + sum_{i in B} [ -log softmax(W h_i/tau)[y_i] - w_{y_i}.h_i/tau + sum_c "
                              "exp(w_c.h_i/tau)/Z_c ] + O(1/n_w), with q = W W^T/tau, Z_c = sum_c' exp(q_cc'), m_c the "
                              "class counts of B: the printed limit plus a prototype-repulsion term sum_c "
-                             "exp(w_c.h_i/tau)/Z_c contributed by the prototype anchors (nctheory.prototypes.limit_loss)."),
+                             "exp(w_c.h_i/tau)/Z_c contributed by the prototype anchors (nctheory.losses.prototype_limit.limit_loss)."),
     )
 
 
 def _prop2_case(W, y, tau, form):
     """(|h_solver - w_y|_inf, KKT residual at w_y, radial derivative at w_y, solver result).
 
-    The per-sample objective is convex, so h = w_y minimises it over the ball |h| <= 1 iff the KKT
-    condition holds there: grad f(w_y) = -lambda w_y with lambda >= 0 (tangential part 0, radial part <= 0).
-    That is an exact certificate; the interior-point solve is an independent cross-check."""
-    r = sp_proto.solve_per_sample(W, y, tau, form)
-    g = sp_proto.per_sample_grad(W, y, W[y], tau, form)
+    The per-sample objective f(W h, y) (PerSampleLimit) is convex in h, so h = w_y minimises it over the
+    ball |h| <= 1 iff the KKT condition holds there: grad_h f = W^T grad_p f = -lambda w_y with lambda >= 0
+    (tangential part 0, radial part <= 0). That is an exact certificate; the certified per-class program
+    (limit_class_solution, over p = W h, |h| <= 1) is an independent cross-check. Its minimiser p = W h*
+    gives h* = W^+ p, the minimiser in span(W) (the objective does not see span(W)^perp)."""
+    G = W @ W.T
+    g = W.T @ PerSampleLimit(G, tau, form).gradient(W @ W[y], y)
     radial = float(g @ W[y])
     tangential = float(np.linalg.norm(g - radial * W[y]))
-    return float(np.abs(r["h"] - W[y]).max()), tangential, radial, r
+    r = limit_class_solution(G, y, tau, form)
+    h = np.linalg.pinv(W) @ r["p"]
+    r = {**r, "h": h, "norm": float(np.linalg.norm(h))}
+    return float(np.abs(h - W[y]).max()), tangential, radial, r
 
 
 @claim(
@@ -148,13 +158,9 @@ def check_prop2(budget: Budget) -> Verdict:
     for form in ("derived", "paper"):
         err, tang, rad, r = _prop2_case(Wof, 0, 1.0, form)
         out[form] = {"h_star": r["h"].tolist(), "distance_to_w_y": err, "norm": r["norm"],
-                     "tangential_gradient_at_w_y": tang, "value_at_w_y": sp_proto.per_sample_value(Wof, 0, Wof[0], 1.0, form),
+                     "tangential_gradient_at_w_y": tang, "value_at_w_y": PerSampleLimit(Wof @ Wof.T, 1.0, form).value(Wof @ Wof[0], 0),
                      "value_at_h_star": r["value"]}
     # beyond the limit: the exact loss at finite n_w (certified Gram program with the ETF block fixed)
-    from nctheory.geometry import etf_gram
-    from nctheory.losses.gram import scl_with_prototypes_form
-    from nctheory.solvers import solve_gram
-
     finite = {}
     for yy in ([0, 0, 1, 1, 2, 2], [0] * 6 + [1, 1, 2, 2]):
         yy = np.array(yy)

@@ -41,7 +41,7 @@ def _render(d, latex: bool) -> str:
 
 
 def run(args) -> int:
-    from nctheory.symbolic.core import all_derivations
+    from nctheory.symbolic.registry import all_derivations
 
     ders = all_derivations()
     if args.list:

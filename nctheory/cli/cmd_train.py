@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -33,8 +34,7 @@ FLAGS = [
      "auto | linear | identity: the layer after the backbone without a projector (identity = the backbone's "
      "post-ReLU penultimate features, non-negative even with --no-relu; auto = identity with --relu, linear "
      "without)"),
-    ("--loss", "loss", str, "scl | scl_prototypes | scl_prototypes_limit | gill_prop1 | ce | ce_fixed | normface | "
-                            "ntce | nonl | proto"),
+    ("--loss", "loss", str, "the loss (listed from nctheory.losses.catalogue when this help is shown)"),
     ("--tau", "tau", float, "temperature (default 0.1)"),
     ("--base-tau", "base_tau", float, "optimise (tau/base_tau) x the mean form (reference SupCon scaling)"),
     ("--n-w", "n_w", int, "prototype copies per class for scl_prototypes (Gill et al.)"),
@@ -61,7 +61,21 @@ FLAGS = [
 ]
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Lists the catalogue's training losses in --loss's help only when help is printed: the catalogue
+    imports torch, which the other subcommands' start-up does not need."""
+
+    def _get_help_string(self, action):
+        if action.dest == "loss":
+            from nctheory.losses.catalogue import LOSSES
+
+            return (" | ".join(name for name, spec in LOSSES.items() if spec.trains)
+                    + " ('-' may replace '_', e.g. scl-prototypes; default scl)")
+        return super()._get_help_string(action)
+
+
 def add_arguments(p):
+    p.formatter_class = _HelpFormatter
     p.add_argument("--config", metavar="FILE.json", help="JSON config (TrainConfig keys, optional \"sweep\")")
     for flag, key, typ, help_ in FLAGS:
         p.add_argument(flag, dest=key, type=typ, default=None, help=help_)

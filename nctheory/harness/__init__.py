@@ -13,6 +13,7 @@ epoch, how close they get to what the theory predicts.
   ETF / prototypes / UFM optimum, beta_NC, class-mean cosine, NCC accuracy, Koromilas metrics;
 - :mod:`~nctheory.harness.plots`: run-folder PNGs and run overlays.
 
-Imports losses, metrics, geometry, batching, bounds (and, guarded, solvers / prototypes); nothing
-imports the harness. Command line: ``nctheory train``, ``nctheory plot``, ``nctheory compare``.
+Imports losses (the loss catalogue, nctheory.losses.catalogue), metrics, geometry, batching, bounds
+(and, guarded, solvers); nothing imports the harness. Inside it: train imports measure, plans, plots,
+data, models, distributed; none of those imports train. Command line: ``nctheory train``, ``nctheory plot``, ``nctheory compare``.
 """

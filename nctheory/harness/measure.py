@@ -36,9 +36,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nctheory import bounds
+from nctheory import metrics as M
 from nctheory.batching import duplicate_views
+from nctheory.errors import NCTheoryError
+from nctheory.losses.catalogue import get_loss
 
 BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
                 "images_per_second", "zero_feature_rows"]
@@ -58,6 +62,19 @@ def geometry_tol(k: int) -> float:
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns allowed to differ between reruns
 
 
+@torch.no_grad()
+def embed_all(model, x: torch.Tensor, batch: int, amp_dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pre-projection, features) of every row of x, in eval mode, as float64 CPU tensors."""
+    pre, feats = [], []
+    for i in range(0, x.shape[0], batch):
+        xb = x[i: i + batch]
+        with torch.autocast(device_type=xb.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            f, h = model.embed(xb)
+        pre.append(f.float().cpu())
+        feats.append(h.float().cpu())
+    return torch.cat(pre).double(), torch.cat(feats).double()
+
+
 class Measurer:
     def __init__(self, cfg, data, out: Path, head, is_main: bool, features_nonnegative: bool):
         self.cfg, self.data, self.out, self.head, self.is_main = cfg, data, Path(out), head, is_main
@@ -71,7 +88,7 @@ class Measurer:
         self.counts = np.bincount(self.y, minlength=self.k)
         self.rows: list[dict] = []
         self.G_proto = None
-        if head.W is not None and cfg.loss in ("scl_prototypes", "scl_prototypes_limit", "gill_prop1", "ce_fixed"):
+        if head.W is not None and get_loss(cfg.loss).classifier == "fixed":
             W = head.W.detach().double().cpu().numpy()
             self.G_proto = W @ W.T
         self.ufm = self._ufm_optimum() if (cfg.ufm_optimum and is_main) else {"status": "not requested"}
@@ -90,8 +107,7 @@ class Measurer:
         """Class-mean Gram of the certified full-batch UFM(+) optimum for the training counts (once per run)."""
         if self.cfg.loss != "scl":
             return {"status": "not applicable (loss is not scl)"}
-        try:
-            from nctheory.errors import NCTheoryError
+        try:  # solvers (cvxpy) are imported only for a run that measures against them
             from nctheory.solvers.reduced import solve_reduced
         except ImportError as exc:
             return {"status": f"solver not available ({exc})"}
@@ -108,9 +124,6 @@ class Measurer:
 
     # -------------------------------------------------------------------------------- geometry
     def geometry(self, model, amp_dtype) -> dict:
-        from nctheory import metrics as M
-        from nctheory.harness.train import embed_all
-
         cfg, k = self.cfg, self.k
         pre_tr, H = embed_all(model, self.data.x_train, cfg.eval_batch, amp_dtype)
         pre_te, Ht = embed_all(model, self.data.x_test, cfg.eval_batch, amp_dtype)
@@ -132,11 +145,11 @@ class Measurer:
         except Exception as exc:  # e.g. a class with a zero mean
             row["geometry"] = f"unclassified ({type(exc).__name__})"
         if cfg.koromilas_metrics:
-            row.update(self._koromilas(M, H))
+            row.update(self._koromilas(H))
         np.save(self.out / "gram_final.npy", G)
         return row
 
-    def _koromilas(self, M, H) -> dict:
+    def _koromilas(self, H) -> dict:
         k = self.k
         # the authors' code measures L2-normalised features for every method (spec §3.6), CE included
         H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-300)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nctheory.batching import SCHEMES, PlanBatchSampler  # noqa: F401  (SCHEMES re-exported for the config)
+from nctheory.batching import SCHEMES, Plan, PlanBatchSampler, check_plan, duplicate_views  # noqa: F401  (SCHEMES re-exported for the config)
+from nctheory.errors import InputError
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -46,8 +47,6 @@ def plan_uniqueness(plans: EpochPlans, labels, views: int, epochs: int, dim: int
     the loss summed over epochs, whose optimum is unique when the union's interaction graph meets the
     conditions). The answer is about the UFM+ optimum of that loss, the theory's prediction; a trained
     network is compared with it, not judged by it."""
-    from nctheory.batching import Plan, check_plan, duplicate_views
-    from nctheory.errors import InputError
 
     lab, per_epoch = duplicate_views(labels, [[b.numpy() for b in plans(e)] for e in range(epochs)], views)
     out = {"views": views, "dim": dim, "epochs": epochs}

@@ -4,7 +4,8 @@
     -> per-epoch measurements (float64) -> metrics.csv row -> checkpoint
 
 What is optimised and what is logged
-- Optimised: the configured loss of each batch in the *mean* form, i.e. the papers' sum form divided
+- Optimised: the configured loss (its entry in :mod:`nctheory.losses.catalogue`, which gives the sum form
+  and the anchor count) of each batch in the *mean* form, i.e. the papers' sum form divided
   by the number of anchors of the batch (what the reference SupCon code optimises; with
   ``base_tau`` set, times tau/base_tau as in Khosla et al. and Kini et al. E.4.1). The learning rate
   0.1 of the papers refers to that scale.
@@ -57,22 +58,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from nctheory import losses
+from nctheory import geometry
 from nctheory._json import jsonable
 from nctheory.errors import InputError
 from nctheory.harness import distributed as D
 from nctheory.harness.data import AUGMENTS, DATASETS, IMBALANCES, augment, load_data
+from nctheory.harness.measure import Measurer
 from nctheory.harness.models import ARCHS, FEATURE_LAYERS, build_model, count_parameters
-from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed
+from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed, plan_uniqueness
+from nctheory.harness.plots import plot_run
+from nctheory.losses.catalogue import LOSSES, get_loss
 
-# losses that normalise each feature row themselves and refuse a zero row (nctheory.losses.classifier)
-UNIT_ROW_LOSSES = ("normface", "ntce", "nonl")
-LOSSES = ("scl", "scl_prototypes", "scl_prototypes_limit", "gill_prop1", "ce", "ce_fixed", "normface", "ntce",
-          "nonl", "proto")
-LEARNED_W = ("ce", "normface", "ntce", "nonl")
-FIXED_W = ("scl_prototypes", "scl_prototypes_limit", "gill_prop1", "ce_fixed")
-
+# the losses `nctheory train` offers: every catalogue entry that trains (nctheory.losses.catalogue)
+TRAIN_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.trains)
 
 # keys a resumed run may change (they do not alter what is computed up to the checkpoint)
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "device", "eval_every", "eval_batch", "compile", "name"})
@@ -160,7 +160,7 @@ class TrainConfig:
         choice("dataset", DATASETS)
         choice("imbalance", IMBALANCES)
         choice("model", ARCHS)
-        choice("loss", LOSSES)
+        self._canonical_loss()
         choice("batching", SCHEMES)
         choice("view_augment", AUGMENTS)
         choice("augment", AUGMENTS)
@@ -187,6 +187,18 @@ class TrainConfig:
         if self.ratio < 1:
             raise InputError(f"imbalance ratio must be >= 1, got {self.ratio}")
 
+    def _canonical_loss(self) -> None:
+        """A training loss of the catalogue; its snake_case name is what config.json stores
+        (``scl-prototypes`` becomes ``scl_prototypes``)."""
+        try:
+            spec = get_loss(self.loss)
+        except InputError:
+            spec = None
+        if spec is None or not spec.trains:
+            raise InputError(f"loss must be one of {', '.join(TRAIN_LOSSES)} ('-' may replace '_'), "
+                             f"got {self.loss!r}")
+        self.loss = spec.name
+
 
 # ------------------------------------------------------------------------------------------ setup helpers
 def resolve_device(name: str) -> torch.device:
@@ -211,8 +223,6 @@ def seed_everything(seed: int) -> None:
 
 def prototype_matrix(cfg: TrainConfig, k: int, d: int, counts) -> torch.Tensor:
     """Fixed prototypes W (k, d), unit rows, with Gram matrix the configured geometry (nctheory.geometry)."""
-    from nctheory import geometry
-
     W = geometry.prototype_geometry(cfg.prototypes, k, d=d, **cfg.prototype_options)
     W = torch.as_tensor(np.asarray(W, dtype=np.float64))
     if W.shape != (k, d):
@@ -222,16 +232,17 @@ def prototype_matrix(cfg: TrainConfig, k: int, d: int, counts) -> torch.Tensor:
 
 
 class LossHead(nn.Module):
-    """The loss's own parameters: a learned classifier W (and bias for CE), or fixed prototypes."""
+    """The loss's own parameters (a learned classifier W and CE's bias, or fixed prototypes) and the
+    loss itself, from the catalogue entry of ``cfg.loss`` (:mod:`nctheory.losses.catalogue`)."""
 
     def __init__(self, cfg: TrainConfig, k: int, d: int, counts):
         super().__init__()
-        self.cfg, self.k = cfg, k
-        if cfg.loss in LEARNED_W:
+        self.cfg, self.k, self.spec = cfg, k, get_loss(cfg.loss)
+        if self.spec.classifier == "learned":
             g = torch.Generator().manual_seed(cfg.seed + 17)
             self.W = nn.Parameter(torch.randn(k, d, generator=g) / math.sqrt(d))
-            self.b = nn.Parameter(torch.zeros(k)) if cfg.loss == "ce" else None
-        elif cfg.loss in FIXED_W:
+            self.b = nn.Parameter(torch.zeros(k)) if self.spec.takes_bias else None
+        elif self.spec.classifier == "fixed":
             self.register_buffer("W", prototype_matrix(cfg, k, d, counts).float())
             self.b = None
         else:
@@ -239,28 +250,17 @@ class LossHead(nn.Module):
 
     def sum_form(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The batch loss in the papers' sum form and its number of anchors."""
-        cfg, n = self.cfg, z.shape[0]
-        W = None if self.W is None else self.W.to(z.dtype)
-        if cfg.loss == "scl":
-            return losses.scl(z, y, cfg.tau), n
-        if cfg.loss == "scl_prototypes":
-            return losses.scl_with_prototypes(z, y, W, cfg.n_w, cfg.tau), n + self.k * cfg.n_w
-        if cfg.loss == "scl_prototypes_limit":  # the exact n_w -> oo limit (nctheory.prototypes)
-            from nctheory.prototypes import limit_loss
-
-            return limit_loss(z, y, W, cfg.tau), n
-        if cfg.loss == "gill_prop1":  # Gill et al. Prop. 1 as printed (what their Fig. 3 trained)
-            from nctheory.prototypes import paper_limit_loss
-
-            return paper_limit_loss(z, y, W, cfg.tau), n
-        if cfg.loss == "proto":
-            return losses.proto_loss(z, y, cfg.tau, k=self.k, reduction="sum"), n
-        if cfg.loss == "ce":
-            return losses.ce(z, y, W, None if self.b is None else self.b.to(z.dtype), reduction="sum"), n
-        if cfg.loss == "ce_fixed":
-            return losses.ce_fixed_classifier(z, y, W, cfg.tau, reduction="sum"), n
-        fn = {"normface": losses.normface, "ntce": losses.ntce, "nonl": losses.nonl}[cfg.loss]
-        return fn(z, y, W, cfg.tau, reduction="sum"), n
+        spec, cfg = self.spec, self.cfg
+        kw = {"k": self.k}
+        if self.W is not None:
+            kw["W"] = self.W.to(z.dtype)
+        if self.b is not None:
+            kw["b"] = self.b.to(z.dtype)
+        if spec.takes_tau:
+            kw["tau"] = cfg.tau
+        if spec.takes_n_w:
+            kw["n_w"] = cfg.n_w
+        return spec(z, y, **kw), spec.anchors(z.shape[0], self.k, kw.get("n_w", 0))
 
 
 def make_optimizer(cfg: TrainConfig, params):
@@ -289,6 +289,12 @@ def _set_rng_state(st: dict, device) -> None:
         torch.cuda.set_rng_state(st["cuda"], device)
 
 
+def _checkpoint(cfg: TrainConfig, model, head, opt, sched, epoch: int, device) -> dict:
+    """Everything a resumed run needs after ``epoch`` epochs (states, RNGs, the configuration)."""
+    return {"model": model.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch, "rng": _rng_state(device), "config": cfg.to_dict()}
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -301,28 +307,10 @@ def _write_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-@torch.no_grad()
-def embed_all(model, x: torch.Tensor, batch: int, amp_dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pre-projection, features) of every row of x, in eval mode, as float64 CPU tensors."""
-    pre, feats = [], []
-    for i in range(0, x.shape[0], batch):
-        xb = x[i: i + batch]
-        with torch.autocast(device_type=xb.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            f, h = model.embed(xb)
-        pre.append(f.float().cpu())
-        feats.append(h.float().cpu())
-    return torch.cat(pre).double(), torch.cat(feats).double()
-
-
-# ------------------------------------------------------------------------------------------ the run
-class _Interrupt(Exception):
-    """Raised by the test hook to simulate a run killed mid-epoch."""
-
-
 def model_from_config(cfg: TrainConfig, input_shape):
     """The network a run with ``cfg`` trains, for inputs of shape (C, H, W) (InputError on a bad combination)."""
     feat_dim = cfg.feat_dim
-    if feat_dim is None and cfg.loss in FIXED_W and cfg.model == "mlp":
+    if feat_dim is None and get_loss(cfg.loss).classifier == "fixed" and cfg.model == "mlp":
         feat_dim = cfg.mlp_hidden
     return build_model(cfg.model, input_shape, width=cfg.width, feat_dim=feat_dim, projection=cfg.projection,
                        relu=cfg.relu, normalize=cfg.normalize, mlp_hidden=cfg.mlp_hidden, mlp_depth=cfg.mlp_depth,
@@ -342,182 +330,234 @@ def _legacy_feature_layer(cfg: TrainConfig, input_shape) -> TrainConfig:
     return legacy
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, *, _interrupt_after_steps=None) -> dict:
-    """Train one configuration, writing the run folder ``out``; returns the summary dict."""
-    from nctheory.harness.measure import Measurer
-    from nctheory.harness.plots import plot_run
+# ------------------------------------------------------------------------------------------ the run's setup
+@dataclass(frozen=True)
+class Machine:
+    """Where a run computes: device, process group, mixed precision and memory format."""
 
-    cfg.validate()
-    out = Path(out)
+    device: torch.device
+    distributed: bool
+    rank: int
+    world: int
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _machine(cfg: TrainConfig) -> Machine:
     device = resolve_device(cfg.device)
     distributed = D.init_from_env(device.type)
     rank, world = D.rank_world()
     if distributed and device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
-    is_main = rank == 0
     amp_dtype = torch.bfloat16 if (device.type == "cuda" and cfg.amp == "auto") or cfg.amp == "bf16" else None
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    return Machine(device, distributed, rank, world, amp_dtype, channels_last)
 
+
+def _checkpoint_path(out: Path, resume: bool, is_main: bool) -> Path:
+    """out/checkpoint.pt; refuses to resume without one and to start a new run over an existing one."""
     ckpt_path = out / "checkpoint.pt"
     if resume:
         if not ckpt_path.exists():
             raise InputError(f"cannot resume: {ckpt_path} does not exist")
     elif is_main and out.exists() and any(out.iterdir()):
-        if (out / "checkpoint.pt").exists() or (out / "metrics.csv").exists():
+        if ckpt_path.exists() or (out / "metrics.csv").exists():
             raise InputError(f"run folder {out} already holds a run; use --resume or another --out")
+    return ckpt_path
 
-    # ---- data, on the device
+
+def _training_data(cfg: TrainConfig, m: Machine):
+    """The dataset on the device (seeded by cfg.seed), channels_last when asked for."""
     seed_everything(cfg.seed)
     data = load_data(cfg.dataset, root=cfg.data_root, imbalance=cfg.imbalance, ratio=cfg.ratio, n_max=cfg.n_max,
                      n_total=cfg.n_total, test_fraction=cfg.test_fraction, seed=cfg.seed,
-                     synthetic=cfg.synthetic).to(device)
-    if channels_last:
+                     synthetic=cfg.synthetic).to(m.device)
+    if m.channels_last:
         data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
         data.x_test = data.x_test.contiguous(memory_format=torch.channels_last)
-    k, n = data.k, data.x_train.shape[0]
-    y_np = data.y_train.cpu().numpy()
-    counts = data.counts
-    plans = EpochPlans(y_np, cfg.batching, cfg.batch_size, cfg.seed, cfg.bind, cfg.drop_last)
+    return data
 
-    # ---- model, loss head, optimiser
-    ck = torch.load(ckpt_path, map_location=device, weights_only=False) if resume else None
-    if ck is not None and "feature_layer" not in ck["config"]:
-        cfg = _legacy_feature_layer(cfg, data.input_shape)
+
+def _networks(cfg: TrainConfig, data, m: Machine, out: Path):
+    """(model, loss head, optimiser, scheduler, the module to call): the DDP-wrapped and/or compiled model."""
     torch.manual_seed(cfg.seed)
-    model = model_from_config(cfg, data.input_shape).to(device)
-    d = model.feat_dim
-    head = LossHead(cfg, k, d, counts).to(device)
-    if is_main:  # only now: bad options are refused above without leaving an empty run folder behind
+    model = model_from_config(cfg, data.input_shape).to(m.device)
+    head = LossHead(cfg, data.k, model.feat_dim, data.counts).to(m.device)
+    if m.is_main:  # only now: bad options are refused above without leaving an empty run folder behind
         out.mkdir(parents=True, exist_ok=True)
-    if channels_last:
+    if m.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if distributed and device.type == "cuda":
+    if m.distributed and m.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt, sched = make_optimizer(cfg, list(model.parameters()) + list(head.parameters()))
     net = model
-    if distributed:
+    if m.distributed:
         # the network is DDP-wrapped (its gradient is a sum over the ranks' slices); the loss head is not:
         # every rank evaluates it on the same gathered global batch, so its gradient is already identical
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    fwd = torch.compile(net) if cfg.compile else net
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[m.device.index] if m.device.type == "cuda" else None)
+    return model, head, opt, sched, (torch.compile(net) if cfg.compile else net)
 
-    start_epoch = 0
-    if resume:
-        changed = sorted(key for key, v in ck["config"].items()
-                         if key not in RESUMABLE_CHANGES and cfg.to_dict().get(key) != v)
-        if changed:
-            raise InputError(f"cannot resume {out} with a different configuration ({', '.join(changed)} differ); "
-                             "only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change")
-        model.load_state_dict(ck["model"])
-        head.load_state_dict(ck["head"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"], device)
-        start_epoch = int(ck["epoch"])
-    measurer = Measurer(cfg, data, out, head, is_main, features_nonnegative=model.features_nonnegative)
-    if is_main:
-        _write_json({"config": cfg.to_dict(), "k": k, "n_train": n, "n_test": int(data.x_test.shape[0]),
-                     "counts": counts, "feat_dim": d, "parameters": count_parameters(model) +
-                     count_parameters(head), "device": str(device), "world_size": world,
-                     "features_nonnegative": model.features_nonnegative,
-                     "amp": str(amp_dtype), "channels_last": channels_last, "torch": torch.__version__,
-                     "data_info": data.info, "binding_examples": plans.binding_examples}, out / "config.json")
+
+def _restore(ck: dict, cfg: TrainConfig, out: Path, model, head, opt, sched, device) -> int:
+    """Load a checkpoint's states (refusing a changed configuration); returns the epoch to start from."""
+    changed = sorted(key for key, v in ck["config"].items()
+                     if key not in RESUMABLE_CHANGES and cfg.to_dict().get(key) != v)
+    if changed:
+        raise InputError(f"cannot resume {out} with a different configuration ({', '.join(changed)} differ); "
+                         "only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change")
+    model.load_state_dict(ck["model"])
+    head.load_state_dict(ck["head"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    _set_rng_state(ck["rng"], device)
+    return int(ck["epoch"])
+
+
+def _load_checkpoint(ckpt_path: Path, cfg: TrainConfig, data, m: Machine) -> tuple[dict, TrainConfig]:
+    """The checkpoint to resume from, and cfg as the saved run used it (_legacy_feature_layer)."""
+    ck = torch.load(ckpt_path, map_location=m.device, weights_only=False)
+    if "feature_layer" not in ck["config"]:
+        cfg = _legacy_feature_layer(cfg, data.input_shape)
+    return ck, cfg
+
+
+def _run_info(cfg: TrainConfig, data, model, head, m: Machine, plans) -> dict:
+    """config.json: the configuration and what it resolved to on this machine."""
+    return {"config": cfg.to_dict(), "k": data.k, "n_train": int(data.x_train.shape[0]),
+            "n_test": int(data.x_test.shape[0]), "counts": data.counts, "feat_dim": model.feat_dim,
+            "parameters": count_parameters(model) + count_parameters(head), "device": str(m.device),
+            "world_size": m.world, "features_nonnegative": model.features_nonnegative, "amp": str(m.amp_dtype),
+            "channels_last": m.channels_last, "torch": torch.__version__, "data_info": data.info,
+            "binding_examples": plans.binding_examples}
+
+
+def _progress(plan, cfg: TrainConfig, m: Machine, epoch: int):
+    if cfg.progress and m.is_main:
+        return tqdm(plan, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+    return plan
+
+
+def _batch_features(fwd, data, B: torch.Tensor, views_fn, gen, cfg: TrainConfig, m: Machine):
+    """Features (float32) and labels of batch B's views, the global batch: this rank's slice of the images,
+    its views (view-major: [x_B; view(x_B); ...]), the network under autocast, then gathered over ranks."""
+    B = B.to(m.device)
+    local = D.split_for_rank(B, m.rank, m.world)
+    x, y = data.x_train[local], data.y_train[local]
+    xv = torch.cat([augment(x, a, gen) for a in views_fn])
+    with torch.autocast(device_type=m.device.type, dtype=m.amp_dtype, enabled=m.amp_dtype is not None):
+        z = fwd(xv)
+    sizes = [cfg.views * s for s in D.slice_sizes(B.numel(), m.world)]
+    return D.gather_rows(z.float(), sizes), D.gather_labels(y.repeat(cfg.views), sizes)
+
+
+def _zero_rows(z: torch.Tensor, cfg: TrainConfig, model, epoch: int) -> int:
+    """Feature rows of the batch that are exactly 0 before normalisation; InputError on non-finite features
+    or on a zero row for a loss that needs every row's direction (one device-to-host read for both)."""
+    zdet = z.detach()
+    nonfinite, zero = torch.stack([(~torch.isfinite(zdet)).sum(), (zdet.abs().sum(dim=1) == 0).sum()]).tolist()
+    if nonfinite:
+        raise InputError(f"training diverged in epoch {epoch + 1} (non-finite features); "
+                         f"lower the learning rate (lr={cfg.lr})")
+    if not cfg.normalize:  # plain CE: unnormalised features, a zero row is an ordinary point
+        return 0
+    if zero and get_loss(cfg.loss).unit_rows:
+        raise InputError(
+            f"training stopped in epoch {epoch + 1}: an image's features are exactly zero before "
+            f"normalisation (every unit of the last ReLU inactive), and {cfg.loss} needs a direction "
+            "for every feature"
+            + ("; feature_layer identity feeds the backbone's ReLU output to the loss, a linear layer "
+               "(feature_layer linear) cannot vanish this way" if isinstance(model.head, nn.Identity)
+               and not cfg.relu else "; try a lower learning rate or a wider last layer"))
+    return zero
+
+
+def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: float) -> dict:
+    """summary.json (with Kini Thm 2's check of the batches trained on, for SCL on UFM+) and the plots."""
+    summary = measurer.summary(seconds)
+    if cfg.loss == "scl" and model.features_nonnegative:
+        # Kini Thm 2 / Cor. 2.1 (UFM+): is the OF the unique optimum for the batches trained on?
+        try:
+            summary["plan_check"] = plan_uniqueness(plans, y_np, cfg.views, cfg.epochs, model.feat_dim)
+        except Exception as exc:  # an optional measurement must not lose a finished run
+            summary["plan_check"] = {"error": f"{type(exc).__name__}: {exc}"}
+    elif cfg.loss == "scl":
+        summary["plan_check"] = {"not_applicable": "signed features: Thm 2 / Cor. 2.1 are about UFM+ "
+                                                   "(features in the non-negative orthant)"}
+    _write_json(summary, out / "summary.json")
+    try:
+        plot_run(out)
+    except Exception as exc:  # a plotting failure must not lose a finished run
+        print(f"warning: plotting failed: {exc}")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ the run
+# Test hook: called with the number of steps done after every optimiser step (tests/test_harness.py sets
+# it to simulate a run killed mid-epoch); None in normal use.
+_step_hook = None
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False) -> dict:
+    """Train one configuration, writing the run folder ``out``; returns the summary dict."""
+    cfg.validate()
+    out, m = Path(out), _machine(cfg)
+    ckpt_path = _checkpoint_path(out, resume, m.is_main)
+    data = _training_data(cfg, m)
+    y_np = data.y_train.cpu().numpy()
+    plans = EpochPlans(y_np, cfg.batching, cfg.batch_size, cfg.seed, cfg.bind, cfg.drop_last)
+    ck, cfg = _load_checkpoint(ckpt_path, cfg, data, m) if resume else (None, cfg)
+    model, head, opt, sched, fwd = _networks(cfg, data, m, out)
+    start_epoch = _restore(ck, cfg, out, model, head, opt, sched, m.device) if ck is not None else 0
+    measurer = Measurer(cfg, data, out, head, m.is_main, features_nonnegative=model.features_nonnegative)
+    if m.is_main:
+        _write_json(_run_info(cfg, data, model, head, m, plans), out / "config.json")
         measurer.open_csv(start_epoch)
 
     views_fn = [cfg.augment] + [cfg.view_augment] * (cfg.views - 1)
-    steps = 0
-    t_start = time.time()
+    scale = (cfg.tau / cfg.base_tau) if cfg.base_tau else 1.0  # the reference SupCon scaling
+    steps, t_start = 0, time.time()
     for epoch in range(start_epoch, cfg.epochs):
         # ---- the epoch's batches (deterministic in (seed, epoch))
         plan = plans(epoch)
-        gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed + 1, epoch))
-        net.train()
+        gen = torch.Generator(device=m.device).manual_seed(epoch_seed(cfg.seed + 1, epoch))
+        fwd.train()
         loss_sum, anchors, images, zero_rows, t0 = 0.0, 0, 0, 0, time.time()
-        bar = plan
-        if cfg.progress and is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(plan, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
-        for B in bar:
-            B = B.to(device)
-            sizes = [cfg.views * s for s in D.slice_sizes(B.numel(), world)]
-            local = D.split_for_rank(B, rank, world)
-            x, y = data.x_train[local], data.y_train[local]
-            xv = torch.cat([augment(x, a, gen) for a in views_fn])
-            yv = y.repeat(cfg.views)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                z = fwd(xv)
-            z = D.gather_rows(z.float(), sizes)
-            yv = D.gather_labels(yv, sizes)
-            # one device-to-host read per step for both checks: non-finite entries and all-zero rows
-            zdet = z.detach()
-            nonfinite, zero = torch.stack([(~torch.isfinite(zdet)).sum(), (zdet.abs().sum(dim=1) == 0).sum()]).tolist()
-            if nonfinite:
-                raise InputError(f"training diverged in epoch {epoch + 1} (non-finite features); "
-                                 f"lower the learning rate (lr={cfg.lr})")
-            if not cfg.normalize:  # plain CE: unnormalised features, a zero row is an ordinary point
-                zero = 0
-            if zero and cfg.loss in UNIT_ROW_LOSSES:
-                raise InputError(
-                    f"training stopped in epoch {epoch + 1}: an image's features are exactly zero before "
-                    f"normalisation (every unit of the last ReLU inactive), and {cfg.loss} needs a direction "
-                    "for every feature"
-                    + ("; feature_layer identity feeds the backbone's ReLU output to the loss, a linear layer "
-                       "(feature_layer linear) cannot vanish this way" if isinstance(model.head, nn.Identity)
-                       and not cfg.relu else "; try a lower learning rate or a wider last layer"))
-            zero_rows += zero
+        for B in _progress(plan, cfg, m, epoch):
+            z, yv = _batch_features(fwd, data, B, views_fn, gen, cfg, m)
+            zero_rows += _zero_rows(z, cfg, model, epoch)
+            # ---- the loss in its mean form (float32), one SGD step
             value, n_anchor = head.sum_form(z, yv)
-            scale = (cfg.tau / cfg.base_tau) if cfg.base_tau else 1.0
             loss = value * (scale / n_anchor)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            with torch.no_grad():  # the logged value: the same batch loss, float64
-                zd = z.detach().double()
-                loss_sum += float(head.sum_form(zd, yv)[0])
+            with torch.no_grad():  # the logged value: the same batch loss in the sum form, float64
+                loss_sum += float(head.sum_form(z.detach().double(), yv)[0])
             anchors += n_anchor
             images += B.numel() * cfg.views
             steps += 1
-            if _interrupt_after_steps is not None and steps >= _interrupt_after_steps:
-                raise _Interrupt(f"interrupted after {steps} steps")
+            if _step_hook is not None:
+                _step_hook(steps)
         lr_used = opt.param_groups[0]["lr"]
         sched.step()
         epoch_time = time.time() - t0
 
-        # ---- measurements (every eval_every epochs and at the end)
+        # ---- measurements (every eval_every epochs and at the end), metrics row, checkpoint
         row = {"epoch": epoch + 1, "loss": loss_sum, "loss_per_anchor": loss_sum / max(anchors, 1),
                "lr": lr_used, "epoch_seconds": epoch_time,
                "images_per_second": images / max(epoch_time, 1e-9), "n_batches": len(plan),
-               "zero_feature_rows": zero_rows}
-        row.update(measurer.bound_terms(plan, loss_sum))
-        if is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            net.eval()
-            row.update(measurer.geometry(model, amp_dtype))
-        if is_main:
+               "zero_feature_rows": zero_rows, **measurer.bound_terms(plan, loss_sum)}
+        if m.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            fwd.eval()
+            row.update(measurer.geometry(model, m.amp_dtype))
+        if m.is_main:
             measurer.write_row(row)
-            _atomic_save({"model": model.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "rng": _rng_state(device),
-                          "config": cfg.to_dict()}, ckpt_path)
-        if distributed:
+            _atomic_save(_checkpoint(cfg, model, head, opt, sched, epoch + 1, m.device), ckpt_path)
+        if m.distributed:
             torch.distributed.barrier()
 
-    summary = {}
-    if is_main:
-        summary = measurer.summary(time.time() - t_start)
-        if cfg.loss == "scl" and model.features_nonnegative:
-            # Kini Thm 2 / Cor. 2.1 (UFM+): is the OF the unique optimum for the batches trained on?
-            from nctheory.harness.plans import plan_uniqueness
-
-            try:
-                summary["plan_check"] = plan_uniqueness(plans, y_np, cfg.views, cfg.epochs, d)
-            except Exception as exc:  # an optional measurement must not lose a finished run
-                summary["plan_check"] = {"error": f"{type(exc).__name__}: {exc}"}
-        elif cfg.loss == "scl":
-            summary["plan_check"] = {"not_applicable": "signed features: Thm 2 / Cor. 2.1 are about UFM+ "
-                                                       "(features in the non-negative orthant)"}
-        _write_json(summary, out / "summary.json")
-        try:
-            plot_run(out)
-        except Exception as exc:  # a plotting failure must not lose a finished run
-            print(f"warning: plotting failed: {exc}")
-    return summary
+    return _finish(cfg, out, measurer, plans, y_np, model, time.time() - t_start) if m.is_main else {}

@@ -6,8 +6,9 @@
   prototypes) and Prop. 2 (ETF prototypes give h* = w_y).
 - :mod:`nctheory.symbolic.equivalences`: Gill Remark 1 and Koromilas et al. 2026 Thm 4.2.
 
-Every derivation returns a :class:`~nctheory.symbolic.core.Derivation`; ``nctheory derive`` prints
-them. This package never imports nctheory.harness.
+Every derivation returns a :class:`~nctheory.symbolic.core.Derivation`;
+:func:`nctheory.symbolic.registry.all_derivations` lists them and ``nctheory derive`` prints them.
+This package never imports nctheory.harness.
 """
 
-from nctheory.symbolic.core import Derivation, Step, all_derivations, derivation  # noqa: F401
+from nctheory.symbolic.core import Derivation, Step, derivation  # noqa: F401

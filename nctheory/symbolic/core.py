@@ -4,7 +4,7 @@ A :class:`Derivation` is a list of :class:`Step` s (a sentence and, where there 
 expression it produces), the derived result, the paper's statement as printed, whether the two agree
 (decided by sympy: ``simplify(derived - stated) == 0`` under the stated hypotheses, or a sign
 decision), and the exact conditions under which they differ. Derivations are built by functions
-registered with :func:`derivation`; they never read a closed form from the paper except as the
+registered with :func:`derivation` (:mod:`nctheory.symbolic.registry` collects them all); they never read a closed form from the paper except as the
 ``stated`` side of the comparison.
 """
 
@@ -71,11 +71,9 @@ def derivation(name: str, title: str):
     return deco
 
 
-def all_derivations() -> dict[str, tuple[str, Callable[[], Derivation]]]:
-    import nctheory.symbolic.equivalences  # noqa: F401  (each module registers its derivations)
-    import nctheory.symbolic.prototypes  # noqa: F401
-    import nctheory.symbolic.scl_bounds  # noqa: F401
-
+def registered() -> dict[str, tuple[str, Callable[[], Derivation]]]:
+    """The derivations registered so far, by name (:func:`nctheory.symbolic.registry.all_derivations`
+    imports every derivation module first)."""
     return dict(sorted(_DERIVATIONS.items()))
 
 

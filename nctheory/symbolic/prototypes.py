@@ -22,11 +22,13 @@ sympy's series in eps = 1/N gives (derivation "gill2023.prop1"):
 
 Since sum_c v_c = sum_i u_i, the embedding-dependent order-1 part is
 sum_i [log E_i - 2 u_i + sum_c e^{w_c.h_i/tau}/Z_c]; Prop. 1 as printed keeps the first two terms only.
+
+This module holds the derivations only. The limit as a numeric object (value, gradient, cvxpy and torch
+views of f) is :class:`nctheory.losses.prototype_limit.PerSampleLimit`; its certified per-class minimiser
+is ``limit_class_solution`` of the prototype-geometry solver.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import sympy as sp
@@ -134,13 +136,15 @@ def aggregated_exact_loss(z, y, W, n_w: int, t: float = 1.0) -> float:
     m = np.bincount(y, minlength=k)
     total = 0.0
     for i in range(len(y)):
+        if m[y[i]] - 1 + n_w == 0:
+            continue  # no positive (n_w = 0, a one-sample class): contributes 0 (convention)
         others = np.arange(len(y)) != i
         same = others & (y == y[i])
         total += fs(float(np.exp(G[i, others]).sum()), float(np.exp(P[i]).sum()), float(G[i, same].sum()),
                     float(P[i, y[i]]), int(m[y[i]]), int(n_w))
     for c in range(k):
-        if m[c] + n_w - 1 == 0:
-            continue  # no positive for the copy (n_w = 1, class absent): contributes 0 (convention)
+        if n_w == 0 or m[c] + n_w - 1 == 0:
+            continue  # no copies (n_w = 0), or no positive for the copy (n_w = 1, class absent): 0 (convention)
         total += fp(float(np.exp(P[:, c]).sum()), float(np.exp(np.delete(Q[c], c)).sum()), float(Q[c, c]),
                     float(P[y == c, c].sum()), int(m[c]), int(n_w))
     return total
@@ -195,72 +199,6 @@ def prop2_derivation() -> Derivation:
                       conditions="holds for ETF prototypes for both the derived limit and the paper's form; "
                                  "fails for other prototype geometries (e.g. orthogonal frames)",
                       details=out)
-
-
-def solve_per_sample(W, y: int, tau: float = 1.0, form: str = "derived"):
-    """Certified minimum over |h| <= 1 of the per-sample limit objective (convex; cvxpy, Clarabel then SCS):
-
-        derived: logsumexp(W h/tau) - 2 w_y.h/tau + sum_c exp(w_c.h/tau)/Z_c
-        paper:   logsumexp(W h/tau) - 2 w_y.h/tau
-
-    Returns dict(h, value, norm, status, gap) where gap = primal - dual objective (duality gap)."""
-    import cvxpy as cp
-
-    from nctheory.errors import SolverError
-
-    W = np.asarray(W, dtype=np.float64)
-    k, d = W.shape
-    h = cp.Variable(d)
-    logits = W @ h / tau
-    obj = cp.log_sum_exp(logits) - 2 * logits[y]
-    if form == "derived":
-        Z = np.exp(W @ W.T / tau).sum(1)
-        obj = obj + cp.sum(cp.multiply(1.0 / Z, cp.exp(logits)))
-    elif form != "paper":
-        raise ValueError(form)
-    prob = cp.Problem(cp.Minimize(obj), [cp.norm(h, 2) <= 1])
-    last = None
-    for solver in ("CLARABEL", "SCS"):
-        try:
-            prob.solve(solver=solver)
-        except cp.error.SolverError as exc:  # try the next solver
-            last = exc
-            continue
-        if prob.status == cp.OPTIMAL:
-            break
-    if prob.status != cp.OPTIMAL:
-        raise SolverError(f"per-sample limit problem not solved to optimality ({prob.status}; {last})")
-    hv = np.asarray(h.value, dtype=np.float64)
-    # an exact dual bound: the Lagrangian lower bound is not exposed for every atom, so report the
-    # primal at the solver point and the KKT residual of the ball-constrained first-order condition
-    hv_unit = hv / max(np.linalg.norm(hv), 1e-300)
-    val = per_sample_value(W, y, hv_unit if np.linalg.norm(hv) > 1 else hv, tau, form)
-    grad = per_sample_grad(W, y, hv, tau, form)
-    lam = max(0.0, -float(grad @ hv))
-    kkt = float(np.linalg.norm(grad + lam * hv))
-    return {"h": hv, "value": val, "norm": float(np.linalg.norm(hv)), "status": prob.status,
-            "solver_value": float(prob.value), "kkt_residual": kkt, "multiplier": lam}
-
-
-def per_sample_value(W, y, h, tau=1.0, form="derived") -> float:
-    W, h = np.asarray(W, float), np.asarray(h, float)
-    lg = W @ h / tau
-    mx = lg.max()
-    val = mx + math.log(np.exp(lg - mx).sum()) - 2 * lg[y]
-    if form == "derived":
-        val += float((np.exp(lg) / np.exp(W @ W.T / tau).sum(1)).sum())
-    return float(val)
-
-
-def per_sample_grad(W, y, h, tau=1.0, form="derived") -> np.ndarray:
-    W, h = np.asarray(W, float), np.asarray(h, float)
-    lg = W @ h / tau
-    p = np.exp(lg - lg.max())
-    p /= p.sum()
-    g = W.T @ p / tau - 2 * W[y] / tau
-    if form == "derived":
-        g += W.T @ (np.exp(lg) / np.exp(W @ W.T / tau).sum(1)) / tau
-    return g
 
 
 derivation("gill2023.prop1", "Gill Prop. 1: n_w -> oo expansion of SCL with prototypes (divergent, constant, "
