@@ -1,7 +1,7 @@
 """The LSE form as one object (nctheory.losses.gram.LSEForm): every view of it -- batched values, sign
 values, gradient, softmax weights and the certificates' lower models, torch, sympy, the cvxpy
 canonicalisation and its dual read-back, substitution, scaling and symmetry merging -- equals ``value``.
-(``value`` itself equals the torch losses: tests/test_losses.py, tests/test_prototype_geometry.py.)"""
+(``value`` itself equals the torch losses: tests/test_loss_catalogue.py, tests/test_prototype_geometry.py.)"""
 
 import math
 
@@ -99,7 +99,7 @@ def test_torch_view_equals_value_and_its_gradient(name):
     G = _gram(f.size, np.random.default_rng(3))
     Gt = torch.tensor(G, dtype=torch.float64, requires_grad=True)
     v = f.torch("cpu")(Gt)
-    assert float(v) == pytest.approx(f.value(G), rel=1e-13, abs=1e-13)
+    assert float(v.detach()) == pytest.approx(f.value(G), rel=1e-13, abs=1e-13)
     (g,) = torch.autograd.grad(v, Gt)
     g = g.numpy()
     assert np.allclose(0.5 * (g + g.T), f.gradient(G), rtol=1e-12, atol=1e-12)
