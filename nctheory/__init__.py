@@ -9,6 +9,8 @@ Package map (dependencies point downwards only):
     symbolic/    sympy derivations of the papers' closed forms
     solvers/     certified UFM solvers (convex Gram programs, symmetry-reduced programs, Riemannian GD)
     claims/      the claims registry: one registered check per paper statement, with verdicts
+    measure      your own features against the theory (`nctheory measure`), and the per-epoch measurements
+    monitor      run folders, and Monitor: the run folder of `nctheory train` from any training loop
     harness/     deep-net training harness (imports losses, metrics, batching; never the reverse)
     cli/         the `nctheory` command line
 
@@ -16,3 +18,15 @@ symbolic and solvers never import harness; harness never imports claims.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Monitor"]
+
+
+def __getattr__(name):
+    """``nctheory.Monitor`` (:class:`nctheory.monitor.Monitor`), loaded on first use (PEP 562): importing the
+    package stays light (no torch) for the command line."""
+    if name == "Monitor":
+        from nctheory.monitor import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'nctheory' has no attribute {name!r}")

@@ -15,9 +15,9 @@ order) and a temperature tau, :func:`measure` reports, in float64:
   (UFM+). Checked: the smallest entry (>= 0 exactly) and max_i | ||h_i|| - 1 | (<= UNIT_TOL);
 - every NC metric of :mod:`nctheory.metrics`, named by paper and variant (the Koromilas metrics on the
   L2-normalised rows with the fixed-prototype classifier, normalised class means, as the authors' code);
-- the certified UFM and UFM+ optimum of full-batch SCL for the same counts and tau
-  (:func:`nctheory.solvers.reduced.solve_reduced`) and Gill et al.'s Delta_{G*} of the features'
-  class-mean Gram to the optimum's;
+- the certified UFM and UFM+ optimum of full-batch SCL for the same counts, tau and dimension
+  (:func:`nctheory.solvers.solve_ufm`, symmetry-reduced program) and Gill et al.'s Delta_{G*} of the
+  features' class-mean Gram to the optimum's;
 - NCC accuracy on the features (train) and on test features when given.
 
 Bounded memory. Features are read in chunks of ``chunk_rows`` rows (a C-order ``.npy`` file by explicit
@@ -593,13 +593,19 @@ def nc_metrics(st: FeatureStatistics, koromilas: bool = True) -> dict:
             undefined[key] = str(exc)
 
     kini, gill, papyan, ours, koro = {}, {}, {}, {}, {}
-    if k >= 2:
-        cls = M.classify_geometry(G, geometry_tol(k))
+    try:
+        cls = M.classify_geometry(G, geometry_tol(k)) if k >= 2 else None
+    except InputError as exc:  # e.g. every class mean is 0: G_M = 0 has no direction
+        cls = None
+        undefined["delta_to_of"] = str(exc)
+    if cls is not None:
         kini["delta_to_of"], gill["delta_to_etf"] = cls["delta_of"], cls["delta_etf"]
         papyan["delta_to_etf_centred"] = cls["delta_etf_centred"]
         ours["geometry"], ours["geometry_tol"] = cls["name"], cls["tol"]
     else:
-        undefined["delta_to_of"] = "k = 1: one class has no geometry"
+        kini["delta_to_of"] = gill["delta_to_etf"] = papyan["delta_to_etf_centred"] = None
+        ours["geometry"] = "unclassified"
+        undefined.setdefault("delta_to_of", "k = 1: one class has no geometry")
     sec = st.second
     for v, key, group in (("kini", "beta_nc", kini), ("papyan", "beta_nc", papyan)):
         dd = sec["beta_dirs"][v]
@@ -649,61 +655,63 @@ def nc_metrics(st: FeatureStatistics, koromilas: bool = True) -> dict:
     return out
 
 
-def ufm_optima(counts, tau: float, G) -> dict:
-    """The certified full-batch optimum for these counts and tau in the UFM and in UFM+ (features >= 0), from
-    the symmetry-reduced program (:func:`nctheory.solvers.reduced.solve_reduced`), and Gill et al.'s
-    Delta_{G*} (Def. 3) of the features' class-mean Gram G to each optimum's class-mean Gram.
+def ufm_optimum(labels, tau: float, dim: int, relu: bool) -> dict:
+    """The certified full-batch SCL minimum for these labels' counts and tau, in the UFM (relu=False) or UFM+
+    (features >= 0), in dimension ``dim``, by the symmetry-reduced program through
+    :func:`nctheory.solvers.solve_ufm` (method "reduced").
 
-    Names follow DEVELOPERS.md. UFM: the exact convex program over the Gram matrix (unit features in any
-    dimension d >= n), so its optimum is a ``value`` with its rigorous gap; ``rank`` is the rank of the
-    optimum's class-mean Gram. UFM+: the program is the DNN relaxation, whose certified optimum is a lower
-    bound on UFM+; it is the ``value`` of UFM+ when the orthogonal frame (one-hot features: an explicit
-    non-negative point whose loss is Kini et al.'s Thm-1 bound) reaches it within the certified gap,
-    else a ``lower_bound`` with certified false."""
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.size < 2:
+    Names follow DEVELOPERS.md (solve_ufm enforces them): ``value`` with certified true when the program's
+    optimum is attained by an explicit point in dimension ``dim`` (with H >= 0 for UFM+); otherwise the
+    program's certified ``lower_bound`` with certified false, and the class-mean Gram and geometry given
+    are the relaxation's. Returns {"status": reason} when there is nothing to solve or it is skipped."""
+    y = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(y)
+    if np.count_nonzero(counts) < 2:
         return {"status": "not applicable: one class"}
     if np.all(counts < 2):
         return {"status": "not applicable: every class has one sample (the loss is identically 0)"}
-    orbits = np.unique(counts).size
+    orbits = np.unique(counts[counts > 0]).size
     if orbits > MAX_UFM_ORBITS:
         return {"status": f"skipped: {orbits} distinct class sizes (the reduced program's PSD cone would have "
                           f"{orbits} rows; the limit is {MAX_UFM_ORBITS})"}
     try:
-        from nctheory.solvers.reduced import solve_reduced
+        from nctheory.solvers import UFMProblem, solve_ufm
     except ImportError as exc:
         return {"status": f"solver not available ({exc})"}
+    try:
+        rep = solve_ufm(UFMProblem("scl", labels=y, tau=tau, relu=relu, dim=int(dim)), method="reduced")
+    except NCTheoryError as exc:
+        return {"status": f"not certified: {exc}"}
+    d = rep.data
+    src = d if rep.certified else d.get("relaxation", d)
+    geo = src.get("geometry")
+    entry = {"certified": rep.certified, "problem": ("UFM+" if relu else "UFM") + f", dimension {int(dim)}"}
+    for name in ("value", "lower_bound", "upper_bound", "rel_gap", "gap"):
+        if d.get(name) is not None:
+            entry[name] = float(d[name])
+    entry["geometry"] = geo.get("name") if isinstance(geo, dict) else geo
+    if not rep.certified:
+        entry["note"] = d.get("lower_bound_note") or d.get("note")
+    if src.get("class_mean_gram") is not None:
+        entry["class_mean_gram"] = np.asarray(src["class_mean_gram"], dtype=np.float64)
+    entry["seconds"] = float(d.get("seconds", 0.0))
+    return entry
+
+
+def ufm_optima(labels, tau: float, G, dim: int) -> dict:
+    """:func:`ufm_optimum` in the UFM and in UFM+, each with Gill et al.'s Delta_{G*} (Def. 3) of the
+    features' class-mean Gram G to the optimum's class-mean Gram."""
     out = {}
-    for key, nonneg in (("ufm", False), ("ufm_plus", True)):
-        try:
-            r = solve_reduced(counts.tolist(), tau=tau, nonneg=nonneg)
-        except NCTheoryError as exc:
-            out[key] = {"status": f"not certified: {exc}"}
-            continue
-        GM = np.asarray(r.class_mean_gram, dtype=np.float64)
-        geo = r.geometry.get("name") if isinstance(r.geometry, dict) else r.geometry
-        entry = {"solver_status": r.status, "rel_gap": float(r.rel_gap), "gap": float(r.gap), "geometry": geo,
-                 "rank": int(r.rank), "class_mean_gram": GM, "seconds": float(r.seconds)}
-        if not nonneg:
-            entry = {"value": float(r.value), "certified": True,
-                     "problem": "UFM, unit features in dimension >= n (exact convex program)", **entry}
-        else:
-            of_value = float(bounds.full_batch_bound(counts, tau))  # the loss of the OF (one-hot rows): Thm 1's bound
-            if of_value - float(r.dual_bound) <= abs(r.gap) + 1e-9 * max(1.0, abs(of_value)):
-                gap = of_value - float(r.dual_bound)
-                entry = {"value": of_value, "certified": True, "attained_by": "OF (one-hot features)",
-                         "problem": "UFM+, unit features >= 0 (DNN relaxation attained by the OF)", **entry}
-                GM = np.eye(counts.size)
-                entry.update(class_mean_gram=GM, geometry="OF", rank=counts.size, gap=gap,
-                             rel_gap=gap / max(1.0, abs(of_value)))
-            else:
-                entry = {"lower_bound": float(r.dual_bound), "certified": False,
-                         "problem": "UFM+ (DNN relaxation: a lower bound, not shown attained)", **entry}
-        try:
-            entry["delta_to_optimum"] = M.delta_to_gram(G, GM)
-        except InputError as exc:
-            entry["delta_to_optimum"] = None
-            entry["delta_note"] = str(exc)
+    for key, relu in (("ufm", False), ("ufm_plus", True)):
+        entry = ufm_optimum(labels, tau, dim, relu)
+        if "status" in entry and len(entry) == 1 and key == "ufm":
+            return entry  # nothing to solve (or skipped): the same reason for both
+        if "class_mean_gram" in entry:
+            try:
+                entry["delta_to_optimum"] = M.delta_to_gram(G, entry["class_mean_gram"])
+            except InputError as exc:
+                entry["delta_to_optimum"] = None
+                entry["delta_note"] = str(exc)
         out[key] = entry
     return out
 
@@ -805,7 +813,7 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
     report["delta_to_of"] = report["metrics"]["kini2023"].get("delta_to_of")
     G = st.gram()
     report["class_mean_gram"] = G
-    report["ufm_optimum"] = ufm_optima(counts, tau, G) if ufm else {"status": "not requested (--no-ufm)"}
+    report["ufm_optimum"] = ufm_optima(y, tau, G, rows.d) if ufm else {"status": "not requested (--no-ufm)"}
     ncc = {"train": st.second["ncc_correct"] / rows.n}
     if test_features is not None:
         trows = as_rows(test_features, "test features")
@@ -848,18 +856,28 @@ def geometry_row(features, labels, k: int, *, test_features=None, test_labels=No
                  chunk_rows: int = CHUNK_ROWS) -> tuple[dict, np.ndarray]:
     """The geometry columns of a run folder's metrics.csv for features (n, d) with labels in [0, k), and
     the class-mean Gram G_M (saved as gram_final.npy): the one definition ``nctheory train`` and
-    :class:`nctheory.Monitor` share.
-
-    delta_to_of (Kini §3), delta_to_etf / delta_to_prototypes (Gram G_proto) / delta_to_ufm (Gram G_ufm)
-    (Gill Def. 3), beta_nc (Kini E.3.1), mean_class_cosine (Kini E.3.2), ncc_train / ncc_test (Kini E.7.1;
-    ncc_test_pre on the pre-projection features pre / pre_test), geometry (classify_geometry at
-    :func:`geometry_tol`), and with koromilas the Koromilas metrics (default variants) on the
-    normalised rows with classifier W (None: the fixed-prototype classifier)."""
+    :class:`nctheory.Monitor` share (:func:`geometry_from_statistics` of :func:`accumulate`)."""
     rows = as_rows(features)
     y = np.asarray(labels, dtype=np.int64)
     if y.ndim != 1 or y.size != rows.n:
         raise InputError(f"{y.size} labels for {rows.n} feature rows")
     st = accumulate(rows, y, k, W=W, chunk_rows=chunk_rows, koromilas=koromilas)
+    return geometry_from_statistics(st, test_features=test_features, test_labels=test_labels, G_proto=G_proto,
+                                    G_ufm=G_ufm, pre=pre, y=y, pre_test=pre_test, koromilas=koromilas,
+                                    chunk_rows=chunk_rows)
+
+
+def geometry_from_statistics(st: FeatureStatistics, *, test_features=None, test_labels=None, G_proto=None,
+                             G_ufm=None, pre=None, y=None, pre_test=None, koromilas: bool = True,
+                             chunk_rows: int = CHUNK_ROWS) -> tuple[dict, np.ndarray]:
+    """metrics.csv's geometry columns from the statistics of the training features:
+
+    delta_to_of (Kini §3), delta_to_etf / delta_to_prototypes (Gram G_proto) / delta_to_ufm (Gram G_ufm)
+    (Gill Def. 3), beta_nc (Kini E.3.1), mean_class_cosine (Kini E.3.2), ncc_train / ncc_test (Kini E.7.1;
+    ncc_test_pre on the pre-projection features pre / pre_test with labels y), geometry (classify_geometry
+    at :func:`geometry_tol`), and with koromilas the Koromilas metrics (default variants: erank_intra and
+    erank_inter paper/cov, erank_weights code-centred, mir / hdr raw-global-mean) on the normalised rows.
+    An undefined value is NaN."""
     m = nc_metrics(st, koromilas=koromilas)
     G = st.gram()
 
@@ -874,13 +892,17 @@ def geometry_row(features, labels, k: int, *, test_features=None, test_labels=No
                 row[col] = M.delta_to_gram(G, Gs)
             except InputError:
                 row[col] = math.nan
-    row["ncc_train"] = st.second["ncc_correct"] / rows.n
+    row["ncc_train"] = st.second["ncc_correct"] / st.n
     if test_features is not None:
         trows = as_rows(test_features, "test features")
         yt = np.asarray(test_labels, dtype=np.int64)
+        if yt.ndim != 1 or yt.size != trows.n:
+            raise InputError(f"{yt.size} test labels for {trows.n} test feature rows")
+        if trows.d != st.d:
+            raise InputError(f"test features have dimension {trows.d}, features {st.d}")
         row["ncc_test"] = ncc_streamed(st.means, trows, yt, chunk_rows) / trows.n
     if pre is not None and pre_test is not None:
-        row["ncc_test_pre"] = M.ncc_accuracy(pre, y, pre_test, test_labels, k)
+        row["ncc_test_pre"] = M.ncc_accuracy(pre, y, pre_test, test_labels, st.k)
     row["geometry"] = m["nctheory"].get("geometry", "unclassified (k = 1)")
     if koromilas:
         ko = m["koromilas2026"]

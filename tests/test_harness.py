@@ -356,8 +356,16 @@ def test_cli_train_plot_compare(tmp_path, capsys):
     assert md[0] == "| run | epoch | loss |" and md[3] == f"| {r1p} | 9 | - |"
     for bad in ("0", "", "x"):
         assert cli_main(["compare", str(tmp_path / "r1"), "--at", bad, "--out", str(png)]) == 2
-    # the same folder again without --resume: refused, exit 2
-    assert cli_main(base + ["--out", str(tmp_path / "r1")]) == 2
+    # the same command again on the finished run: nothing retrained, its summary reported, exit 0
+    before = (tmp_path / "r1" / "metrics.csv").read_text()
+    assert cli_main(base + ["--out", str(tmp_path / "r1")]) == 0
+    again = capsys.readouterr()
+    assert json.loads(again.out) == json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert (tmp_path / "r1" / "metrics.csv").read_text() == before
+    # the same command with another loss-relevant option on that folder: refused, exit 2, one line
+    assert cli_main(base + ["--out", str(tmp_path / "r1"), "--tau", "0.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "different configuration (tau differ)" in err and "\n" not in err
     # --resume without --config continues the run with its saved configuration, here extended to 3 epochs
     assert cli_main(["train", "--resume", "--out", str(tmp_path / "r1"), "--epochs", "3", "--no-progress",
                      "--json"]) == 0

@@ -100,7 +100,8 @@ def plot_report(report: dict, folder) -> Path:
     for key, label in (("ufm", "UFM optimum"), ("ufm_plus", "UFM+ optimum")):
         e = report["ufm_optimum"].get(key, {})
         if "class_mean_gram" in e:
-            panels.append((f"{label} (Δ = {e['delta_to_optimum']:.3g})", e["class_mean_gram"]))
+            word = "" if e.get("certified") else ", relaxation"
+            panels.append((f"{label}{word} (Δ = {_g(e.get('delta_to_optimum'))})", e["class_mean_gram"]))
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
     im = None
@@ -160,8 +161,8 @@ def format_report(r: dict) -> str:
             lines.append(f"  {label:<19} {e['status']}")
             continue
         num = (f"value {e['value']:.10g} (certified, rel. gap {e['rel_gap']:.1e})" if e.get("certified")
-               else f"lower bound {e['lower_bound']:.10g} (not certified: relaxation)")
-        lines.append(f"  {label:<19} {num}, geometry {e['geometry']}; Δ to it {_g(e['delta_to_optimum'])}")
+               else f"lower bound {e['lower_bound']:.10g} (certified false: {e.get('note') or 'relaxation'})")
+        lines.append(f"  {label:<19} {num}, geometry {e['geometry']}; Δ to it {_g(e.get('delta_to_optimum'))}")
     ncc = r["ncc_accuracy"]
     lines.append(f"  NCC accuracy        train {ncc['train']:.4f}" + (f"   test {ncc['test']:.4f}" if "test" in ncc else ""))
     if "plot" in r:

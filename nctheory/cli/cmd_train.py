@@ -20,14 +20,21 @@ DESCRIPTION = (
     "accuracy), summary.json and PNG plots. Defaults run on a 2-core CPU in about a minute: digits, an MLP "
     "with ReLU head, SCL with tau=0.1, reshuffled batches of 128 with vertical-flip duplication, SGD lr 0.1 "
     "momentum 0.9. A --config JSON file sets any TrainConfig key; with a \"sweep\" list it trains one run "
-    "per entry into OUT/<name>. Explicit flags override the file. Exit 0 on success, 2 on bad input."
+    "per entry into OUT/<name>. Explicit flags override the file. The run folder also holds embeddings.npz, "
+    "the final network's features, for `nctheory measure`. --model and --dataset take your own factories as "
+    "package.module:callable (a callable returning a torch.nn.Module of images to features / a dataset of "
+    "(image, label) pairs, or a (train, test) pair of them). Running the same command again on an unfinished "
+    "run resumes it from its last saved epoch (a finished run is reported, a folder without a checkpoint "
+    "starts afresh). Exit 0 on success, 2 on bad input, 130 when interrupted (the last saved epoch is named)."
 )
 
 # (flag, config key, type, help); every default is None so that only explicit flags override the file
 FLAGS = [
-    ("--dataset", "dataset", str, "digits (default, no download) | mnist | cifar10 | cifar100 | synthetic"),
+    ("--dataset", "dataset", str, "digits (default, no download) | mnist | cifar10 | cifar100 | synthetic | "
+                                  "package.module:factory (your dataset of (image, label) pairs)"),
     ("--data-root", "data_root", str, "folder holding MNIST/ or cifar-10-batches-py/ (torchvision layout)"),
-    ("--model", "model", str, "mlp (default) | resnet18 | resnet34"),
+    ("--model", "model", str, "mlp (default) | resnet18 | resnet34 | package.module:factory (your network: "
+                              "images -> features; the papers' head, ReLU and normalisation follow)"),
     ("--width", "width", int, "ResNet base width (64 = the papers' ResNet-18)"),
     ("--feat-dim", "feat_dim", int, "feature dimension d"),
     ("--feature-layer", "feature_layer", str,
@@ -85,10 +92,14 @@ def add_arguments(p):
     p.add_argument("--projection", action="store_true", default=None, help="2-layer projection head (Khosla)")
     p.add_argument("--bind", action="store_true", default=None, help="batch-binding (Kini et al. Alg. 1)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files into RUN_DIR/tensorboard (needs tensorboard)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config key (VALUE parsed as JSON when possible); repeatable")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<time>-<dataset>-<loss>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with its saved configuration unless "
+                        "--config is given (rerunning the same command resumes too)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -109,7 +120,7 @@ def _load_config_file(path) -> dict:
 
 def _overrides(args) -> dict:
     o = {key: getattr(args, key) for _, key, _, _ in FLAGS if getattr(args, key) is not None}
-    for key in ("relu", "projection", "bind", "compile"):
+    for key in ("relu", "projection", "bind", "compile", "tensorboard"):
         if getattr(args, key) is not None:
             o[key] = getattr(args, key)
     for item in args.set:
@@ -126,13 +137,16 @@ def _overrides(args) -> dict:
 
 
 def run(args) -> int:
-    from nctheory.harness.train import TrainConfig, train
+    from nctheory.harness.train import TrainConfig, TrainingInterrupted, run_status, train
 
     if args.resume and not args.config and args.out and (Path(args.out) / "config.json").exists():
         try:  # resuming a single run without --config: its own saved configuration
-            base = json.loads((Path(args.out) / "config.json").read_text())["config"]
-        except (ValueError, KeyError):
+            info = json.loads((Path(args.out) / "config.json").read_text())
+            base = info["config"]
+        except (ValueError, KeyError, TypeError):
             raise InputError(f"{args.out}/config.json is not a run configuration") from None
+        if info.get("writer", "nctheory train") != "nctheory train":
+            raise InputError(f"{args.out} holds a run written by {info['writer']}, not by `nctheory train`")
     else:
         base = _load_config_file(args.config) if args.config else {}
     sweep = base.pop("sweep", None)
@@ -151,18 +165,27 @@ def run(args) -> int:
             raise InputError("\"sweep\" must be a list of objects, each with a \"name\"")
         runs = [(out / s["name"], {**base, **s, **over}) for s in sweep]
     results = []
+    talk = not args.json and int(os.environ.get("RANK", "0")) == 0
     for run_dir, d in runs:
         cfg = TrainConfig.from_dict(d)
-        # a sweep resumes the runs that have a checkpoint and starts the others; a single run must have one
-        resume = args.resume and (sweep is None or (run_dir / "checkpoint.pt").exists())
-        if resume and (run_dir / "summary.json").exists():
-            prev = json.loads((run_dir / "config.json").read_text())["config"]
-            if prev.get("epochs") == cfg.epochs:  # finished: keep it
-                results.append((run_dir, json.loads((run_dir / "summary.json").read_text())))
-                continue
-        if not args.json and int(os.environ.get("RANK", "0")) == 0:
-            print(f"training {cfg.name or run_dir.name} -> {run_dir}", file=sys.stderr)
-        summary = train(cfg, run_dir, resume=resume)
+        # every run resumes from its checkpoint when it has one; a single --resume run must have one
+        status = run_status(run_dir, cfg)
+        if args.resume and sweep is None and status.state == "new":
+            raise InputError(f"cannot resume: {run_dir / 'checkpoint.pt'} does not exist")
+        if status.state == "finished":
+            if talk:
+                print(f"{cfg.name or run_dir.name}: finished ({status.epoch} epochs) in {run_dir}; nothing to do "
+                      "(a larger --epochs continues it)", file=sys.stderr)
+            results.append((run_dir, json.loads((run_dir / "summary.json").read_text())))
+            continue
+        if talk:
+            what = f"resuming after epoch {status.epoch}" if status.state == "unfinished" else "training"
+            print(f"{what} {cfg.name or run_dir.name} -> {run_dir}", file=sys.stderr)
+        try:
+            summary = train(cfg, run_dir)
+        except TrainingInterrupted as exc:
+            print(f"nctheory train: {exc.message()}", file=sys.stderr)
+            return 130
         results.append((run_dir, summary))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0

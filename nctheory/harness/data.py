@@ -13,6 +13,12 @@ Sources
   (10000, 3072) uint8 row-major CHW, b"labels").
 - ``cifar100``: ``ROOT/cifar-100-python/{train,test}`` (keys b"data", b"fine_labels").
 - ``synthetic``: Gaussian class clusters in 1x8x8 image shape, for fast tests.
+- ``package.module:factory`` (your own data, :mod:`nctheory.harness.factory`): a callable returning a
+  map-style dataset of (image, label) pairs (a torch Dataset, or anything with len() and indexing), or
+  a pair (train, test) of them, or {"train": ..., "test": ...}. Images are tensors or arrays of shape
+  (C, H, W), (H, W) or (D,) (read as (1, H, W) and (1, 1, D)), or PIL images; labels are integers or
+  strings, mapped to 0..k-1 in sorted order (config.json records the mapping). Without a test set the
+  training set is split like digits (stratified, seeded, ``test_fraction``).
 A missing file is an InputError that names the expected path; torchvision is never imported.
 
 Imbalance (Kini et al. §3), applied to the training split by keeping the first n_c samples of each
@@ -41,6 +47,7 @@ import torch
 
 from nctheory.counts import longtail_counts, step_counts
 from nctheory.errors import InputError
+from nctheory.harness.factory import call_factory, is_factory_spec, resolve_factory
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100", "synthetic")
 IMBALANCES = ("none", "step", "longtail")
@@ -191,6 +198,95 @@ def load_cifar100_arrays(root):
     return xtr, ytr, xte, yte, 100
 
 
+def _item_image(x, spec: str, i: int, what: str) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        a = x.detach().cpu().float().numpy()
+    else:
+        try:
+            a = np.asarray(x, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InputError(f"item {i} of the {what} set of --dataset {spec}: the image is a "
+                             f"{type(x).__name__}, not an array or tensor") from None
+    if a.ndim == 1:
+        a = a[None, None, :]
+    elif a.ndim == 2:
+        a = a[None]
+    elif a.ndim != 3:
+        raise InputError(f"item {i} of the {what} set of --dataset {spec}: image of shape {a.shape}; "
+                         "need (C, H, W), (H, W) or (D,)")
+    return a
+
+
+def _item_label(y, spec: str, i: int, what: str):
+    if hasattr(y, "detach") and hasattr(y, "item"):
+        if y.numel() != 1:
+            raise InputError(f"item {i} of the {what} set of --dataset {spec}: the label has {y.numel()} entries")
+        y = y.item()
+    elif isinstance(y, np.generic):
+        y = y.item()
+    if isinstance(y, bool) or not isinstance(y, (int, str, float)):
+        raise InputError(f"item {i} of the {what} set of --dataset {spec}: the label is a {type(y).__name__}, "
+                         "not an integer or a string")
+    return y
+
+
+def dataset_arrays(ds, spec: str, what: str = "training"):
+    """Every (image, label) item of a map-style dataset: (float32 (N, C, H, W), list of labels)."""
+    try:
+        n = len(ds)
+    except TypeError:
+        raise InputError(f"--dataset {spec} gave a {type(ds).__name__} without len(): a map-style dataset of "
+                         "(image, label) pairs is needed") from None
+    if n == 0:
+        raise InputError(f"the {what} set of --dataset {spec} is empty")
+    xs, ys = [], []
+    for i in range(n):
+        try:
+            item = ds[i]
+        except Exception as exc:
+            raise InputError(f"item {i} of the {what} set of --dataset {spec}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise InputError(f"item {i} of the {what} set of --dataset {spec} is not an (image, label) pair")
+        xs.append(_item_image(item[0], spec, i, what))
+        ys.append(_item_label(item[1], spec, i, what))
+        if xs[-1].shape != xs[0].shape:
+            raise InputError(f"--dataset {spec}: item {i} of the {what} set has shape {xs[-1].shape}, item 0 "
+                             f"{xs[0].shape}; every image must have the same shape")
+    return np.stack(xs).astype(np.float32), ys
+
+
+def load_factory_arrays(spec: str, root=None, test_fraction: float = 0.25, seed: int = 0):
+    """(x_train, y_train, x_test, y_test, k, label mapping) of the dataset factory ``spec``."""
+    from nctheory.measure import encode_labels, mapping_note
+
+    obj = call_factory(resolve_factory(spec, "dataset"), spec, "dataset", root=root, seed=seed)
+    if isinstance(obj, dict):
+        if "train" not in obj or set(obj) - {"train", "test"}:
+            raise InputError(f"--dataset {spec} returned a dict: it needs the key 'train' (and optionally 'test')")
+        train, test = obj["train"], obj.get("test")
+    elif isinstance(obj, (tuple, list)) and len(obj) == 2 and all(hasattr(o, "__getitem__") and hasattr(o, "__len__")
+                                                                   and not isinstance(o, (str, bytes)) for o in obj) \
+            and not np.isscalar(obj[1]):
+        train, test = obj
+    else:
+        train, test = obj, None
+    xtr, raw_tr = dataset_arrays(train, spec, "training")
+    ytr, classes = encode_labels(raw_tr, name=f"--dataset {spec} training labels")
+    if test is not None:
+        xte, raw_te = dataset_arrays(test, spec, "test")
+        if xte.shape[1:] != xtr.shape[1:]:
+            raise InputError(f"--dataset {spec}: test images {xte.shape[1:]} differ from training images {xtr.shape[1:]}")
+        yte, _ = encode_labels(raw_te, classes, f"--dataset {spec} test labels")
+    else:
+        if not 0 < test_fraction < 1:
+            raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        tr, te = _stratified_split(ytr, test_fraction, seed)
+        if te.size == 0:
+            raise InputError(f"--dataset {spec} has too few samples for a test split (test_fraction {test_fraction})")
+        xtr, ytr, xte, yte = xtr[tr], ytr[tr], xtr[te], ytr[te]
+    return xtr, ytr, xte, yte, len(classes), mapping_note(classes)
+
+
 # ----------------------------------------------------------------------------------------------- imbalance
 def imbalance_counts(k: int, kind: str, ratio: float, n_max: int) -> list[int]:
     """Per-class training counts for STEP / long-tail imbalance with ratio R (Kini et al. §3)."""
@@ -224,7 +320,10 @@ def load_data(name: str = "digits", *, root: str | None = None, imbalance: str =
               n_max: int | None = None, n_total: int | None = None, test_fraction: float = 0.25,
               seed: int = 0, normalize: bool = True, synthetic: dict | None = None) -> Data:
     """Load ``name`` as a :class:`Data` on the CPU (move it with ``.to(device)``)."""
-    if name == "digits":
+    mapping = None
+    if is_factory_spec(name):
+        xtr, ytr, xte, yte, k, mapping = load_factory_arrays(name, root, test_fraction, seed)
+    elif name == "digits":
         if not 0 < test_fraction < 1:
             raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
         xtr, ytr, xte, yte, k = load_digits_arrays(test_fraction, seed)
@@ -239,7 +338,7 @@ def load_data(name: str = "digits", *, root: str | None = None, imbalance: str =
         xtr, ytr, xte, yte, k = {"mnist": load_mnist_arrays, "cifar10": load_cifar10_arrays,
                                  "cifar100": load_cifar100_arrays}[name](root)
     else:
-        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or package.module:factory")
     avail = np.bincount(ytr, minlength=k)
     requested = n_max is not None or n_total is not None or (imbalance != "none" and ratio != 1)
     if n_total is not None:
@@ -257,6 +356,8 @@ def load_data(name: str = "digits", *, root: str | None = None, imbalance: str =
         xtr, ytr = subsample(xtr, ytr, k, counts, seed + 1)
     x_train, x_test = torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.ascontiguousarray(xte))
     info = {"imbalance": imbalance, "ratio": float(ratio), "n_max": int(n_max)}
+    if mapping is not None:
+        info["label_mapping"] = mapping
     if normalize:  # per-channel standardisation with training statistics
         mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
         std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)

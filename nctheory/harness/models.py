@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nctheory.errors import InputError
+from nctheory.harness.factory import call_factory, is_factory_spec, resolve_factory
 
 ARCHS = ("resnet18", "resnet34", "mlp")
 FEATURE_LAYERS = ("auto", "linear", "identity")
@@ -129,8 +130,10 @@ class SphereNet(nn.Module):
             self.head = nn.Identity()
         else:
             self.head = nn.Linear(p, d)
-        # the backbone ends in a ReLU: with the identity head the features are non-negative even without relu
-        self.features_nonnegative = bool(relu) or isinstance(self.head, nn.Identity)
+        # the backbones here end in a ReLU: with the identity head the features are non-negative even without
+        # relu; a backbone of your own (FactoryBackbone) is not assumed to
+        self.features_nonnegative = bool(relu) or (isinstance(self.head, nn.Identity)
+                                                    and getattr(backbone, "output_nonnegative", True))
         self.relu = bool(relu)
         self.normalize = bool(normalize)
         self.feat_dim = d
@@ -150,17 +153,59 @@ class SphereNet(nn.Module):
         return self.embed(x)[1]
 
 
+class FactoryBackbone(nn.Module):
+    """Your network (``--model package.module:factory``) as the backbone: its output, flattened after the
+    batch dimension, is f(x) in R^p; the papers' head (projector / linear / identity, ReLU, normalisation)
+    follows as for the built-in backbones. Its output is not assumed non-negative."""
+
+    output_nonnegative = False
+
+    def __init__(self, net: nn.Module, out_dim: int):
+        super().__init__()
+        self.net, self.out_dim = net, int(out_dim)
+
+    def forward(self, x):
+        return torch.flatten(self.net(x), 1)
+
+
+def factory_backbone(spec: str, input_shape, num_classes: int | None = None) -> FactoryBackbone:
+    """Call the model factory ``spec`` (harness.factory) and find its output width p with a forward pass of
+    two zero images (eval mode, no gradient)."""
+    net = call_factory(resolve_factory(spec, "model"), spec, "model", input_shape=tuple(input_shape),
+                       num_classes=num_classes)
+    if not isinstance(net, nn.Module):
+        raise InputError(f"--model {spec} returned a {type(net).__name__}, not a torch.nn.Module")
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, *input_shape))
+    except Exception as exc:
+        raise InputError(f"--model {spec} failed on a batch of shape {(2, *input_shape)}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    finally:
+        net.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim < 2 or out.shape[0] != 2:
+        raise InputError(f"--model {spec} must return a tensor of features (batch, ...), got "
+                         f"{type(out).__name__}{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}")
+    return FactoryBackbone(net, int(out[0].numel()))
+
+
 def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None = None,
                 projection: bool = False, relu: bool = False, normalize: bool = True, mlp_hidden: int = 256,
-                mlp_depth: int = 2, batchnorm: bool = True, feature_layer: str = "auto") -> SphereNet:
-    """Build ``arch`` ("resnet18", "resnet34", "mlp") for inputs of shape (C, H, W)."""
+                mlp_depth: int = 2, batchnorm: bool = True, feature_layer: str = "auto",
+                num_classes: int | None = None) -> SphereNet:
+    """Build ``arch`` ("resnet18", "resnet34", "mlp", or your own "package.module:factory") for inputs of
+    shape (C, H, W)."""
     try:
         c, h, w = (int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise InputError(f"input_shape must be (channels, height, width), got {input_shape!r}") from None
     if min(c, h, w) < 1:
         raise InputError(f"input_shape must be positive, got {input_shape!r}")
-    if arch == "resnet18":
+    if is_factory_spec(arch):
+        backbone = factory_backbone(arch, (c, h, w), num_classes)
+    elif arch == "resnet18":
         if width < 1:
             raise InputError(f"width must be >= 1, got {width}")
         backbone = ResNet((2, 2, 2, 2), in_channels=c, width=width)
@@ -173,7 +218,7 @@ def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None
             raise InputError("mlp_hidden and mlp_depth must be >= 1")
         backbone = MLP(c * h * w, hidden=mlp_hidden, depth=mlp_depth, batchnorm=batchnorm)
     else:
-        raise InputError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise InputError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)} or package.module:factory")
     if feat_dim is not None and int(feat_dim) < 1:
         raise InputError(f"feat_dim must be >= 1, got {feat_dim}")
     return SphereNet(backbone, feat_dim=feat_dim, projection=projection, relu=relu, normalize=normalize,

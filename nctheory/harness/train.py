@@ -36,6 +36,14 @@ Resume: a checkpoint (model, optimiser, scheduler, epoch, RNG states) is written
 each epoch. Every epoch's batch plan and augmentation randomness are derived from (seed, epoch), so
 ``resume`` continues with exactly the batches an uninterrupted run would have used, and the metrics
 of a killed-and-resumed run equal those of an uninterrupted one (tests/test_harness.py checks it).
+``train(cfg, out)`` on a folder that holds an unfinished run of the same configuration resumes it, on a
+finished one returns its summary, and on a folder without a checkpoint starts afresh (:func:`run_status`);
+an interrupt (Ctrl-C) raises :class:`TrainingInterrupted`, which says which epoch is saved.
+
+The run folder (:mod:`nctheory.monitor`, shared with :class:`nctheory.Monitor`) also holds the final
+network's features, embeddings.npz (train and test, first view, eval mode), for ``nctheory measure``, and
+with ``tensorboard`` TensorBoard event files. ``model`` and ``dataset`` may name your own factories
+(``package.module:callable``, :mod:`nctheory.harness.factory`).
 
 Multi-process: under torchrun each rank takes a slice of every global batch and the features are
 gathered with a differentiable all_gather (:mod:`nctheory.harness.distributed`), so the loss is the
@@ -61,21 +69,23 @@ from torch import nn
 from tqdm import tqdm
 
 from nctheory import geometry
-from nctheory._json import jsonable
 from nctheory.errors import InputError
 from nctheory.harness import distributed as D
 from nctheory.harness.data import AUGMENTS, DATASETS, IMBALANCES, augment, load_data
+from nctheory.harness.factory import is_factory_spec, resolve_factory
 from nctheory.harness.measure import Measurer
 from nctheory.harness.models import ARCHS, FEATURE_LAYERS, build_model, count_parameters
 from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed, plan_uniqueness
 from nctheory.harness.plots import plot_run
 from nctheory.losses.catalogue import LOSSES, get_loss
+from nctheory.monitor import check_tensorboard, run_writer, write_json
 
 # the losses `nctheory train` offers: every catalogue entry that trains (nctheory.losses.catalogue)
 TRAIN_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.trains)
 
 # keys a resumed run may change (they do not alter what is computed up to the checkpoint)
-RESUMABLE_CHANGES = frozenset({"epochs", "progress", "device", "eval_every", "eval_batch", "compile", "name"})
+RESUMABLE_CHANGES = frozenset({"epochs", "progress", "device", "eval_every", "eval_batch", "compile", "name",
+                               "tensorboard"})
 
 
 @dataclass
@@ -137,6 +147,7 @@ class TrainConfig:
     ufm_optimum: bool = True           # distance to the solver's UFM optimum (when nctheory.solvers has it)
     koromilas_metrics: bool = True
     progress: bool = True
+    tensorboard: bool = False          # TensorBoard event files in the run folder (needs tensorboard)
     name: str = ""
 
     @classmethod
@@ -157,9 +168,15 @@ class TrainConfig:
             if getattr(self, name) not in options:
                 raise InputError(f"{name} must be one of {', '.join(map(str, options))}, got {getattr(self, name)!r}")
 
-        choice("dataset", DATASETS)
+        for key, options in (("dataset", DATASETS), ("model", ARCHS)):
+            value = getattr(self, key)
+            if is_factory_spec(value):  # your own: package.module:factory (harness.factory)
+                resolve_factory(value, key)
+            elif value not in options:
+                raise InputError(f"{key} must be one of {', '.join(options)} or package.module:factory, "
+                                 f"got {value!r}")
         choice("imbalance", IMBALANCES)
-        choice("model", ARCHS)
+        check_tensorboard(self.tensorboard)
         self._canonical_loss()
         choice("batching", SCHEMES)
         choice("view_augment", AUGMENTS)
@@ -301,20 +318,15 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=jsonable) + "\n")
-    os.replace(tmp, path)
-
-
-def model_from_config(cfg: TrainConfig, input_shape):
-    """The network a run with ``cfg`` trains, for inputs of shape (C, H, W) (InputError on a bad combination)."""
+def model_from_config(cfg: TrainConfig, input_shape, num_classes: int | None = None):
+    """The network a run with ``cfg`` trains, for inputs of shape (C, H, W) (InputError on a bad combination);
+    num_classes is offered to a model factory of your own."""
     feat_dim = cfg.feat_dim
     if feat_dim is None and get_loss(cfg.loss).classifier == "fixed" and cfg.model == "mlp":
         feat_dim = cfg.mlp_hidden
     return build_model(cfg.model, input_shape, width=cfg.width, feat_dim=feat_dim, projection=cfg.projection,
                        relu=cfg.relu, normalize=cfg.normalize, mlp_hidden=cfg.mlp_hidden, mlp_depth=cfg.mlp_depth,
-                       batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer)
+                       batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer, num_classes=num_classes)
 
 
 def _legacy_feature_layer(cfg: TrainConfig, input_shape) -> TrainConfig:
@@ -358,16 +370,64 @@ def _machine(cfg: TrainConfig) -> Machine:
     return Machine(device, distributed, rank, world, amp_dtype, channels_last)
 
 
-def _checkpoint_path(out: Path, resume: bool, is_main: bool) -> Path:
-    """out/checkpoint.pt; refuses to resume without one and to start a new run over an existing one."""
-    ckpt_path = out / "checkpoint.pt"
-    if resume:
-        if not ckpt_path.exists():
-            raise InputError(f"cannot resume: {ckpt_path} does not exist")
-    elif is_main and out.exists() and any(out.iterdir()):
-        if ckpt_path.exists() or (out / "metrics.csv").exists():
-            raise InputError(f"run folder {out} already holds a run; use --resume or another --out")
-    return ckpt_path
+@dataclass(frozen=True)
+class RunStatus:
+    """What a run folder holds for a configuration: "new" (nothing to resume), "unfinished" (a checkpoint
+    after ``epoch`` < cfg.epochs epochs, or at cfg.epochs without summary.json) or "finished"."""
+
+    state: str
+    epoch: int = 0
+
+
+def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    """Keys of a saved configuration that ``cfg`` changes and a resumed run may not (RESUMABLE_CHANGES)."""
+    now = cfg.to_dict()
+    return sorted(key for key, v in saved.items() if key not in RESUMABLE_CHANGES and now.get(key) != v)
+
+
+def run_status(out, cfg: TrainConfig) -> RunStatus:
+    """The state of run folder ``out`` for ``cfg``: "new" for no folder, a folder without a checkpoint and
+    without metrics rows (e.g. a run killed in its first epoch: it restarts cleanly), "unfinished" /
+    "finished" for a checkpoint of the same configuration. InputError for a folder holding another run:
+    metrics rows without a checkpoint (e.g. a Monitor run), a different configuration, or more epochs."""
+    out = Path(out)
+    ckpt = out / "checkpoint.pt"
+    if not ckpt.exists():
+        writer = run_writer(out)
+        if writer is not None:
+            raise InputError(f"{out} holds a run without a checkpoint (written by {writer}); use another --out")
+        return RunStatus("new")
+    try:
+        ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved, epoch = ck["config"], int(ck["epoch"])
+    except Exception as exc:
+        raise InputError(f"cannot read {ckpt}: {type(exc).__name__}: {exc}") from None
+    changed = config_changes(saved, cfg)
+    if changed:
+        raise InputError(f"{out} holds a run with a different configuration ({', '.join(changed)} differ); rerun "
+                         f"with its options (only {', '.join(sorted(RESUMABLE_CHANGES))} may change) or use "
+                         "another --out")
+    if epoch > cfg.epochs:
+        raise InputError(f"{out} holds a run of {epoch} epochs, more than the {cfg.epochs} asked for; use "
+                         f"--epochs {epoch} or more, or another --out")
+    if epoch == cfg.epochs and (out / "summary.json").exists():
+        return RunStatus("finished", epoch)
+    return RunStatus("unfinished", epoch)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``saved_epoch`` epochs are in ``out``/checkpoint.pt (0: nothing saved)."""
+
+    def __init__(self, out: Path, saved_epoch: int, epochs: int):
+        self.out, self.saved_epoch, self.epochs = Path(out), int(saved_epoch), int(epochs)
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        if self.saved_epoch == 0:
+            return (f"interrupted in epoch 1 of {self.epochs}; no epoch finished, nothing is saved in {self.out}: "
+                    "the same command starts afresh")
+        return (f"interrupted in epoch {self.saved_epoch + 1} of {self.epochs}; epoch {self.saved_epoch} is saved in "
+                f"{self.out / 'checkpoint.pt'}: run the same command again to resume from epoch {self.saved_epoch + 1}")
 
 
 def _training_data(cfg: TrainConfig, m: Machine):
@@ -385,7 +445,7 @@ def _training_data(cfg: TrainConfig, m: Machine):
 def _networks(cfg: TrainConfig, data, m: Machine, out: Path):
     """(model, loss head, optimiser, scheduler, the module to call): the DDP-wrapped and/or compiled model."""
     torch.manual_seed(cfg.seed)
-    model = model_from_config(cfg, data.input_shape).to(m.device)
+    model = model_from_config(cfg, data.input_shape, data.k).to(m.device)
     head = LossHead(cfg, data.k, model.feat_dim, data.counts).to(m.device)
     if m.is_main:  # only now: bad options are refused above without leaving an empty run folder behind
         out.mkdir(parents=True, exist_ok=True)
@@ -404,8 +464,7 @@ def _networks(cfg: TrainConfig, data, m: Machine, out: Path):
 
 def _restore(ck: dict, cfg: TrainConfig, out: Path, model, head, opt, sched, device) -> int:
     """Load a checkpoint's states (refusing a changed configuration); returns the epoch to start from."""
-    changed = sorted(key for key, v in ck["config"].items()
-                     if key not in RESUMABLE_CHANGES and cfg.to_dict().get(key) != v)
+    changed = config_changes(ck["config"], cfg)
     if changed:
         raise InputError(f"cannot resume {out} with a different configuration ({', '.join(changed)} differ); "
                          "only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change")
@@ -427,7 +486,7 @@ def _load_checkpoint(ckpt_path: Path, cfg: TrainConfig, data, m: Machine) -> tup
 
 def _run_info(cfg: TrainConfig, data, model, head, m: Machine, plans) -> dict:
     """config.json: the configuration and what it resolved to on this machine."""
-    return {"config": cfg.to_dict(), "k": data.k, "n_train": int(data.x_train.shape[0]),
+    return {"writer": "nctheory train", "config": cfg.to_dict(), "k": data.k, "n_train": int(data.x_train.shape[0]),
             "n_test": int(data.x_test.shape[0]), "counts": data.counts, "feat_dim": model.feat_dim,
             "parameters": count_parameters(model) + count_parameters(head), "device": str(m.device),
             "world_size": m.world, "features_nonnegative": model.features_nonnegative, "amp": str(m.amp_dtype),
@@ -437,8 +496,25 @@ def _run_info(cfg: TrainConfig, data, model, head, m: Machine, plans) -> dict:
 
 def _progress(plan, cfg: TrainConfig, m: Machine, epoch: int):
     if cfg.progress and m.is_main:
-        return tqdm(plan, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+        return tqdm(plan, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True, position=1)
     return plan
+
+
+def _epoch_bar(cfg: TrainConfig, m: Machine, start_epoch: int):
+    """The run's progress bar: one step per epoch, showing the last epoch's loss, excess and Delta to OF."""
+    if cfg.progress and m.is_main:
+        return tqdm(total=cfg.epochs, initial=start_epoch, desc="epochs", unit="epoch", dynamic_ncols=True,
+                    position=0)
+    return None
+
+
+def _show(bar, row: dict) -> None:
+    if bar is None:
+        return
+    shown = {"loss": row.get("loss"), "excess": row.get("excess"), "Δ_OF": row.get("delta_to_of")}
+    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                    refresh=False)
+    bar.update(1)
 
 
 def _batch_features(fwd, data, B: torch.Tensor, views_fn, gen, cfg: TrainConfig, m: Machine):
@@ -475,9 +551,13 @@ def _zero_rows(z: torch.Tensor, cfg: TrainConfig, model, epoch: int) -> int:
     return zero
 
 
-def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: float) -> dict:
-    """summary.json (with Kini Thm 2's check of the batches trained on, for SCL on UFM+) and the plots."""
+def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: float, amp_dtype) -> dict:
+    """embeddings.npz, summary.json (with Kini Thm 2's check of the batches trained on, for SCL on UFM+) and
+    the plots."""
+    model.eval()
+    measurer.save_embeddings(model, amp_dtype)
     summary = measurer.summary(seconds)
+    summary["embeddings"] = "embeddings.npz (keys features, labels, test_features, test_labels)"
     if cfg.loss == "scl" and model.features_nonnegative:
         # Kini Thm 2 / Cor. 2.1 (UFM+): is the OF the unique optimum for the batches trained on?
         try:
@@ -487,7 +567,7 @@ def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: 
     elif cfg.loss == "scl":
         summary["plan_check"] = {"not_applicable": "signed features: Thm 2 / Cor. 2.1 are about UFM+ "
                                                    "(features in the non-negative orthant)"}
-    _write_json(summary, out / "summary.json")
+    write_json(summary, out / "summary.json")
     try:
         plot_run(out)
     except Exception as exc:  # a plotting failure must not lose a finished run
@@ -501,63 +581,86 @@ def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: 
 _step_hook = None
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False) -> dict:
-    """Train one configuration, writing the run folder ``out``; returns the summary dict."""
+def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool | None = None) -> dict:
+    """Train one configuration, writing the run folder ``out``; returns the summary dict.
+
+    resume=None (default): continue an unfinished run of the same configuration in ``out``, return the summary
+    of a finished one, start afresh otherwise (:func:`run_status`). resume=True: ``out`` must hold a
+    checkpoint; resume=False: ``out`` must hold no run. Ctrl-C raises :class:`TrainingInterrupted`."""
     cfg.validate()
     out, m = Path(out), _machine(cfg)
-    ckpt_path = _checkpoint_path(out, resume, m.is_main)
+    status = run_status(out, cfg)
+    if resume is True and status.state == "new":
+        raise InputError(f"cannot resume: {out / 'checkpoint.pt'} does not exist")
+    if resume is False and status.state != "new":
+        raise InputError(f"run folder {out} already holds a run; use --resume or another --out")
+    if status.state == "finished":
+        return json.loads((out / "summary.json").read_text())
+    ckpt_path = out / "checkpoint.pt"
     data = _training_data(cfg, m)
     y_np = data.y_train.cpu().numpy()
     plans = EpochPlans(y_np, cfg.batching, cfg.batch_size, cfg.seed, cfg.bind, cfg.drop_last)
-    ck, cfg = _load_checkpoint(ckpt_path, cfg, data, m) if resume else (None, cfg)
+    ck, cfg = _load_checkpoint(ckpt_path, cfg, data, m) if status.state == "unfinished" else (None, cfg)
     model, head, opt, sched, fwd = _networks(cfg, data, m, out)
     start_epoch = _restore(ck, cfg, out, model, head, opt, sched, m.device) if ck is not None else 0
-    measurer = Measurer(cfg, data, out, head, m.is_main, features_nonnegative=model.features_nonnegative)
+    measurer = Measurer(cfg, data, out, head, m.is_main, features_nonnegative=model.features_nonnegative,
+                        feat_dim=model.feat_dim)
     if m.is_main:
-        _write_json(_run_info(cfg, data, model, head, m, plans), out / "config.json")
+        write_json(_run_info(cfg, data, model, head, m, plans), out / "config.json")
         measurer.open_csv(start_epoch)
 
     views_fn = [cfg.augment] + [cfg.view_augment] * (cfg.views - 1)
     scale = (cfg.tau / cfg.base_tau) if cfg.base_tau else 1.0  # the reference SupCon scaling
-    steps, t_start = 0, time.time()
-    for epoch in range(start_epoch, cfg.epochs):
-        # ---- the epoch's batches (deterministic in (seed, epoch))
-        plan = plans(epoch)
-        gen = torch.Generator(device=m.device).manual_seed(epoch_seed(cfg.seed + 1, epoch))
-        fwd.train()
-        loss_sum, anchors, images, zero_rows, t0 = 0.0, 0, 0, 0, time.time()
-        for B in _progress(plan, cfg, m, epoch):
-            z, yv = _batch_features(fwd, data, B, views_fn, gen, cfg, m)
-            zero_rows += _zero_rows(z, cfg, model, epoch)
-            # ---- the loss in its mean form (float32), one SGD step
-            value, n_anchor = head.sum_form(z, yv)
-            loss = value * (scale / n_anchor)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():  # the logged value: the same batch loss in the sum form, float64
-                loss_sum += float(head.sum_form(z.detach().double(), yv)[0])
-            anchors += n_anchor
-            images += B.numel() * cfg.views
-            steps += 1
-            if _step_hook is not None:
-                _step_hook(steps)
-        lr_used = opt.param_groups[0]["lr"]
-        sched.step()
-        epoch_time = time.time() - t0
+    steps, t_start, saved = 0, time.time(), start_epoch
+    bar = _epoch_bar(cfg, m, start_epoch)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            # ---- the epoch's batches (deterministic in (seed, epoch))
+            plan = plans(epoch)
+            gen = torch.Generator(device=m.device).manual_seed(epoch_seed(cfg.seed + 1, epoch))
+            fwd.train()
+            loss_sum, anchors, images, zero_rows, t0 = 0.0, 0, 0, 0, time.time()
+            for B in _progress(plan, cfg, m, epoch):
+                z, yv = _batch_features(fwd, data, B, views_fn, gen, cfg, m)
+                zero_rows += _zero_rows(z, cfg, model, epoch)
+                # ---- the loss in its mean form (float32), one SGD step
+                value, n_anchor = head.sum_form(z, yv)
+                loss = value * (scale / n_anchor)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():  # the logged value: the same batch loss in the sum form, float64
+                    loss_sum += float(head.sum_form(z.detach().double(), yv)[0])
+                anchors += n_anchor
+                images += B.numel() * cfg.views
+                steps += 1
+                if _step_hook is not None:
+                    _step_hook(steps)
+            lr_used = opt.param_groups[0]["lr"]
+            sched.step()
+            epoch_time = time.time() - t0
 
-        # ---- measurements (every eval_every epochs and at the end), metrics row, checkpoint
-        row = {"epoch": epoch + 1, "loss": loss_sum, "loss_per_anchor": loss_sum / max(anchors, 1),
-               "lr": lr_used, "epoch_seconds": epoch_time,
-               "images_per_second": images / max(epoch_time, 1e-9), "n_batches": len(plan),
-               "zero_feature_rows": zero_rows, **measurer.bound_terms(plan, loss_sum)}
-        if m.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            fwd.eval()
-            row.update(measurer.geometry(model, m.amp_dtype))
+            # ---- measurements (every eval_every epochs and at the end), metrics row, checkpoint
+            row = {"epoch": epoch + 1, "loss": loss_sum, "loss_per_anchor": loss_sum / max(anchors, 1),
+                   "lr": lr_used, "epoch_seconds": epoch_time,
+                   "images_per_second": images / max(epoch_time, 1e-9), "n_batches": len(plan),
+                   "zero_feature_rows": zero_rows, **measurer.bound_terms(plan, loss_sum)}
+            if m.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                fwd.eval()
+                row.update(measurer.geometry(model, m.amp_dtype))
+            if m.is_main:
+                measurer.write_row(row)
+                _atomic_save(_checkpoint(cfg, model, head, opt, sched, epoch + 1, m.device), ckpt_path)
+                saved = epoch + 1
+                _show(bar, row)
+            if m.distributed:
+                torch.distributed.barrier()
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(out, saved, cfg.epochs) from None
+    finally:
+        if bar is not None:
+            bar.close()
         if m.is_main:
-            measurer.write_row(row)
-            _atomic_save(_checkpoint(cfg, model, head, opt, sched, epoch + 1, m.device), ckpt_path)
-        if m.distributed:
-            torch.distributed.barrier()
+            measurer.folder.close()
 
-    return _finish(cfg, out, measurer, plans, y_np, model, time.time() - t_start) if m.is_main else {}
+    return _finish(cfg, out, measurer, plans, y_np, model, time.time() - t_start, m.amp_dtype) if m.is_main else {}

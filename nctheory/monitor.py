@@ -1,0 +1,411 @@
+"""Run folders, and :class:`Monitor`: the run folder of ``nctheory train`` written from any training loop.
+
+A run folder (``nctheory plot RUN`` and ``nctheory compare RUN...`` read it):
+
+    config.json     {"writer": "nctheory train" | "nctheory.Monitor", "config": {...}, "k", "counts", ...}
+    metrics.csv     one row per measured epoch, the columns :data:`COLUMNS` (empty where not measured)
+    summary.json    the last value of every column, the counts, and what the bound means for these features
+    gram_final.npy  the class-mean Gram G_M of the last measured epoch
+    embeddings.npz  the last measured features: keys features, labels (and test_features, test_labels),
+                    so ``nctheory measure RUN/embeddings.npz`` can be rerun on them
+    *.png           the plots
+    tensorboard/    TensorBoard event files of every numeric column (optional; needs the tensorboard package)
+    checkpoint.pt   (``nctheory train`` only) everything a resumed run needs
+
+:class:`RunFolder` writes these files (the trainer and Monitor share it); the per-epoch geometry columns
+come from :func:`nctheory.measure.geometry_from_statistics` for both, and the bound from
+:mod:`nctheory.bounds`.
+
+Columns of metrics.csv
+- epoch: epochs done (1 after the first).
+- loss: the papers' sum form (Kini et al. Eq. 2 full batch / Eq. 4 summed over the epoch's batches), float64.
+  ``nctheory train``: summed over the batches as trained (parameters change between batches; each batch's
+  term is bounded by its own Thm-2 term, so the sum bound holds for the epoch sum). Monitor: of the features
+  given to :meth:`Monitor.log_epoch`, over the epoch's batches (or the full batch).
+- loss_per_anchor: loss / number of anchors (the reference SupCon mean form with base_tau = tau).
+- bound / excess (SCL): Kini Thm 1 (one full batch) or Thm 2 (the epoch's batches), with the view duplication
+  of every batch, :func:`nctheory.bounds.batch_bound`, and loss - bound. A theorem only for unit features in
+  the non-negative orthant; summary.json records ``bound_is_theorem``.
+- zero_feature_rows: feature rows that are exactly 0 (train: before normalisation). Such a row is not a unit
+  vector, so in that epoch the bound is outside Thm 1/2's hypotheses.
+- delta_to_of, delta_to_etf, delta_to_prototypes, delta_to_ufm, beta_nc, mean_class_cosine, ncc_train,
+  ncc_test, ncc_test_pre, geometry and the Koromilas columns: :func:`nctheory.measure.geometry_from_statistics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nctheory import bounds
+from nctheory._json import jsonable
+from nctheory.errors import InputError
+from nctheory.measure import (CHUNK_ROWS, UNIT_TOL, ArrayRows, accumulate, encode_labels, geometry_from_statistics,
+                              mapping_note, scl_plan, scl_streamed, ufm_optimum)
+
+BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
+                "images_per_second", "zero_feature_rows"]
+GEOMETRY_COLUMNS = ["delta_to_of", "delta_to_etf", "delta_to_prototypes", "delta_to_ufm", "beta_nc",
+                    "mean_class_cosine", "ncc_train", "ncc_test", "ncc_test_pre", "geometry"]
+KOROMILAS_COLUMNS = ["erank_intra", "erank_inter", "erank_weights", "align_weight_instance", "align_weight_class",
+                     "mir", "hdr"]
+COLUMNS = BASE_COLUMNS + GEOMETRY_COLUMNS + KOROMILAS_COLUMNS
+TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns allowed to differ between reruns
+
+BOUND_NOTE = ("Kini et al. Thm 1/2 with e^{-1/tau}, summed over the epoch's batches with their view duplication; "
+              "a theorem for unit features in the non-negative orthant; with signed features it is reported for "
+              "reference only, and in an epoch with zero_feature_rows > 0 it is outside its hypotheses")
+
+
+def write_json(obj, path: Path) -> None:
+    """Write JSON atomically (a temporary file, then os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def check_tensorboard(wanted: bool) -> None:
+    if wanted and not tensorboard_available():
+        raise InputError("tensorboard event files need the tensorboard package (pip install tensorboard)")
+
+
+class RunFolder:
+    """The files of a run folder (module docstring): config.json, metrics.csv rows, summary.json,
+    gram_final.npy, embeddings.npz and optional TensorBoard event files."""
+
+    def __init__(self, out, tensorboard: bool = False):
+        self.out = Path(out)
+        self.rows: list[dict] = []
+        check_tensorboard(tensorboard)
+        self.tensorboard = bool(tensorboard)
+        self._tb = None
+
+    # ---- metrics.csv
+    def open_metrics(self, start_epoch: int = 0) -> None:
+        """Start metrics.csv, keeping the rows of epochs <= start_epoch of an existing one (a resumed run)."""
+        path = self.out / "metrics.csv"
+        kept = []
+        if start_epoch > 0 and path.exists():
+            with open(path, newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(float(r["epoch"])) <= start_epoch]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(kept)
+        self.rows = [{k: _parse(v) for k, v in r.items()} for r in kept]
+
+    def write_row(self, row: dict) -> None:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise RuntimeError(f"metrics row has unknown columns {sorted(unknown)}")
+        self.rows.append(row)
+        with open(self.out / "metrics.csv", "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=COLUMNS).writerow({c: _fmt(row.get(c)) for c in COLUMNS})
+        if self.tensorboard:
+            self._tensorboard_row(row)
+
+    def _tensorboard_row(self, row: dict) -> None:
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.out / "tensorboard"))
+        step = int(row["epoch"])
+        for c in COLUMNS:
+            v = row.get(c)
+            if c != "epoch" and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(float(v)):
+                self._tb.add_scalar(c, float(v), step)
+        self._tb.flush()
+
+    # ---- other files
+    def write_config(self, info: dict) -> None:
+        write_json(info, self.out / "config.json")
+
+    def save_gram(self, G) -> None:
+        np.save(self.out / "gram_final.npy", np.asarray(G, dtype=np.float64))
+
+    def save_embeddings(self, features, labels, test_features=None, test_labels=None) -> Path:
+        """embeddings.npz (keys features, labels, test_features, test_labels), written atomically."""
+        arrs = {"features": np.asarray(features), "labels": np.asarray(labels)}
+        if test_features is not None:
+            arrs["test_features"], arrs["test_labels"] = np.asarray(test_features), np.asarray(test_labels)
+        path = self.out / "embeddings.npz"
+        tmp = self.out / "embeddings.tmp.npz"
+        np.savez(tmp, **arrs)
+        os.replace(tmp, path)
+        return path
+
+    def final_values(self) -> dict:
+        """The last non-empty value of every column."""
+        final = {}
+        for r in self.rows:
+            for c, v in r.items():
+                if v is not None and v != "" and not (isinstance(v, float) and math.isnan(v)):
+                    final[c] = v
+        return final
+
+    def summary(self, **extra) -> dict:
+        counted = [r for r in self.rows if isinstance(r.get("zero_feature_rows"), (int, float))]
+        out = {"epochs": len(self.rows), **extra, "final": self.final_values(),
+               "epochs_with_zero_feature_rows": [int(r["epoch"]) for r in counted if r["zero_feature_rows"] > 0]}
+        if len(counted) < len(self.rows):  # epochs of a run resumed from a version that did not count them
+            out["epochs_without_zero_row_count"] = [int(r["epoch"]) for r in self.rows if r not in counted]
+        return out
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(summary, self.out / "summary.json")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, np.integer):
+        return int(v)  # full precision so a resumed run can be compared exactly
+    return v
+
+
+def _parse(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def ufm_summary(entry: dict) -> dict:
+    """The UFM optimum of a run, JSON-able (its class-mean Gram as a list)."""
+    out = {k: v for k, v in entry.items() if k != "class_mean_gram"}
+    if "class_mean_gram" in entry:
+        out["class_mean_gram"] = np.asarray(entry["class_mean_gram"]).tolist()
+    return out
+
+
+def run_writer(out) -> str | None:
+    """Who wrote the run in folder ``out``: "nctheory train", "nctheory.Monitor", or None (no run there)."""
+    out = Path(out)
+    if (out / "checkpoint.pt").exists():
+        return "nctheory train"
+    cfg = out / "config.json"
+    if cfg.exists():
+        try:
+            info = json.loads(cfg.read_text())
+        except ValueError:
+            info = {}
+        if isinstance(info, dict) and info.get("writer"):
+            return str(info["writer"])
+    return "unknown" if _has_rows(out / "metrics.csv") else None
+
+
+def _has_rows(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with open(path, newline="") as f:
+        return len(f.read().splitlines()) > 1
+
+
+# ============================================================================================ Monitor
+class Monitor:
+    """The run folder of ``nctheory train``, written from your own training loop.
+
+        monitor = nctheory.Monitor("runs/mine", tau=0.1)
+        for epoch in range(1, epochs + 1):
+            train_one_epoch(...)
+            monitor.log_epoch(epoch, features, labels)      # features (n, d), labels (n,)
+        monitor.close()                                     # summary.json, embeddings.npz, plots
+
+    log_epoch measures exactly the features given (a numpy array or a torch tensor on any device; features
+    of every view, with their labels, when training on several views): the SCL loss in the papers' sum form
+    over the epoch's batches and Kini et al.'s bound for them (Thm 2; Thm 1 for the full batch), the excess,
+    and every geometry column of metrics.csv (:mod:`nctheory.monitor`). The batches of an epoch are
+    ``batches`` (lists of row indices into features) when given, else epoch ``epoch``'s batches of ``plan``
+    (a :class:`nctheory.batching.Plan` or plan file; its epochs are used cyclically, epoch 1 = the plan's
+    first), else the full batch. Labels may be any integer or string ids; the mapping to 0..k-1 is fixed by
+    the first call and recorded in config.json.
+
+    tau: the temperature of the loss and the bound. loss=False skips the loss (the full-batch loss costs
+    O(n^2 d) per epoch; it runs on the features' device). ufm_optimum: Delta to the certified UFM / UFM+
+    optimum for the counts (UFM+ when the features are non-negative). koromilas_metrics: the Koromilas
+    columns. tensorboard: event files in out_dir/tensorboard (needs the tensorboard package). resume:
+    continue a Monitor run in out_dir (rows of epochs at or after the first epoch logged again are dropped);
+    without it a folder that holds a run is refused. config: your own settings, stored in config.json.
+    plots: draw the PNGs in close(). Bad input raises :class:`nctheory.errors.InputError`.
+    """
+
+    WRITER = "nctheory.Monitor"
+
+    def __init__(self, out_dir, *, tau: float, plan=None, name: str = "", loss: bool = True,
+                 ufm_optimum: bool = True, koromilas_metrics: bool = True, tensorboard: bool = False,
+                 resume: bool = False, plots: bool = True, config: dict | None = None,
+                 chunk_rows: int = CHUNK_ROWS):
+        from nctheory.losses._inputs import check_tau
+        from nctheory.measure import _plan
+
+        self.tau = check_tau(tau)
+        self.plan = _plan(plan)
+        if config is not None and not isinstance(config, dict):
+            raise InputError(f"config must be a dict of your settings, got {type(config).__name__}")
+        self.out = Path(out_dir)
+        writer = run_writer(self.out)
+        if writer == "nctheory train":
+            raise InputError(f"{self.out} holds an `nctheory train` run; give Monitor another folder")
+        if writer is not None and not resume:
+            raise InputError(f"{self.out} already holds a run; pass resume=True to continue it, or another folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create {self.out}: {exc.strerror}") from None
+        self.folder = RunFolder(self.out, tensorboard)
+        self.options = {"tau": self.tau, "name": name, "loss": bool(loss), "ufm_optimum": bool(ufm_optimum),
+                        "koromilas_metrics": bool(koromilas_metrics), "tensorboard": bool(tensorboard),
+                        "plan": (plan if isinstance(plan, (str, os.PathLike)) else
+                                 (self.plan.meta.get("name", "a Plan object") if self.plan is not None else None)),
+                        "user": config or {}}
+        self.resume, self.plots, self.chunk_rows = bool(resume), bool(plots), chunk_rows
+        self.classes = None
+        self.last_epoch = None
+        self.nonneg_epochs: list[bool] = []
+        self._ufm: dict = {}
+        self._last = None
+        self._t = time.perf_counter()
+        self._t0 = self._t
+        self._opened = False
+        self.closed = False
+
+    # -------------------------------------------------------------------------------------------- logging
+    def log_epoch(self, epoch: int, features, labels, batches=None, *, test_features=None, test_labels=None,
+                  lr: float | None = None, W=None) -> dict:
+        """Measure the features after epoch ``epoch`` (epochs done, from 1) and append their metrics.csv row;
+        returns the row. W: the (k, d) classifier / prototypes your loss uses, for the Koromilas alignment
+        metrics (None: the fixed-prototype classifier, normalised class means)."""
+        if self.closed:
+            raise InputError("this Monitor is closed")
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 1:
+            raise InputError(f"epoch must be an integer >= 1 (epochs done, as in metrics.csv), got {epoch!r}")
+        epoch = int(epoch)
+        if self.last_epoch is not None and epoch <= self.last_epoch:
+            raise InputError(f"epoch {epoch} logged after epoch {self.last_epoch}: epochs must increase")
+        rows = ArrayRows(features)
+        y, classes = encode_labels(labels, self.classes)
+        if y.size != rows.n:
+            raise InputError(f"{y.size} labels for {rows.n} feature rows")
+        if self.classes is None:
+            self.classes = classes
+        k = len(self.classes)
+        yt = None
+        if test_features is not None:
+            if test_labels is None:
+                raise InputError("test_features need test_labels")
+            yt, _ = encode_labels(test_labels, self.classes, "test_labels")
+        st = accumulate(rows, y, k, W=W, chunk_rows=self.chunk_rows, koromilas=self.options["koromilas_metrics"])
+        nonneg = st.nonnegative
+        G_ufm = self._ufm_gram(y, rows.d, nonneg) if self.options["ufm_optimum"] else None
+        geo, G = geometry_from_statistics(st, test_features=test_features, test_labels=yt, G_ufm=G_ufm,
+                                          koromilas=self.options["koromilas_metrics"], chunk_rows=self.chunk_rows)
+        epoch_batches = self._batches(batches, epoch, rows.n)
+        row = {"epoch": epoch, "n_batches": 1 if epoch_batches is None else len(epoch_batches),
+               "zero_feature_rows": st.zero_rows, "lr": lr}
+        if epoch_batches is None:
+            row["bound"] = float(bounds.full_batch_bound(st.counts, self.tau))
+            anchors = rows.n
+        else:
+            row["bound"] = float(bounds.batch_bound(y, epoch_batches, self.tau))
+            anchors = sum(len(b) for b in epoch_batches)
+        if self.options["loss"]:
+            device = str(features.device) if hasattr(features, "device") else "cpu"
+            value = (scl_streamed(rows, y, self.tau, class_sums=st.sums, chunk_rows=self.chunk_rows, device=device)
+                     if epoch_batches is None else scl_plan(rows, y, epoch_batches, self.tau, device))
+            row.update(loss=value, loss_per_anchor=value / anchors, excess=value - row["bound"])
+        now = time.perf_counter()
+        row["epoch_seconds"] = now - self._t
+        self._t = now
+        row.update(geo)
+        if not self._opened:
+            self._open(epoch, rows, st)
+        self.folder.write_row(row)
+        self.folder.save_gram(G)
+        self.nonneg_epochs.append(bool(nonneg and st.unit_rows and st.zero_rows == 0))
+        self._last = (rows, y, test_features, yt)
+        self.last_epoch = epoch
+        return row
+
+    def _batches(self, batches, epoch, n):
+        from nctheory.losses._inputs import as_batches
+
+        if batches is None and self.plan is not None:
+            if self.plan.n != n:
+                raise InputError(f"the plan has {self.plan.n} samples, the features {n} rows")
+            eps = self.plan.epochs
+            batches = eps[(epoch - 1) % len(eps)]
+        if batches is None:
+            return None
+        return [b.numpy() for b in as_batches(batches, n)]
+
+    def _ufm_gram(self, y, d, nonneg):
+        key = (tuple(np.bincount(y).tolist()), int(d), bool(nonneg))
+        if key not in self._ufm:
+            self._ufm[key] = ufm_optimum(y, self.tau, d, relu=nonneg)
+        return self._ufm[key].get("class_mean_gram")
+
+    def _open(self, epoch, rows, st):
+        self.folder.open_metrics(start_epoch=epoch - 1 if self.resume else 0)
+        info = {"writer": self.WRITER, "config": self.options, "k": st.k, "n_train": rows.n,
+                "counts": st.counts.tolist(), "feat_dim": rows.d, "label_mapping": mapping_note(self.classes)}
+        self.folder.write_config(info)
+        self._opened = True
+
+    # -------------------------------------------------------------------------------------------- closing
+    def close(self) -> dict:
+        """Write summary.json, embeddings.npz (the last epoch's features) and the plots; returns the summary."""
+        if self.closed:
+            return self.summary
+        self.closed = True
+        self.folder.close()
+        if self._last is None:
+            self.summary = {}
+            return self.summary
+        rows, y, tf, yt = self._last
+        theorem = bool(self.nonneg_epochs) and all(self.nonneg_epochs)
+        ufm = {f"{'ufm_plus' if key[2] else 'ufm'} counts={list(key[0])}": ufm_summary(v)
+               for key, v in self._ufm.items()}
+        self.summary = self.folder.summary(
+            seconds=time.perf_counter() - self._t0, writer=self.WRITER, k=len(self.classes),
+            counts=np.bincount(y, minlength=len(self.classes)).tolist(),
+            features_nonnegative=theorem, bound_is_theorem=theorem, unit_tol=UNIT_TOL,
+            bound_note=BOUND_NOTE + "; here: bound_is_theorem means every logged epoch's features were unit rows "
+                       f"(| ||h|| - 1 | <= {UNIT_TOL:g}) with entries >= 0",
+            loss_note="loss: SCL (sum form) of the features logged, over the epoch's batches (Monitor)",
+            ufm_optimum=ufm)
+        self.folder.write_summary(self.summary)
+        tfe = None
+        if tf is not None:
+            tfe = ArrayRows(tf).read(0, ArrayRows(tf).n).astype(np.float32)
+        self.folder.save_embeddings(rows.read(0, rows.n).astype(np.float32), y, tfe, yt)
+        if self.plots:
+            from nctheory.harness.plots import plot_run
+
+            plot_run(self.out)
+        return self.summary
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
