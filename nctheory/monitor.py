@@ -189,6 +189,13 @@ def _parse(v):
         return v
 
 
+def _stored(rows: ArrayRows) -> np.ndarray:
+    """The features as embeddings.npz stores them: float64 input stays float64, anything else float32."""
+    dt = str(rows.a.dtype)
+    keep64 = dt in ("float64", "torch.float64")
+    return rows.read(0, rows.n).astype(np.float64 if keep64 else np.float32)
+
+
 def ufm_summary(entry: dict) -> dict:
     """The UFM optimum of a run, JSON-able (its class-mean Gram as a list)."""
     out = {k: v for k, v in entry.items() if k != "class_mean_gram"}
@@ -342,6 +349,7 @@ class Monitor:
         self.folder.save_gram(G)
         self.nonneg_epochs.append(bool(nonneg and st.unit_rows and st.zero_rows == 0))
         self._last = (rows, y, test_features, yt)
+        self._last_features = _stored(rows)  # a copy: the caller may reuse its buffer
         self.last_epoch = epoch
         return row
 
@@ -393,10 +401,9 @@ class Monitor:
             loss_note="loss: SCL (sum form) of the features logged, over the epoch's batches (Monitor)",
             ufm_optimum=ufm)
         self.folder.write_summary(self.summary)
-        tfe = None
-        if tf is not None:
-            tfe = ArrayRows(tf).read(0, ArrayRows(tf).n).astype(np.float32)
-        self.folder.save_embeddings(rows.read(0, rows.n).astype(np.float32), y, tfe, yt)
+        tfe = None if tf is None else _stored(ArrayRows(tf, "test features"))
+        ids = np.asarray(self.classes)  # the labels as given (class ids), so the mapping survives
+        self.folder.save_embeddings(self._last_features, ids[y], tfe, None if yt is None else ids[yt])
         if self.plots:
             from nctheory.harness.plots import plot_run
 

@@ -133,8 +133,12 @@ class Measurer:
             _, Ht = embed_all(model, self.data.x_test, self.cfg.eval_batch, amp_dtype)
             self.last_features = (H.numpy(), Ht.numpy())
         H, Ht = self.last_features
+        y, yt = self.y, self.y_test
+        mapping = self.data.info.get("label_mapping")
+        if isinstance(mapping, list):  # your dataset's own class ids (harness.data), so the mapping survives
+            y, yt = np.asarray(mapping)[y], np.asarray(mapping)[yt]
         # float32: the network's features (embed_all's float64 copies of float32 values, so lossless)
-        return self.folder.save_embeddings(H.astype(np.float32), self.y, Ht.astype(np.float32), self.y_test)
+        return self.folder.save_embeddings(H.astype(np.float32), y, Ht.astype(np.float32), yt)
 
     # -------------------------------------------------------------------------------- files
     def open_csv(self, start_epoch: int) -> None:
