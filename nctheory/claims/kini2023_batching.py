@@ -517,15 +517,16 @@ def check_remark3(budget: Budget) -> Verdict:
        hypotheses=["an arbitrary batching partition of the training set (every sample in some batch)",
                    "one binding example of every class added to every batch", "n_c >= 2, k >= 2, d >= k"],
        statement="After batch-binding, B' satisfies Cor. 2.1 and the OF is the unique optimum geometry of UFM+.",
-       expected="confirmed-under-hypotheses")
+       expected="confirmed")
 def check_batch_binding(budget: Budget) -> Verdict:
     from hypothesis import strategies as st
 
     from nctheory.batching import batch_binding, check_plan, witness_embedding
 
+    # k >= 2 on both sides: with k = 1 there is no class pair to separate, and Alg. 1 is for k-class classification
     @st.composite
     def partitions(draw, inside):
-        k = draw(st.integers(2 if inside else 1, 4))
+        k = draw(st.integers(2, 4))
         sizes = draw(st.lists(st.integers(2 if inside else 1, 4), min_size=k, max_size=k))
         y = np.repeat(np.arange(k), sizes)
         n = y.size
@@ -563,14 +564,20 @@ def check_batch_binding(budget: Budget) -> Verdict:
     r = check_plan(p, with_fix=False)
     H = witness_embedding(r)
     gap = _loss(H, p.labels, p.batches) - _bound(p.labels, p.batches)
+    # The failures are outside the hypotheses (a one-sample class, or samples in no batch), and Kini et al. apply
+    # binding only where they hold (n_c >= 2 is ensured by duplication, §3; every sample is in a batch): the
+    # hypotheses are needed, not exceeded, so the verdict is "confirmed" (rule: nctheory/claims/registry.py).
     return Verdict(
-        "confirmed-under-hypotheses",
+        "confirmed",
         f"Inside (partitions, k >= 2, n_c >= 2; {budget.examples} hypothesis plans, checked at unbounded d and d = k) "
         f"the bound plan always makes the OF unique: every class-c sample shares a batch with the binding example b_c "
         f"and another class (alignment star around b_c), and any class with a second sample gives b_c an "
         f"orthogonality edge to every other b_c'. Outside: labels {y}, batches {parts} + binding -> "
-        f"{[b.tolist() for b in p.batches]}: {r.reason}; explicit non-OF optimum with L - bound = {gap:.1e}.",
+        f"{[b.tolist() for b in p.batches]}: {r.reason}; explicit non-OF optimum with L - bound = {gap:.1e}. That "
+        f"case is outside the hypotheses, which Kini et al. keep wherever they use binding (n_c >= 2 by batch "
+        f"duplication, §3; every sample in a batch): it shows they are needed.",
         details={"bound_plan": [b.tolist() for b in p.batches], "witness_gap": gap},
-        counterexample={"labels": y, "batches": parts, "bound_batches": [b.tolist() for b in p.batches]},
+        counterexample={"labels": y, "batches": parts, "bound_batches": [b.tolist() for b in p.batches],
+                        "H": np.round(H, 12).tolist()},
         corrected_statement=("Batch-binding makes the OF the unique optimum (any d >= k) iff k >= 2, every sample is in "
                              "some batch (not so after drop_last), and no two classes both have a single sample."))
