@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nctheory.claims.registry import Budget, Verdict, claim
+from nctheory.claims.registry import Budget, Verdict, cite, claim
 from nctheory.geometry import prototype_gram
 from nctheory.metrics import delta_to_gram
 from nctheory.prototype_geometry import ENTRY_TOL, finite_geometry, gill_batch_counts, limit_geometry
@@ -74,7 +74,7 @@ def collapse_certificate(geometry: str, R: float, n_w: int) -> dict:
 
 @claim(
     "gill2023.fig3_geometries",
-    source="gill2023-prototypes.md §2 (Def. 2, Def. 3), §3 Prop. 1-2 and Fig. 3",
+    source=cite("gill2023", "§3, Fig. 3 and the paragraph before it; Definitions 2-3 (§2)"),
     hypotheses=[
         "UFM: unit-norm free features, d > rank(G_*)",
         "the n_w -> oo objective of SCL with n_w copies of each fixed unit prototype: the limiting form of Prop. 1 "
@@ -91,6 +91,7 @@ def collapse_certificate(geometry: str, R: float, n_w: int) -> dict:
                "-1/(k-1)); (c) majority-collapse prototypes collapse the majority class means (cosine 1). Gill does "
                "not claim G_M = G_* (Def. 3 convergence) for non-ETF prototypes; Prop. 2 gives it for the ETF."),
     expected="confirmed",
+    kind="certified",
 )
 def check_fig3_geometries(budget: Budget) -> Verdict:
     details: dict = {}

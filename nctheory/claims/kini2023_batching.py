@@ -23,10 +23,9 @@ import math
 
 import numpy as np
 
-from nctheory.claims.registry import Budget, Verdict, claim
+from nctheory.claims.registry import Budget, Verdict, Witness, cite, claim
 from nctheory.claims.search import smallest_counterexample
 
-SRC = "papers/kini2023-relu-batching.md"
 TOL = 1e-9        # float64 loss - bound for explicit H: sums of O(n) logs, round-off ~1e-13
 EPS = 1e-6        # slack of the max-deviation program (>> Clarabel's 1e-8 tolerances)
 DEV_TOL = 1e-2    # unique: measured deviation 2..15 x eps (eps <= 3e-5); non-unique plans give >= 1
@@ -53,6 +52,31 @@ def _is_of(H, y, tol=1e-9) -> bool:
     y = np.asarray(y)
     same = y[:, None] == y[None, :]
     return bool(np.all(np.abs(G[same] - 1) < tol) and np.all(np.abs(G[~same]) < tol))
+
+
+def of_deviation(H, y) -> float:
+    """How far H is from an OF: max over pairs of |G_ij - [y_i = y_j]| (G = H H^T)."""
+    H = np.asarray(H, dtype=np.float64)
+    y = np.asarray(y)
+    return float(np.abs(H @ H.T - (y[:, None] == y[None, :])).max())
+
+
+def non_of_optimum_violation(cex: dict) -> float:
+    """Witness of "the OF is not the unique optimum": the recorded H (rows renormalised) attains the Thm 2
+    bound (the minimum, since the OF attains it and it is a lower bound) of the recorded plan to TOL, and
+    its distance from the OF is the violation (0 when H is not at the bound)."""
+    y = np.asarray(cex["labels"])
+    batches = cex.get("bound_batches", cex.get("batches"))
+    H = np.asarray(cex["H"], dtype=np.float64)
+    H = H / np.linalg.norm(H, axis=1, keepdims=True)
+    if np.any(H < 0) or abs(_loss(H, y, batches, cex.get("tau", 1.0)) - _bound(y, batches, cex.get("tau", 1.0))) > TOL:
+        return 0.0
+    return of_deviation(H, y)
+
+
+NON_OF_OPTIMUM = Witness(non_of_optimum_violation, TOL,
+                         "the non-negative H is at the bound to TOL = 1e-9 (float64 sums of O(n) logs round to "
+                         "~1e-13); its Gram then differs from the OF's by the violation, 0 for an OF")
 
 
 def max_deviation(y, batches, tau: float = 1.0, eps: float | None = None, mask=None) -> float:
@@ -170,10 +194,27 @@ def _hyp_plan_strategy(inside: bool, k_min=1, k_max=3, max_per=3, max_batches=3)
 
 
 # ---- Thm 2 -----------------------------------------------------------------------------------------------
-@claim("kini2023.thm2", source=f"{SRC} Thm 2 (Eq. 5) and App. B", hypotheses=THM2_HYP,
+def thm2_excess(cex: dict) -> float:
+    """Witness: by how much Eq. (5) as printed exceeds the minimum of the recorded plan's loss, L(OF) (the OF
+    attains the corrected bound, a lower bound: nctheory.bounds.batch_bound)."""
+    from nctheory.batching import of_embedding
+
+    y, b, tau = cex["labels"], cex["batches"], cex["tau"]
+    return _bound(y, b, tau, stated=True) - _loss(of_embedding(y), y, b, tau)
+
+
+THM2_WITNESS = Witness(thm2_excess, TOL, "both sides are float64 sums of O(n) logs, rounding ~1e-13 << 1e-9")
+# where Thm 2 is used beyond its hypotheses (batches in which a class appears once)
+THM2_USED_BEYOND = ("Kini et al. §4.2 Remark 1 (batches holding one sample of each of two classes) and App. E.6 "
+                    "Remark 3 (Eq. (10): all permutations cut into batches of any b >= 2) apply Thm 2 and Cor. 2.1 to "
+                    "batches in which a class appears once")
+
+
+@claim("kini2023.thm2", source=cite("kini2023", "§4.2, Theorem 2; proof in App. B", "Eq. (4)-(5)",
+                                     "with temperature: e^{-1} becomes e^{-1/tau}, Remark 2"), hypotheses=THM2_HYP,
        statement=("For any feasible H, L_batch(H) >= sum_B sum_c n_{B,c} log(n_{B,c} - 1 + (n_B - n_{B,c}) e^{-1}), "
                   "with equality iff in every batch same-class samples are equal and different-class samples orthogonal."),
-       expected="confirmed-under-hypotheses")
+       expected="confirmed-under-hypotheses", kind="search", derivations=("kini2023.thm2",), witness=THM2_WITNESS)
 def check_thm2(budget: Budget) -> Verdict:
     from hypothesis import strategies as st
 
@@ -255,7 +296,7 @@ def check_thm2(budget: Budget) -> Verdict:
         ev.append(f"The equality clause also fails outside: labels {y2}, batches {b2} (a single-class batch of "
                   f">= 3 samples): orthonormal H attains the bound without alignment.")
     return Verdict(
-        "confirmed-under-hypotheses", " ".join(ev), details=details,
+        "confirmed-under-hypotheses", " ".join(ev), details=details, used_beyond=THM2_USED_BEYOND,
         counterexample={"labels": y, "batches": b, "tau": tau},
         corrected_statement=(
             "L_batch(H) >= sum_B sum_{c: n_{B,c} >= 2} n_{B,c} log(n_{B,c} - 1 + (n_B - n_{B,c}) e^{-1/tau}) "
@@ -266,10 +307,23 @@ def check_thm2(budget: Budget) -> Verdict:
 
 
 # ---- Cor. 2.1 ---------------------------------------------------------------------------------------------
-@claim("kini2023.cor2_1", source=f"{SRC} Cor. 2.1 and App. B.1", hypotheses=THM2_HYP + ["G = batch interaction graph (Def. 4)"],
+def cor21_disagreement(cex: dict) -> float:
+    """Witness: 1 when the exact uniqueness verdict in dimension d differs from the corollary's conditions, else 0."""
+    from nctheory.batching import check_plan
+
+    r = check_plan(_plan(cex["labels"], cex["batches"]), dim=cex["d"], with_fix=False)
+    return float(r.unique is not None and r.unique != r.paper_conditions["conditions_hold"])
+
+
+COR21_WITNESS = Witness(cor21_disagreement, 0.5, "an exact combinatorial decision (graph connectivity, and at d = k "
+                        "an exhaustive colouring search, nctheory.batching.interaction): disagreement 1, agreement 0")
+
+
+@claim("kini2023.cor2_1", source=cite("kini2023", "§5.1, Corollary 2.1 and Definition 4; proof in App. B.1", "Eq. (4)"),
+       hypotheses=THM2_HYP + ["G = batch interaction graph (Def. 4)"],
        statement=("The global optimizer geometry of UFM+ with mini-batch SCL is unique and an OF iff (1) every G_c is "
                   "connected and (2) every class pair has an edge between G_c1 and G_c2."),
-       expected="refuted")
+       expected="refuted", kind="certified", witness=COR21_WITNESS)
 def check_cor2_1(budget: Budget) -> Verdict:
     from hypothesis import strategies as st
 
@@ -364,14 +418,34 @@ def check_cor2_1(budget: Budget) -> Verdict:
 
 
 # ---- Remark 1 --------------------------------------------------------------------------------------------
-@claim("kini2023.remark1", source=f"{SRC} Remark 1, Fig. 4",
+def remark1_violation(cex: dict) -> float:
+    """Witness: the recorded H is at least as good as both geometries the remark calls optimal (the 3-OF, with
+    and without ReLU, and the ETF) on the literal plan, and is neither: its Gram's distance to the nearer."""
+    from nctheory.batching import of_embedding
+    from nctheory.geometry import simplex_etf
+
+    y, B = np.asarray(cex["labels"]), cex["batches"]
+    H = np.asarray(cex["H"], dtype=np.float64)
+    H = H / np.linalg.norm(H, axis=1, keepdims=True)
+    E = simplex_etf(3)[y]
+    if _loss(H, y, B) > min(_loss(of_embedding(y), y, B), _loss(E, y, B)) + TOL:
+        return 0.0
+    G = H @ H.T
+    return float(min(np.abs(G - (y[:, None] == y[None, :])).max(), np.abs(G - E @ E.T).max()))
+
+
+REMARK1_WITNESS = Witness(remark1_violation, TOL, "float64 loss values compared to TOL = 1e-9 (rounding ~1e-15 "
+                          "here); the Gram distances are then exact up to rounding")
+
+
+@claim("kini2023.remark1", source=cite("kini2023", "§4.2, Remark 1 and Fig. 4", "Eq. (4)"),
        hypotheses=["the remark's own setting, as printed: k = d = 3, y_i = i, B = {{1,2},{1,3},{2,3}} (one sample "
                    "per class, so every class appears once in each batch)",
                    "mini-batch SCL (Eq. 4); an anchor without a positive contributes 0 (the project's convention)"],
        statement=("(i) Without non-negativity the batch-wise optima (antipodal pairs) are incompatible and the overall "
                   "optimum is an ETF; (ii) with non-negativity the batch-wise optima (orthogonal pairs) are compatible "
                   "and the overall optimum is the 3-OF."),
-       expected="refuted")
+       expected="refuted", kind="exact", witness=REMARK1_WITNESS)
 def check_remark1(budget: Budget) -> Verdict:
     from nctheory.batching import duplicate_views
     from nctheory.losses.gram import scl_form
@@ -435,12 +509,13 @@ def check_remark1(budget: Budget) -> Verdict:
 
 
 # ---- Fig. 5 ---------------------------------------------------------------------------------------------
-@claim("kini2023.fig5", source=f"{SRC} Sec. 4.2, Fig. 5 (plan reconstructed from the text: examples/plans/kini2023_fig5.json)",
+@claim("kini2023.fig5", source=cite("kini2023", "§4.2, Fig. 5 and its paragraph", "Eq. (4)",
+                                     "the plan is reconstructed from the text: examples/plans/kini2023_fig5.json"),
        hypotheses=["k = 3, d = 3, UFM+", "B = {B1, B2}; samples 1..8 -> 0..7, class 0 = {0..3}, class 1 = {4,5}, "
                    "class 2 = {6,7}, B1 = {0,1,4,5}, B2 = {2,3,6,7} (reconstruction)"],
        statement=("A non-OF geometry minimises mini-batch SCL: h1 and h3 differ although same class, h3,h4 align with "
                   "h5,h6 (different labels), and h7,h8 are not orthogonal to h1,h2."),
-       expected="confirmed")
+       expected="confirmed", kind="exact")
 def check_fig5(budget: Budget) -> Verdict:
     from nctheory.batching import check_plan
 
@@ -467,12 +542,29 @@ def check_fig5(budget: Budget) -> Verdict:
 
 
 # ---- Remark 3 --------------------------------------------------------------------------------------------
-@claim("kini2023.remark3", source=f"{SRC} App. E.6, Remark 3 (Eq. 10)",
+def all_permutation_batches(n: int, b: int) -> list[list[int]]:
+    """The distinct batches of Eq. (10): every permutation of [n] cut into n/b blocks of b (= all b-subsets)."""
+    sets = set()
+    for perm in itertools.permutations(range(n)):
+        for s in range(0, n, b):
+            sets.add(tuple(sorted(perm[s:s + b])))
+    return [list(s) for s in sorted(sets)]
+
+
+def remark3_violation(cex: dict) -> float:
+    """Witness: the recorded non-OF H is an optimum of Eq. (10) for the recorded n, b and labels."""
+    return non_of_optimum_violation({**cex, "batches": all_permutation_batches(cex["n"], cex["b"])})
+
+
+REMARK3_WITNESS = Witness(remark3_violation, TOL, NON_OF_OPTIMUM.reason)
+
+
+@claim("kini2023.remark3", source=cite("kini2023", "App. E.6, Remark 3", "Eq. (10)"),
        hypotheses=["all n! permutations of [n], each cut into n/b batches of size b", "b >= 2, b divides n",
                    "n_c >= 2, d >= k, UFM+"],
        statement=("The batch interaction graph of Eq. (10) is complete, so it satisfies Cor. 2.1 and the OF is the "
                   "unique minimiser geometry of Eq. (10)."),
-       expected="refuted")
+       expected="refuted", kind="certified", witness=REMARK3_WITNESS)
 def check_remark3(budget: Budget) -> Verdict:
     from nctheory.batching import check_plan, witness_embedding
 
@@ -486,11 +578,8 @@ def check_remark3(budget: Budget) -> Verdict:
             for b in range(2, n + 1):
                 if n % b:
                     continue
-                sets = set()
-                for perm in itertools.permutations(range(n)):
-                    for s in range(0, n, b):
-                        sets.add(tuple(sorted(perm[s:s + b])))
-                batches = [list(s) for s in sorted(sets)]
+                batches = all_permutation_batches(n, b)
+                sets = {tuple(B) for B in batches}
                 r = check_plan(_plan(y, batches), with_fix=False)
                 complete = len({(i, j) for s in sets for i, j in itertools.combinations(s, 2)}) == n * (n - 1) // 2
                 row = {"n": n, "k": k, "b": b, "complete_graph": complete, "unique": r.unique}
@@ -538,11 +627,11 @@ def check_remark3(budget: Budget) -> Verdict:
 
 
 # ---- batch-binding (Alg. 1) --------------------------------------------------------------------------------
-@claim("kini2023.batch_binding", source=f"{SRC} Sec. 5.2, Alg. 1, App. E.5.1",
+@claim("kini2023.batch_binding", source=cite("kini2023", "§5.2, Algorithm 1; App. E.5.1", "Eq. (4)"),
        hypotheses=["an arbitrary batching partition of the training set (every sample in some batch)",
                    "one binding example of every class added to every batch", "n_c >= 2, k >= 2, d >= k"],
        statement="After batch-binding, B' satisfies Cor. 2.1 and the OF is the unique optimum geometry of UFM+.",
-       expected="confirmed")
+       expected="confirmed", kind="search", witness=NON_OF_OPTIMUM)
 def check_batch_binding(budget: Budget) -> Verdict:
     from hypothesis import strategies as st
 
