@@ -171,3 +171,15 @@ def test_sources_cite_papers_inside_the_repository():
     for f in files:
         hits = [ln for ln in f.read_text().splitlines() if bad.search(ln)]
         assert not hits, (f.name, hits[:3])
+
+
+def test_the_readme_verdict_table_is_the_verify_table():
+    """README.md's table is `nctheory verify --markdown` output; its rows equal the committed verdicts, which are a
+    run's whenever `nctheory verify` exits 0."""
+    from nctheory.cli.cmd_verify import committed_rows, verdict_table
+
+    text = (ROOT / "README.md").read_text()
+    begin, end = "<!-- verdict table: nctheory verify --markdown -->\n", "\n<!-- end verdict table -->"
+    assert begin in text and end in text
+    block = text.split(begin, 1)[1].split(end, 1)[0]
+    assert block == verdict_table(committed_rows())
