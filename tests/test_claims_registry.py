@@ -167,7 +167,9 @@ def test_sources_cite_papers_inside_the_repository():
         for text in (str(c.source), c.statement, *c.hypotheses):
             assert not bad.search(text), (c.id, text)
     files = [*(ROOT / "nctheory" / "claims").glob("*.py"), ROOT / "README.md", ROOT / "DEVELOPERS.md",
-             ROOT / "nctheory" / "metrics.py", ROOT / "nctheory" / "cli" / "cmd_verify.py"]
+             ROOT / "nctheory" / "metrics.py", ROOT / "nctheory" / "cli" / "cmd_verify.py",
+             *(ROOT / "experiments").glob("*.md"), *(ROOT / "experiments").glob("*.json"),
+             *(ROOT / "benchmarks").glob("*.md")]
     for f in files:
         hits = [ln for ln in f.read_text().splitlines() if bad.search(ln)]
         assert not hits, (f.name, hits[:3])
