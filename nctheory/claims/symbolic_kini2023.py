@@ -205,9 +205,7 @@ def check_thm2_symbolic(budget: Budget) -> Verdict:
         used_beyond=THM2_USED_BEYOND,
         counterexample={"labels": y.tolist(), "batches": batches, "tau": 1.0, "loss_at_OF": L, "stated": stated,
                         "derived": batch_bound(y, batches, 1.0)},
-        corrected_statement="sum over batches of the Thm 1 bound over classes with n_{B,c} >= 2 (one-sample classes "
-                            "count only as negatives); classes absent from a batch contribute 0",
-    )
+    )  # the corrected statement is the search check's (kini2023_batching.check_thm2), which covers the equality clause
 
 
 @claim(
