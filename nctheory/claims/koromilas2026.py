@@ -288,14 +288,17 @@ def imbalanced_counts(max_total: int, Ks=(2, 3)):
 
 
 def better_than_nc_point(loss: str, counts, tau: float) -> dict:
-    """An explicit configuration (unit features U, unit prototypes W, rows of a factor of the certified solver's
-    Gram matrix) for the given counts, to be compared with NC + ETF by the torch loss."""
-    from nctheory.solvers import solve_gram
+    """An explicit configuration for the given counts (unit features U and prototypes W in dimension M + K, from
+    the first-order solver on the torch loss: independent of the certified program), to be compared with NC + ETF."""
+    from nctheory.solvers.riemannian import solve_riemannian
 
+    fn = {"normface": normface, "ntce": ntce, "nonl": nonl}[loss]
     y = np.repeat(np.arange(len(counts)), counts)
-    r = solve_gram(FORMS[loss](y, len(counts), tau), y=y, k=len(counts), n_samples=y.size)
+    yt, M = torch.as_tensor(y), y.size
+    r = solve_riemannian(lambda Z: fn(Z[:M], yt, Z[M:], tau), M + len(counts), M + len(counts), restarts=4, seed=0,
+                         max_iter=3000, gtol=1e-9, device="cpu")
     Z = r.Z / np.linalg.norm(r.Z, axis=1, keepdims=True)
-    return {"loss": loss, "U": Z[:y.size].tolist(), "W": Z[y.size:].tolist()}
+    return {"loss": loss, "U": Z[:M].tolist(), "W": Z[M:].tolist()}
 
 
 def thm41_violation(cex: dict) -> float:
