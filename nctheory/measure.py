@@ -45,6 +45,7 @@ from nctheory import bounds
 from nctheory import metrics as M
 from nctheory.errors import InputError, NCTheoryError
 from nctheory.geometry import as_float64
+from nctheory.validate import check_budget, estimate_bytes, input_file, real_array
 
 CHUNK_ROWS = 4096  # rows per chunk: 4096 x 2048 float64 = 64 MiB, and a 4096 x 4096 loss tile = 128 MiB
 # |‖h_i‖ - 1| allowed for "unit rows": float32 normalisation (F.normalize) leaves |‖h‖ - 1| of a few
@@ -93,20 +94,9 @@ class ArrayRows(FeatureRows):
     """A numpy array, np.memmap or torch tensor (any device or dtype)."""
 
     def __init__(self, a, name: str = "features"):
+        # dtype and shape checked here (nctheory.validate); finiteness chunk by chunk as the rows are read
+        a = real_array(a, name, ndim=2, finite=False)
         self.torch = hasattr(a, "detach") and hasattr(a, "cpu")
-        if self.torch:
-            if a.is_complex() or not (a.is_floating_point() or str(a.dtype).startswith(("torch.int", "torch.uint"))):
-                raise InputError(f"{name} must hold real numbers, got dtype {a.dtype}")
-        else:
-            if not isinstance(a, np.ndarray):
-                try:
-                    a = np.asarray(a, dtype=np.float64)
-                except (TypeError, ValueError) as exc:
-                    raise InputError(f"{name} must be a numeric (n, d) array: {exc}") from None
-            if a.dtype.kind not in "fiu" or a.dtype.kind == "b":
-                raise InputError(f"{name} must hold real numbers, got dtype {a.dtype}")
-        if a.ndim != 2:
-            raise InputError(f"{name} must be 2-dimensional (one row per sample), got shape {tuple(a.shape)}")
         if a.shape[0] == 0 or a.shape[1] == 0:
             raise InputError(f"{name} is empty (shape {tuple(a.shape)})")
         self.a, self.n, self.d, self.name = a, int(a.shape[0]), int(a.shape[1]), name
@@ -206,9 +196,7 @@ def load_features(path) -> FeatureFile:
     """Read features from ``.npy`` (streamed), ``.npz`` (keys features, labels, test_features, test_labels;
     loaded whole: zip members cannot be read by row) or ``.pt`` / ``.pth`` (a tensor, or a dict with those
     keys; memory-mapped by torch when saved in its zip format)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"features file {str(p)!r} does not exist")
+    p = input_file(path, "FEATURES", suffixes=(".npy", ".npz", ".pt", ".pth"))
     suffix = p.suffix.lower()
     if suffix == ".npy":
         return FeatureFile(NpyRows(p), source=str(p))
@@ -234,7 +222,6 @@ def load_features(path) -> FeatureFile:
         if isinstance(obj, dict):
             return _from_mapping(obj, p)
         raise InputError(f"{p} holds a {type(obj).__name__}; expected a tensor or a dict with key 'features'")
-    raise InputError(f"features file {p.name!r}: use .npy, .npz (keys features, labels) or .pt")
 
 
 def _from_mapping(arrs: dict, p: Path) -> FeatureFile:
@@ -250,12 +237,10 @@ def _from_mapping(arrs: dict, p: Path) -> FeatureFile:
                        arrs.get("test_labels"), str(p))
 
 
-def read_label_file(path) -> np.ndarray:
+def read_label_file(path, flag: str = "--labels") -> np.ndarray:
     """Class ids from ``.npy`` / ``.npz`` (key labels) / ``.pt`` / ``.json`` (a list, or {"labels": [...]}) /
     text (one id per line; integers or strings)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"labels file {str(p)!r} does not exist")
+    p = input_file(path, flag)
     suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
@@ -774,6 +759,9 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
         _check_plan_labels(plan, y, raw)
     if test_features is None and ff.test_features is not None:
         test_features, test_labels = ff.test_features, ff.test_labels
+    check_budget(memory_estimate(rows.n, rows.d, k, _check_chunk(chunk_rows)),
+                 f"measuring {rows.n} x {rows.d} features of {k} classes {chunk_rows} rows at a time",
+                 "use a smaller --chunk-rows")
     st = accumulate(rows, y, k, chunk_rows=chunk_rows, progress=progress)
     counts = st.counts
     report = {"features": ff.source or rows.name, "n": rows.n, "d": rows.d, "k": k, "counts": counts.tolist(),
@@ -821,7 +809,7 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
             raise InputError(f"test features have dimension {trows.d}, features {rows.d}")
         if test_labels is None:
             raise InputError("test features need test labels (--test-labels)")
-        traw = read_label_file(test_labels) if isinstance(test_labels, (str, Path)) else test_labels
+        traw = read_label_file(test_labels, "--test-labels") if isinstance(test_labels, (str, Path)) else test_labels
         yt, _ = encode_labels(traw, classes, "test labels")
         if yt.size != trows.n:
             raise InputError(f"{yt.size} test labels for {trows.n} test feature rows")
@@ -829,6 +817,17 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
     report["ncc_accuracy"] = ncc
     report["seconds"] = time.perf_counter() - t0
     return report
+
+
+def memory_estimate(n: int, d: int, k: int, chunk_rows: int) -> int:
+    """Bytes :func:`measure` holds at most (float64): a chunk and its working copies (rows, normalised rows,
+    centred rows, the class-sorted copy, projections: 6 x chunk_rows x d), a loss tile and its exponential and
+    mask (3 x chunk_rows^2), the class statistics (sums, normalised sums, means: 6 x k x d), a class's scatter
+    matrix and its eigen-decomposition (2 x d^2) and the labels with their sort orders (4 x n int64).
+    benchmarks/RESULTS-measure.md compares it with the measured peak."""
+    c = min(int(chunk_rows), int(n))
+    return (estimate_bytes((c, d), copies=6) + estimate_bytes((c, c), copies=3) + estimate_bytes((k, d), copies=6)
+            + estimate_bytes((d, d), copies=2) + estimate_bytes((n,), dtype="int64", copies=4))
 
 
 def ncc_streamed(means, rows: FeatureRows, y, chunk_rows: int = CHUNK_ROWS) -> int:

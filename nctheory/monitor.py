@@ -34,7 +34,6 @@ Columns of metrics.csv
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import math
@@ -49,6 +48,10 @@ from nctheory._json import jsonable
 from nctheory.errors import InputError
 from nctheory.measure import (CHUNK_ROWS, UNIT_TOL, ArrayRows, accumulate, encode_labels, geometry_from_statistics,
                               mapping_note, scl_plan, scl_streamed, ufm_optimum)
+from nctheory.runfolder import (MAX_EPOCH, TENSORBOARD_DIR, TIMING_COLUMNS, RunLock,  # noqa: F401 (TIMING_COLUMNS: re-exported)
+                                atomic_save_npy, atomic_write, atomic_write_csv, atomic_write_json, read_metrics_csv,
+                                repair_metrics_csv, run_state)
+from nctheory.validate import output_dir
 
 BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
                 "images_per_second", "zero_feature_rows"]
@@ -57,19 +60,15 @@ GEOMETRY_COLUMNS = ["delta_to_of", "delta_to_etf", "delta_to_prototypes", "delta
 KOROMILAS_COLUMNS = ["erank_intra", "erank_inter", "erank_weights", "align_weight_instance", "align_weight_class",
                      "mir", "hdr"]
 COLUMNS = BASE_COLUMNS + GEOMETRY_COLUMNS + KOROMILAS_COLUMNS
-TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns allowed to differ between reruns
 
 BOUND_NOTE = ("Kini et al. Thm 1/2 with e^{-1/tau}, summed over the epoch's batches with their view duplication; "
               "a theorem for unit features in the non-negative orthant; with signed features it is reported for "
               "reference only, and in an epoch with zero_feature_rows > 0 it is outside its hypotheses")
 
 
-def write_json(obj, path: Path) -> None:
-    """Write JSON atomically (a temporary file, then os.replace)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=jsonable) + "\n")
-    os.replace(tmp, path)
+def write_json(obj, path) -> Path:
+    """A run file's JSON (config.json, summary.json), written atomically (:func:`nctheory.runfolder.atomic_write`)."""
+    return atomic_write_json(path, obj, default=jsonable)
 
 
 def tensorboard_available() -> bool:
@@ -83,36 +82,57 @@ def check_tensorboard(wanted: bool) -> None:
 
 class RunFolder:
     """The files of a run folder (module docstring): config.json, metrics.csv rows, summary.json,
-    gram_final.npy, embeddings.npz and optional TensorBoard event files."""
+    gram_final.npy, embeddings.npz and optional TensorBoard event files. Every file is written atomically
+    (:mod:`nctheory.runfolder`); metrics.csv is rewritten whole after each row, so a kill leaves the old
+    file or the new one. The caller holds the folder's :class:`nctheory.runfolder.RunLock`."""
 
     def __init__(self, out, tensorboard: bool = False):
         self.out = Path(out)
-        self.rows: list[dict] = []
+        self.rows: list[dict] = []   # parsed values (floats, text)
+        self._csv: list[dict] = []   # the same rows as written (strings)
         check_tensorboard(tensorboard)
         self.tensorboard = bool(tensorboard)
         self._tb = None
 
     # ---- metrics.csv
     def open_metrics(self, start_epoch: int = 0) -> None:
-        """Start metrics.csv, keeping the rows of epochs <= start_epoch of an existing one (a resumed run)."""
+        """Start metrics.csv; resuming after epoch ``start_epoch`` of a checkpoint, keep its rows 1..start_epoch
+        (:func:`nctheory.runfolder.repair_metrics_csv`: rows after it and a torn last line dropped, missing rows
+        refused)."""
         path = self.out / "metrics.csv"
-        kept = []
-        if start_epoch > 0 and path.exists():
-            with open(path, newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(float(r["epoch"])) <= start_epoch]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(kept)
-        self.rows = [{k: _parse(v) for k, v in r.items()} for r in kept]
+        rows = repair_metrics_csv(path, start_epoch, fieldnames=COLUMNS).rows if start_epoch > 0 else []
+        self._set_rows(rows)
+
+    def continue_metrics(self, last_epoch: int) -> None:
+        """Continue a metrics.csv without a checkpoint (a Monitor run): keep the rows of epochs <= last_epoch
+        (:func:`nctheory.runfolder.read_metrics_csv` checks the file) and write empty rows up to it."""
+        path = self.out / "metrics.csv"
+        rows = []
+        if path.exists() and last_epoch > 0:
+            rows = [r for r in read_metrics_csv(path, fieldnames=COLUMNS).rows if int(r["epoch"]) <= last_epoch]
+        rows += [{c: (str(e) if c == "epoch" else "") for c in COLUMNS} for e in range(len(rows) + 1, last_epoch + 1)]
+        self._set_rows(rows)
+
+    def _set_rows(self, rows: list[dict]) -> None:
+        self._csv = [{c: r.get(c, "") for c in COLUMNS} for r in rows]
+        self.rows = [{k: _parse(v) for k, v in r.items()} for r in self._csv]
+        atomic_write_csv(self.out / "metrics.csv", COLUMNS, self._csv)
 
     def write_row(self, row: dict) -> None:
+        """Append epoch ``row["epoch"]``'s row (epochs run 1, 2, ... in metrics.csv: a later epoch first gets
+        empty rows for the epochs between, which were not measured)."""
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise RuntimeError(f"metrics row has unknown columns {sorted(unknown)}")
+        epoch = int(row["epoch"])
+        if epoch <= len(self._csv):
+            raise RuntimeError(f"metrics row for epoch {epoch} after epoch {len(self._csv)}")
+        for e in range(len(self._csv) + 1, epoch):
+            self._csv.append({c: (str(e) if c == "epoch" else "") for c in COLUMNS})
+            self.rows.append({c: (float(e) if c == "epoch" else "") for c in COLUMNS})
+        self._csv.append({c: _fmt(row.get(c)) for c in COLUMNS})
         self.rows.append(row)
-        with open(self.out / "metrics.csv", "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=COLUMNS).writerow({c: _fmt(row.get(c)) for c in COLUMNS})
+        atomic_write_csv(self.out / "metrics.csv", COLUMNS, self._csv)
         if self.tensorboard:
             self._tensorboard_row(row)
 
@@ -120,7 +140,7 @@ class RunFolder:
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.out / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(self.out / TENSORBOARD_DIR))
         step = int(row["epoch"])
         for c in COLUMNS:
             v = row.get(c)
@@ -133,18 +153,14 @@ class RunFolder:
         write_json(info, self.out / "config.json")
 
     def save_gram(self, G) -> None:
-        np.save(self.out / "gram_final.npy", np.asarray(G, dtype=np.float64))
+        atomic_save_npy(self.out / "gram_final.npy", np.asarray(G, dtype=np.float64))
 
     def save_embeddings(self, features, labels, test_features=None, test_labels=None) -> Path:
         """embeddings.npz (keys features, labels, test_features, test_labels), written atomically."""
         arrs = {"features": np.asarray(features), "labels": np.asarray(labels)}
         if test_features is not None:
             arrs["test_features"], arrs["test_labels"] = np.asarray(test_features), np.asarray(test_labels)
-        path = self.out / "embeddings.npz"
-        tmp = self.out / "embeddings.tmp.npz"
-        np.savez(tmp, **arrs)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.out / "embeddings.npz", lambda f: np.savez(f, **arrs))
 
     def final_values(self) -> dict:
         """The last non-empty value of every column."""
@@ -156,11 +172,13 @@ class RunFolder:
         return final
 
     def summary(self, **extra) -> dict:
-        counted = [r for r in self.rows if isinstance(r.get("zero_feature_rows"), (int, float))]
+        counted = [r for r in self.rows if isinstance(r.get("zero_feature_rows"), (int, float))
+                   and not (isinstance(r["zero_feature_rows"], float) and math.isnan(r["zero_feature_rows"]))]
+        measured = [r for r in self.rows if any(v not in ("", None) for c, v in r.items() if c != "epoch")]
         out = {"epochs": len(self.rows), **extra, "final": self.final_values(),
                "epochs_with_zero_feature_rows": [int(r["epoch"]) for r in counted if r["zero_feature_rows"] > 0]}
-        if len(counted) < len(self.rows):  # epochs of a run resumed from a version that did not count them
-            out["epochs_without_zero_row_count"] = [int(r["epoch"]) for r in self.rows if r not in counted]
+        if len(counted) < len(measured):  # epochs of a run resumed from a version that did not count them
+            out["epochs_without_zero_row_count"] = [int(r["epoch"]) for r in measured if r not in counted]
         return out
 
     def write_summary(self, summary: dict) -> None:
@@ -205,26 +223,17 @@ def ufm_summary(entry: dict) -> dict:
 
 
 def run_writer(out) -> str | None:
-    """Who wrote the run in folder ``out``: "nctheory train", "nctheory.Monitor", or None (no run there)."""
+    """Who wrote the run folder ``out``, by its config.json: "nctheory train", "nctheory.Monitor", or None
+    (no config.json saying so: no run, or one written before config.json named its writer; a checkpoint
+    means ``nctheory train``)."""
     out = Path(out)
-    if (out / "checkpoint.pt").exists():
-        return "nctheory train"
-    cfg = out / "config.json"
-    if cfg.exists():
-        try:
-            info = json.loads(cfg.read_text())
-        except ValueError:
-            info = {}
-        if isinstance(info, dict) and info.get("writer"):
-            return str(info["writer"])
-    return "unknown" if _has_rows(out / "metrics.csv") else None
-
-
-def _has_rows(path: Path) -> bool:
-    if not path.exists():
-        return False
-    with open(path, newline="") as f:
-        return len(f.read().splitlines()) > 1
+    try:
+        info = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        info = None
+    if isinstance(info, dict) and isinstance(info.get("writer"), str):
+        return info["writer"]
+    return "nctheory train" if (out / "checkpoint.pt").exists() else None
 
 
 # ============================================================================================ Monitor
@@ -268,16 +277,22 @@ class Monitor:
         self.plan = _plan(plan)
         if config is not None and not isinstance(config, dict):
             raise InputError(f"config must be a dict of your settings, got {type(config).__name__}")
-        self.out = Path(out_dir)
-        writer = run_writer(self.out)
-        if writer == "nctheory train":
-            raise InputError(f"{self.out} holds an `nctheory train` run; give Monitor another folder")
-        if writer is not None and not resume:
-            raise InputError(f"{self.out} already holds a run; pass resume=True to continue it, or another folder")
+        self.out = output_dir(out_dir, "out_dir")
+        check_tensorboard(tensorboard)
+        self._lock = RunLock(self.out).acquire()  # one writer; released by close() (or when the process ends)
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create {self.out}: {exc.strerror}") from None
+            state = run_state(self.out)
+            writer = run_writer(self.out)
+            if (self.out / "checkpoint.pt").exists() or writer == "nctheory train":
+                raise InputError(f"{self.out} holds an `nctheory train` run; give Monitor another folder")
+            if state.kind != "new" and not resume:
+                raise InputError(f"{self.out} already holds a run ({state.kind}); pass resume=True to continue a "
+                                 "Monitor run, or give another folder")
+            if state.kind != "new" and writer != self.WRITER:
+                raise InputError(f"{self.out} holds files that are not a Monitor run; give Monitor another folder")
+        except BaseException:
+            self._lock.release()
+            raise
         self.folder = RunFolder(self.out, tensorboard)
         self.options = {"tau": self.tau, "name": name, "loss": bool(loss), "ufm_optimum": bool(ufm_optimum),
                         "koromilas_metrics": bool(koromilas_metrics), "tensorboard": bool(tensorboard),
@@ -308,6 +323,8 @@ class Monitor:
         epoch = int(epoch)
         if self.last_epoch is not None and epoch <= self.last_epoch:
             raise InputError(f"epoch {epoch} logged after epoch {self.last_epoch}: epochs must increase")
+        if epoch > MAX_EPOCH:
+            raise InputError(f"epoch must be at most {MAX_EPOCH}, got {epoch}")
         rows = ArrayRows(features)
         y, classes = encode_labels(labels, self.classes)
         if y.size != rows.n:
@@ -372,7 +389,8 @@ class Monitor:
         return self._ufm[key].get("class_mean_gram")
 
     def _open(self, epoch, rows, st):
-        self.folder.open_metrics(start_epoch=epoch - 1 if self.resume else 0)
+        # epochs before the first one logged: a resumed run keeps its rows up to there, a new one has none
+        self.folder.continue_metrics(epoch - 1 if self.resume else 0)
         info = {"writer": self.WRITER, "config": self.options, "k": st.k, "n_train": rows.n,
                 "counts": st.counts.tolist(), "feat_dim": rows.d, "label_mapping": mapping_note(self.classes)}
         self.folder.write_config(info)
@@ -384,7 +402,13 @@ class Monitor:
         if self.closed:
             return self.summary
         self.closed = True
-        self.folder.close()
+        try:
+            return self._finish()
+        finally:
+            self.folder.close()
+            self._lock.release()
+
+    def _finish(self) -> dict:
         if self._last is None:
             self.summary = {}
             return self.summary
@@ -405,7 +429,7 @@ class Monitor:
         ids = np.asarray(self.classes)  # the labels as given (class ids), so the mapping survives
         self.folder.save_embeddings(self._last_features, ids[y], tfe, None if yt is None else ids[yt])
         if self.plots:
-            from nctheory.harness.plots import plot_run
+            from nctheory.runplots import plot_run
 
             plot_run(self.out)
         return self.summary

@@ -3,9 +3,11 @@ restarts.
 
 A run folder (written by ``nctheory train``) holds
 
-    config.json  metrics.csv  checkpoint.pt  summary.json  gram_final.npy   the run's data (RUN_DATA_FILES)
+    config.json  metrics.csv  checkpoint.pt  summary.json  gram_final.npy  embeddings.npz
+                                                                           the run's data (RUN_DATA_FILES)
     loss.png excess.png geometry.png collapse.png accuracy.png gram_final.png   its plots (RUN_PLOT_FILES)
     run.lock                                                               while a process trains in it
+    tensorboard/                                                           event files, when asked for
 
 Rules this module provides (the trainer and every command call them; see each function):
 
@@ -47,12 +49,14 @@ from typing import Callable, Iterable
 from nctheory.errors import InputError
 
 LOCK_NAME = "run.lock"
-RUN_DATA_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "gram_final.npy")
+RUN_DATA_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "gram_final.npy", "embeddings.npz")
 RUN_PLOT_FILES = ("loss.png", "excess.png", "geometry.png", "collapse.png", "accuracy.png", "gram_final.png")
 RUN_FILES = RUN_DATA_FILES + RUN_PLOT_FILES + (LOCK_NAME,)
 # files a run writes before its first checkpoint (config.json first, then metrics.csv's header and the
-# first epoch's row, then checkpoint.pt); a folder holding only these is "unstarted"
-BEFORE_FIRST_CHECKPOINT = ("config.json", "metrics.csv", "gram_final.npy", LOCK_NAME)
+# first epoch's row (with its TensorBoard events when asked for), then checkpoint.pt); a folder holding only
+# these is "unstarted"
+TENSORBOARD_DIR = "tensorboard"
+BEFORE_FIRST_CHECKPOINT = ("config.json", "metrics.csv", "gram_final.npy", LOCK_NAME, TENSORBOARD_DIR)
 MAX_EPOCH = 10**9  # the largest epoch number a metrics.csv may name (TrainConfig.epochs has the same bound)
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")  # the only columns two runs of one config differ in
 _TMP_RE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # atomic_write's temporary names
@@ -554,7 +558,7 @@ def run_state(folder) -> RunState:
 
 def clear_unstarted(folder) -> list[str]:
     """Remove the files of a run killed before its first checkpoint (config.json, metrics.csv,
-    gram_final.npy, temporary files of atomic writes; the lock file only when nobody holds it), so that
+    gram_final.npy, tensorboard/, temporary files of atomic writes; the lock file only when nobody holds it), so that
     the run restarts cleanly. Refused (InputError) unless :func:`run_state` says "unstarted" or "new".
     Returns the names removed."""
     st = run_state(folder)
@@ -568,6 +572,11 @@ def clear_unstarted(folder) -> list[str]:
         if name == LOCK_NAME:
             continue  # the lock file belongs to whoever holds the lock (possibly the caller)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(st.folder / name)
+            if name == TENSORBOARD_DIR and (st.folder / name).is_dir() and not (st.folder / name).is_symlink():
+                import shutil
+
+                shutil.rmtree(st.folder / name)
+            else:
+                os.unlink(st.folder / name)
             removed.append(name)
     return removed

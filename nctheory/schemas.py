@@ -84,6 +84,7 @@ TRAIN_CONFIG = {
     "ufm_optimum": _BOOL,
     "koromilas_metrics": _BOOL,
     "progress": _BOOL,
+    "tensorboard": Field("bool", doc="TensorBoard event files in the run folder (needs the tensorboard package)"),
     "name": _STR,
 }
 

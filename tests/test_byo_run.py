@@ -21,7 +21,7 @@ from nctheory import measure as ms
 from nctheory.batching import PlanBatchSampler, make_plan
 from nctheory.cli import main as cli_main
 from nctheory.errors import InputError
-from nctheory.harness.plots import read_metrics
+from nctheory.runplots import read_metrics
 from nctheory.harness.train import TrainConfig, train
 from nctheory.losses import scl, scl_batches
 from nctheory.monitor import COLUMNS, tensorboard_available

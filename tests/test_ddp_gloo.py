@@ -150,7 +150,7 @@ def test_without_gather_the_gradient_differs():
 
 def test_train_loop_two_processes_matches_one(ddp_run, tmp_path):
     """train() under 2 gloo processes logs the same epoch losses and bounds as under 1 process."""
-    from nctheory.harness.plots import read_metrics
+    from nctheory.runplots import read_metrics
     from nctheory.harness.train import TrainConfig, train
 
     train(TrainConfig(**_train_cfg()), tmp_path / "single")

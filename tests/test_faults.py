@@ -3,8 +3,8 @@ first checkpoint, a kill during a metrics.csv rewrite, SIGTERM to `verify --jobs
 die with their parent.
 
 The run-folder layer is exercised through tests/standin_trainer.py (the sequence train.py is to adopt).
-The same faults against the real `nctheory train` are at the end, marked xfail(strict=True) until the
-trainer adopts nctheory.runfolder (they are the integration step's work list).
+The same faults against the real `nctheory train`, which follows that sequence (harness/train.py), are at
+the end.
 """
 
 from __future__ import annotations
@@ -251,8 +251,6 @@ def trained(tmp_path_factory):
     return run
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: train takes no lock: train --resume on a folder another process "
-                                       "trains in runs concurrently instead of exiting 2 at once")
 def test_real_train_second_process_on_a_folder_in_use(trained, tmp_path, capsys):
     """The folder is locked as a running trainer holds it (RunLock); the second train must exit 2 at once."""
     import shutil
@@ -268,8 +266,6 @@ def test_real_train_second_process_on_a_folder_in_use(trained, tmp_path, capsys)
     assert rc == 2 and "is in use by pid" in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a run folder left by a kill before the first checkpoint can be "
-                                       "neither rerun nor resumed")
 def test_real_train_folder_without_checkpoint_restarts(tmp_path):
     from nctheory.cli import main
 
@@ -280,8 +276,6 @@ def test_real_train_folder_without_checkpoint_restarts(tmp_path):
     assert main(TRAIN[3:] + ["--epochs", "1", "--out", str(run)]) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: resume never checks metrics.csv against the checkpoint's epoch "
-                                       "(a header-only file resumes)")
 def test_real_train_resume_with_header_only_metrics_refused(trained, tmp_path, capsys):
     import shutil
 

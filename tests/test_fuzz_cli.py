@@ -210,6 +210,14 @@ def _big_plan(k, m):
     return _write("p.json", json.dumps({"labels": labels, "batches": [list(range(len(labels)))]}))
 
 
+def _npy(name, array, labels_name=None, labels_text=None):
+    def setup(case_dir, env):
+        np.save(case_dir / name, array)
+        if labels_name:
+            (case_dir / labels_name).write_text(labels_text)
+    return setup
+
+
 def _file(name):
     def setup(case_dir, env):
         (case_dir / name).write_text("x")
@@ -355,39 +363,30 @@ CASES = [
     Case("train", "synthetic_n_per_class_1e8", ["train", *TRAIN_FAST, "--set",
                                                 'synthetic={"k": 2, "n_per_class": 100000000}', "--out", "r"],
          timeout=HANG_TIMEOUT, xfail="issue 15: synthetic n_per_class 1e8 fails only at allocation"),
-    Case("train", "out_under_a_file", ["train", *TRAIN_FAST, "--out", "f/r"], setup=_file("f"),
-         xfail="issue 15: train --out under a file: traceback"),
-    Case("train", "out_on_an_existing_file", ["train", *TRAIN_FAST, "--out", "f"], setup=_file("f"),
-         xfail="issue 15: train --out on an existing file: traceback"),
-    Case("train", "out_in_proc", ["train", *TRAIN_FAST, "--out", "/proc/r"],
-         xfail="issue 15: train --out in /proc: traceback"),
+    Case("train", "out_under_a_file", ["train", *TRAIN_FAST, "--out", "f/r"], setup=_file("f")),
+    Case("train", "out_on_an_existing_file", ["train", *TRAIN_FAST, "--out", "f"], setup=_file("f")),
+    Case("train", "out_in_proc", ["train", *TRAIN_FAST, "--out", "/proc/r"]),
     Case("train", "config_momentum_string", ["train", "--config", "cfg.json", "--out", "r", "--json"],
-         setup=_config(momentum="0.9"), check=_mentions("momentum"),
-         xfail="issue 15: \"momentum\": \"0.9\" ends in a traceback"),
+         setup=_config(momentum="0.9"), check=_mentions("momentum")),
     Case("train", "config_ratio_x", ["train", "--config", "cfg.json", "--out", "r", "--json"], setup=_config(ratio="x"),
-         check=_mentions("ratio"), xfail="issue 15: \"ratio\": \"x\" ends in a traceback"),
+         check=_mentions("ratio")),
     Case("train", "config_base_tau_a", ["train", "--config", "cfg.json", "--out", "r", "--json"],
-         setup=_config(base_tau="a"), check=_mentions("base_tau"),
-         xfail="issue 15: \"base_tau\": \"a\" ends in a traceback"),
+         setup=_config(base_tau="a"), check=_mentions("base_tau")),
     Case("train", "config_seed_x", ["train", "--config", "cfg.json", "--out", "r", "--json"], setup=_config(seed="x"),
-         check=_mentions("seed"), xfail="issue 15: \"seed\": \"x\" ends in a traceback"),
+         check=_mentions("seed")),
     Case("train", "config_synthetic_string", ["train", "--config", "cfg.json", "--out", "r", "--json"],
-         setup=_config(synthetic="k=2"), check=_mentions("synthetic"),
-         xfail="issue 15: \"synthetic\" as a string ends in a traceback"),
+         setup=_config(synthetic="k=2"), check=_mentions("synthetic")),
     Case("train", "config_synthetic_wrong_key", ["train", "--config", "cfg.json", "--out", "r", "--json"],
-         setup=_config(synthetic={"k": 2, "n_per_clas": 4}), check=_mentions("n_per_clas"),
-         xfail="issue 15: \"synthetic\" with a wrong key ends in a traceback"),
+         setup=_config(synthetic={"k": 2, "n_per_clas": 4}), check=_mentions("n_per_clas")),
     Case("train", "config_milestones_x", ["train", "--config", "cfg.json", "--out", "r", "--json"],
-         setup=_config(milestones="x", schedule="step"), check=_mentions("milestones"),
-         xfail="issue 15: \"milestones\": \"x\" is accepted and the LR step never happens"),
+         setup=_config(milestones="x", schedule="step"), check=_mentions("milestones")),
     Case("train", "config_weight_decay_nan", ["train", "--config", "cfg.json", "--out", "r", "--json"],
          setup=_write("cfg.json", json.dumps(FAST_CONFIG)[:-1] + ', "weight_decay": NaN}'),
-         check=_mentions("weight_decay"), xfail="issue 15: weight_decay NaN passes and is blamed on the learning rate"),
+         check=_mentions("weight_decay")),
     Case("train", "sweep_name_escape", ["train", "--config", "cfg.json", "--out", "out", "--json"],
-         setup=_config(sweep=[{"name": "../../escape"}]), check=_not_escaped,
-         xfail="issue 15: a sweep entry named ../../escape trains outside --out"),
+         setup=_config(sweep=[{"name": "../../escape"}]), check=_not_escaped),
     Case("train", "set_momentum_string", ["train", *TRAIN_FAST, "--set", "momentum=abc", "--out", "r"],
-         check=_mentions("momentum"), xfail="issue 15: --set momentum=abc ends in a traceback"),
+         check=_mentions("momentum")),
     Case("train", "momentum_nan_flag", ["train", *TRAIN_FAST, "--momentum", "nan", "--out", "r"]),
     Case("train", "config_is_a_directory", ["train", "--config", "d", "--out", "r"], setup=_dir("d")),
     Case("train", "config_missing", ["train", "--config", "nothing.json", "--out", "r"]),
@@ -400,6 +399,21 @@ CASES = [
          xfail="issue 15: verify --report /proc/r.md runs every claim before refusing the path"),
     Case("verify", "report_is_a_directory", ["verify", "--only", "nothing*", "--report", "d"], setup=_dir("d")),
     Case("verify", "only_no_match", ["verify", "--only", "no.such.claim", "--report", "-"]),
+    # ---- measure (issue 13: your own features)
+    Case("measure", "features_is_a_directory", ["measure", "d"], setup=_dir("d")),
+    Case("measure", "features_not_npy", ["measure", "f.npy"], setup=_write("f.npy", "not an array")),
+    Case("measure", "labels_missing", ["measure", "f.npy", "--labels", "nothing.txt"],
+         setup=_npy("f.npy", np.eye(3, dtype=np.float32))),
+    Case("measure", "labels_wrong_count", ["measure", "f.npy", "--labels", "y.json"],
+         setup=_npy("f.npy", np.eye(3, dtype=np.float32), "y.json", "[0, 1]")),
+    Case("measure", "complex_features", ["measure", "f.npy", "--labels", "y.json"],
+         setup=_npy("f.npy", np.eye(3, dtype=np.complex64), "y.json", "[0, 1, 1]")),
+    Case("measure", "plot_in_proc", ["measure", "f.npy", "--labels", "y.json", "--plot", "/proc/x"],
+         setup=_npy("f.npy", np.eye(3, dtype=np.float32), "y.json", "[0, 1, 1]")),
+    Case("measure", "plot_run_data_file", ["measure", "f.npy", "--labels", "y.json", "--plot", "{RUN}"],
+         setup=_npy("f.npy", np.eye(3, dtype=np.float32), "y.json", "[0, 1, 1]"), expect=(0, 2)),
+    Case("measure", "chunk_rows_zero", ["measure", "f.npy", "--labels", "y.json", "--chunk-rows", "0"],
+         setup=_npy("f.npy", np.eye(3, dtype=np.float32), "y.json", "[0, 1, 1]")),
     # ---- derive
     Case("derive", "unknown_name", ["derive", "no-such-derivation"]),
     Case("derive", "name_with_path", ["derive", "../../etc/passwd"]),
@@ -657,10 +671,6 @@ GENERATED_XFAIL = {  # (command, class) -> what fails today (the first failing e
     ("solve", "paths"): "issue 15: solve --plot RUN/loss.png overwrites a run folder's file",
     ("solve", "files"): "issue 15: solve --prototypes W.npy of complex values: ComplexWarning lines on stderr",
     ("make-plan", "paths"): "issue 15: make-plan --out with a NUL byte in the path: ValueError traceback",
-    ("train", "paths"): "issue 15: train --out RUN/loss.png (an existing file): NotADirectoryError traceback",
-    ("train", "files"): "issue 15: train --config of non-UTF-8 bytes: UnicodeDecodeError traceback",
-    ("train", "configs"): "issue 15: a config field of the wrong type: TypeError traceback",
-    ("train", "types"): "issue 15: --set momentum=abc: TypeError traceback",
 }
 
 

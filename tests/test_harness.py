@@ -16,9 +16,9 @@ from nctheory import bounds
 from nctheory.cli import main as cli_main
 from nctheory.errors import InputError
 from nctheory.harness import data as hdata
-from nctheory.harness.measure import COLUMNS, TIMING_COLUMNS
+from nctheory.monitor import COLUMNS, TIMING_COLUMNS
 from nctheory.harness.models import build_model
-from nctheory.harness.plots import read_metrics
+from nctheory.runplots import read_metrics
 from nctheory.harness import train as train_module
 from nctheory.harness.train import TrainConfig, train
 

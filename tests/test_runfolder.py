@@ -309,15 +309,14 @@ def test_repair_torn_last_line_and_columns(tmp_path):
 
 
 def test_trainer_written_metrics_pass_the_reader(tmp_path):
-    """The reader accepts exactly what Measurer writes (its writer, its columns)."""
-    from nctheory.harness.measure import COLUMNS, _fmt
+    """The reader accepts exactly what the trainer and Monitor write (their writer, RunFolder, its columns)."""
+    from nctheory.monitor import COLUMNS, RunFolder
 
     p = tmp_path / "metrics.csv"
-    with open(p, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for e in (1, 2):
-            w.writerow({c: _fmt(v) for c, v in {"epoch": e, "loss": 1.0 / e, "geometry": "other"}.items()})
+    folder = RunFolder(tmp_path)
+    folder.open_metrics()
+    for e in (1, 2):
+        folder.write_row({"epoch": e, "loss": 1.0 / e, "geometry": "other"})
     chk = R.read_metrics_csv(p, fieldnames=COLUMNS)
     assert chk.epochs == [1, 2] and chk.dropped == []
 
@@ -339,7 +338,7 @@ def test_check_may_write(tmp_path):
 
 
 def test_plot_file_names_are_the_harness_panels():
-    from nctheory.harness.plots import PANELS
+    from nctheory.runplots import PANELS
 
     assert set(R.RUN_PLOT_FILES) == {p[0] for p in PANELS} | {"gram_final.png"}
 

@@ -52,7 +52,7 @@ def _cell(v) -> str:
 
 
 def run(args) -> int:
-    from nctheory.harness.plots import compare_runs, read_metrics
+    from nctheory.runplots import compare_runs, read_metrics
     from nctheory.validate import PLOT_SUFFIXES, output_file
 
     output_file(args.out, "--out", suffixes=PLOT_SUFFIXES, force=args.force)

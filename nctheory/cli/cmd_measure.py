@@ -37,7 +37,9 @@ def add_arguments(p):
     p.add_argument("--no-loss", action="store_true", help="skip the loss (full batch: O(n^2 d) time)")
     p.add_argument("--no-ufm", action="store_true", help="skip the certified UFM / UFM+ optimum")
     p.add_argument("--device", default="cpu", help="torch device for the loss tiles (cpu, cuda, ...)")
-    p.add_argument("--plot", metavar="DIR", help="write class-mean Gram heatmaps (features, UFM, UFM+) to DIR")
+    p.add_argument("--plot", metavar="DIR", help="write class-mean Gram heatmaps (features, UFM, UFM+) to "
+                                               "DIR/class_mean_gram.png")
+    p.add_argument("--force", action="store_true", help="replace DIR/class_mean_gram.png inside a run folder")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -57,11 +59,13 @@ def run(args) -> int:
     else:
         test, test_labels = args.test, args.test_labels
     device = _device(args.device)
+    target = _plot_target(args.plot, args.force) if args.plot else None  # checked before any work
+    chunk = CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows
     report = measure(args.features, args.labels, tau=args.tau, plan=args.plan, test_features=test,
-                     test_labels=test_labels, chunk_rows=args.chunk_rows or CHUNK_ROWS, loss=not args.no_loss,
-                     ufm=not args.no_ufm, device=device, progress=sys.stderr.isatty() and not args.json)
-    if args.plot:
-        report["plot"] = str(plot_report(report, args.plot))
+                     test_labels=test_labels, chunk_rows=chunk, loss=not args.no_loss, ufm=not args.no_ufm,
+                     device=device, progress=sys.stderr.isatty() and not args.json)
+    if target is not None:
+        report["plot"] = str(plot_report(report, target))
     if args.json:
         if report["k"] > JSON_GRAM_MAX_K:  # k x k matrices of a 1000-class set: in the plot, not the JSON
             report.pop("class_mean_gram")
@@ -86,16 +90,25 @@ def _device(name: str) -> str:
     return name
 
 
-def plot_report(report: dict, folder) -> Path:
-    import numpy as np
+def _plot_target(folder, force: bool) -> Path:
+    """DIR/class_mean_gram.png, checked (nctheory.validate) and DIR created before any measuring."""
+    from nctheory.validate import output_dir, output_file
 
-    from nctheory.plotting import gram_heatmap, pyplot
-
-    folder = Path(folder)
+    folder = output_dir(folder, "--plot")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create {folder}: {exc.strerror}") from None
+        raise InputError(f"--plot {folder}: cannot create it ({exc.strerror})") from None
+    return output_file(folder / "class_mean_gram.png", "--plot", force=force)
+
+
+def plot_report(report: dict, target) -> Path:
+    """The features' class-mean Gram heatmap next to the UFM and UFM+ optima's, written atomically."""
+    import numpy as np
+
+    from nctheory.plotting import gram_heatmap, pyplot
+    from nctheory.runfolder import atomic_savefig
+
     panels = [("features", report["class_mean_gram"])]
     for key, label in (("ufm", "UFM optimum"), ("ufm_plus", "UFM+ optimum")):
         e = report["ufm_optimum"].get(key, {})
@@ -108,10 +121,11 @@ def plot_report(report: dict, folder) -> Path:
     for ax, (title, G) in zip(axes[0], panels):
         im = gram_heatmap(ax, np.asarray(G), f"class-mean Gram G_M / max|G_M|: {title}")
     fig.colorbar(im, ax=list(axes[0]))
-    out = folder / "class_mean_gram.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    try:
+        atomic_savefig(fig, target, dpi=110)
+    finally:
+        plt.close(fig)
+    return Path(target)
 
 
 def _g(v) -> str:

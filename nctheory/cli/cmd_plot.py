@@ -1,7 +1,7 @@
 """`nctheory plot RUN`: re-draw a run folder's PNG plots from metrics.csv (no retraining).
 
 Every RUN is checked before any plot is written (metrics.csv by :func:`nctheory.runfolder.read_metrics_csv`,
-gram_final.npy by :func:`nctheory.harness.plots.load_gram`, the plot files must not be folders, the folder
+gram_final.npy by :func:`nctheory.runplots.load_gram`, the plot files must not be folders, the folder
 writable); each PNG is written atomically. ``plot`` writes only the run's own plot files
 (nctheory.runfolder.RUN_PLOT_FILES), never its data.
 """
@@ -20,7 +20,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from nctheory.harness.plots import plot_run, read_metrics
+    from nctheory.runplots import plot_run, read_metrics
 
     for r in args.run:  # every run readable before the first is plotted
         read_metrics(r)

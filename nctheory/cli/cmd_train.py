@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from nctheory.errors import InputError
+from nctheory.validate import child_name
 
 NAME = "train"
 HELP = "train a network with SCL (or another loss) and measure loss-to-bound and geometry per epoch"
@@ -105,13 +106,18 @@ def add_arguments(p):
 
 
 def _load_config_file(path) -> dict:
+    from nctheory.validate import input_file
+
+    p = input_file(path, "--config")
     try:
-        text = Path(path).read_text()
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"--config {path} is not UTF-8 text (a JSON config file is)") from None
     except OSError as exc:
         raise InputError(f"cannot read config {path}: {exc.strerror}") from None
     try:
         d = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"config {path} is not valid JSON: {exc}") from None
     if not isinstance(d, dict):
         raise InputError(f"config {path} must hold a JSON object")
@@ -163,6 +169,8 @@ def run(args) -> int:
     else:
         if not isinstance(sweep, list) or not all(isinstance(s, dict) and s.get("name") for s in sweep):
             raise InputError("\"sweep\" must be a list of objects, each with a \"name\"")
+        for s in sweep:  # a sweep entry's folder stays inside OUT (nctheory.validate.child_name)
+            child_name(out, s["name"], "sweep entry name")
         runs = [(out / s["name"], {**base, **s, **over}) for s in sweep]
     results = []
     talk = not args.json and int(os.environ.get("RANK", "0")) == 0
@@ -184,13 +192,16 @@ def run(args) -> int:
         try:
             summary = train(cfg, run_dir)
         except TrainingInterrupted as exc:
-            print(f"nctheory train: {exc.message()}", file=sys.stderr)
-            return 130
+            from nctheory.cli.signals import Terminated
+
+            terminated = isinstance(exc.cause, Terminated)
+            print(f"nctheory train: {exc.message('terminated' if terminated else 'interrupted')}", file=sys.stderr)
+            return 143 if terminated else 130
         results.append((run_dir, summary))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     if sweep is not None:
-        from nctheory.harness.plots import compare_runs
+        from nctheory.runplots import compare_runs
 
         cols = [c for c in ("excess", "delta_to_of", "delta_to_prototypes", "beta_nc", "ncc_test")
                 if any(c in s.get("final", {}) and s["final"][c] is not None for _, s in results)]

@@ -9,11 +9,12 @@ epoch, how close they get to what the theory predicts.
 - :mod:`~nctheory.harness.plans`: each epoch's batches from :class:`nctheory.batching.PlanBatchSampler`;
 - :mod:`~nctheory.harness.train`: the training loop (one file), checkpoint / exact resume, DDP;
 - :mod:`~nctheory.harness.distributed`: differentiable all_gather (global-batch contrastive loss);
-- :mod:`~nctheory.harness.measure`: loss vs Kini Thm 1/2 bound for the batches seen, Delta to OF /
-  ETF / prototypes / UFM optimum, beta_NC, class-mean cosine, NCC accuracy, Koromilas metrics;
-- :mod:`~nctheory.harness.plots`: run-folder PNGs and run overlays.
+- :mod:`~nctheory.harness.measure`: which features of the network are measured (eval mode, first view)
+  and with which classifier; the geometry row is :func:`nctheory.measure.geometry_row` and the files
+  :class:`nctheory.monitor.RunFolder` (both shared with :class:`nctheory.Monitor`);
+- :mod:`~nctheory.harness.factory`: your own ``--model`` / ``--dataset`` (``package.module:callable``).
 
-Imports losses (the loss catalogue, nctheory.losses.catalogue), metrics, geometry, batching, bounds
-(and, guarded, solvers); nothing imports the harness. Inside it: train imports measure, plans, plots,
-data, models, distributed; none of those imports train. Command line: ``nctheory train``, ``nctheory plot``, ``nctheory compare``.
+Imports losses (the loss catalogue, nctheory.losses.catalogue), metrics, geometry, batching, bounds,
+measure, monitor, runplots (and, guarded, solvers); nothing imports the harness. Inside it: train imports
+measure, plans, data, models, factory, distributed; none of those imports train. Command line: ``nctheory train``, ``nctheory plot``, ``nctheory compare``.
 """

@@ -42,9 +42,8 @@ import torch
 from nctheory import bounds
 from nctheory.batching import duplicate_views
 from nctheory.losses.catalogue import get_loss
-from nctheory.measure import GEOMETRY_TOL, geometry_row, geometry_tol, ufm_optimum  # noqa: F401  (re-exported)
-from nctheory.monitor import (BASE_COLUMNS, BOUND_NOTE, COLUMNS, GEOMETRY_COLUMNS, KOROMILAS_COLUMNS,  # noqa: F401
-                              TIMING_COLUMNS, RunFolder, ufm_summary)
+from nctheory.measure import geometry_row, ufm_optimum
+from nctheory.monitor import BOUND_NOTE, RunFolder, ufm_summary
 
 
 @torch.no_grad()

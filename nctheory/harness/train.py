@@ -76,9 +76,12 @@ from nctheory.harness.factory import is_factory_spec, resolve_factory
 from nctheory.harness.measure import Measurer
 from nctheory.harness.models import ARCHS, FEATURE_LAYERS, build_model, count_parameters
 from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed, plan_uniqueness
-from nctheory.harness.plots import plot_run
+from nctheory.runplots import plot_run
 from nctheory.losses.catalogue import LOSSES, get_loss
 from nctheory.monitor import check_tensorboard, run_writer, write_json
+from nctheory.runfolder import RunLock, atomic_torch_save, clear_unstarted, run_state
+from nctheory.schemas import check_train_config
+from nctheory.validate import output_dir
 
 # the losses `nctheory train` offers: every catalogue entry that trains (nctheory.losses.catalogue)
 TRAIN_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.trains)
@@ -156,6 +159,7 @@ class TrainConfig:
         unknown = sorted(set(d) - names - {"_comment", "description", "sweep"})
         if unknown:
             raise InputError(f"unknown config key(s): {', '.join(unknown)}")
+        d = check_train_config(d)  # every field's type and range (nctheory.schemas), one line each
         cfg = cls(**{k: v for k, v in d.items() if k in names})
         cfg.validate()
         return cfg
@@ -312,12 +316,6 @@ def _checkpoint(cfg: TrainConfig, model, head, opt, sched, epoch: int, device) -
             "scheduler": sched.state_dict(), "epoch": epoch, "rng": _rng_state(device), "config": cfg.to_dict()}
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def model_from_config(cfg: TrainConfig, input_shape, num_classes: int | None = None):
     """The network a run with ``cfg`` trains, for inputs of shape (C, H, W) (InputError on a bad combination);
     num_classes is offered to a model factory of your own."""
@@ -372,8 +370,9 @@ def _machine(cfg: TrainConfig) -> Machine:
 
 @dataclass(frozen=True)
 class RunStatus:
-    """What a run folder holds for a configuration: "new" (nothing to resume), "unfinished" (a checkpoint
-    after ``epoch`` < cfg.epochs epochs, or at cfg.epochs without summary.json) or "finished"."""
+    """What a run folder holds for a configuration: "new" (nothing there), "unstarted" (a run killed before its
+    first checkpoint: restarted from scratch), "unfinished" (a checkpoint after ``epoch`` < cfg.epochs epochs,
+    or at cfg.epochs without summary.json: resumed) or "finished"."""
 
     state: str
     epoch: int = 0
@@ -386,17 +385,23 @@ def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
 
 
 def run_status(out, cfg: TrainConfig) -> RunStatus:
-    """The state of run folder ``out`` for ``cfg``: "new" for no folder, a folder without a checkpoint and
-    without metrics rows (e.g. a run killed in its first epoch: it restarts cleanly), "unfinished" /
-    "finished" for a checkpoint of the same configuration. InputError for a folder holding another run:
-    metrics rows without a checkpoint (e.g. a Monitor run), a different configuration, or more epochs."""
+    """The state of run folder ``out`` for ``cfg`` (:func:`nctheory.runfolder.run_state`, read only). InputError
+    for a folder that holds something else (a Monitor run, files no run of ``nctheory train`` leaves, a
+    summary without its checkpoint), a run of another configuration, or one of more epochs than asked."""
     out = Path(out)
+    st = run_state(out)
+    if st.kind == "new":
+        return RunStatus("new")
+    writer = run_writer(out)
+    if writer not in (None, "nctheory train"):
+        raise InputError(f"{out} holds a run written by {writer}; use another --out")
+    if st.kind == "unstarted":
+        return RunStatus("unstarted")
+    if st.kind == "other":
+        raise InputError(f"{out} cannot be used as this run's folder: {st.reason}; use another --out")
     ckpt = out / "checkpoint.pt"
     if not ckpt.exists():
-        writer = run_writer(out)
-        if writer is not None:
-            raise InputError(f"{out} holds a run without a checkpoint (written by {writer}); use another --out")
-        return RunStatus("new")
+        raise InputError(f"{out} holds a summary.json but no checkpoint.pt; use another --out")
     try:
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
         saved, epoch = ck["config"], int(ck["epoch"])
@@ -410,23 +415,24 @@ def run_status(out, cfg: TrainConfig) -> RunStatus:
     if epoch > cfg.epochs:
         raise InputError(f"{out} holds a run of {epoch} epochs, more than the {cfg.epochs} asked for; use "
                          f"--epochs {epoch} or more, or another --out")
-    if epoch == cfg.epochs and (out / "summary.json").exists():
+    if epoch == cfg.epochs and st.kind == "finished":
         return RunStatus("finished", epoch)
     return RunStatus("unfinished", epoch)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: ``saved_epoch`` epochs are in ``out``/checkpoint.pt (0: nothing saved)."""
+    """Ctrl-C (or SIGTERM under the CLI) during training: ``saved_epoch`` epochs are in ``out``/checkpoint.pt
+    (0: nothing saved); ``cause`` is the KeyboardInterrupt caught."""
 
-    def __init__(self, out: Path, saved_epoch: int, epochs: int):
-        self.out, self.saved_epoch, self.epochs = Path(out), int(saved_epoch), int(epochs)
+    def __init__(self, out: Path, saved_epoch: int, epochs: int, cause: BaseException | None = None):
+        self.out, self.saved_epoch, self.epochs, self.cause = Path(out), int(saved_epoch), int(epochs), cause
         super().__init__(self.message())
 
-    def message(self) -> str:
+    def message(self, verb: str = "interrupted") -> str:
         if self.saved_epoch == 0:
-            return (f"interrupted in epoch 1 of {self.epochs}; no epoch finished, nothing is saved in {self.out}: "
+            return (f"{verb} in epoch 1 of {self.epochs}; no epoch finished, nothing is saved in {self.out}: "
                     "the same command starts afresh")
-        return (f"interrupted in epoch {self.saved_epoch + 1} of {self.epochs}; epoch {self.saved_epoch} is saved in "
+        return (f"{verb} in epoch {self.saved_epoch + 1} of {self.epochs}; epoch {self.saved_epoch} is saved in "
                 f"{self.out / 'checkpoint.pt'}: run the same command again to resume from epoch {self.saved_epoch + 1}")
 
 
@@ -585,17 +591,35 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool | None = None) 
     """Train one configuration, writing the run folder ``out``; returns the summary dict.
 
     resume=None (default): continue an unfinished run of the same configuration in ``out``, return the summary
-    of a finished one, start afresh otherwise (:func:`run_status`). resume=True: ``out`` must hold a
-    checkpoint; resume=False: ``out`` must hold no run. Ctrl-C raises :class:`TrainingInterrupted`."""
+    of a finished one, restart one killed before its first checkpoint, start afresh in a new folder
+    (:func:`run_status`). resume=True: ``out`` must hold a checkpoint; resume=False: ``out`` must hold no run.
+    The folder is locked while training (:class:`nctheory.runfolder.RunLock`: a second process is refused at
+    once). Ctrl-C raises :class:`TrainingInterrupted`."""
     cfg.validate()
     out, m = Path(out), _machine(cfg)
+    if m.is_main:
+        output_dir(out, "--out")
+    lock = RunLock(out).acquire() if m.is_main else None
+    try:
+        return _train(cfg, out, m, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict:
+    """:func:`train` with the folder locked: its state, then the loop."""
     status = run_status(out, cfg)
-    if resume is True and status.state == "new":
+    if resume is True and status.state in ("new", "unstarted"):
         raise InputError(f"cannot resume: {out / 'checkpoint.pt'} does not exist")
     if resume is False and status.state != "new":
         raise InputError(f"run folder {out} already holds a run; use --resume or another --out")
     if status.state == "finished":
         return json.loads((out / "summary.json").read_text())
+    if m.distributed:  # every rank has read the folder's state before rank 0 clears an unstarted run
+        torch.distributed.barrier()
+    if m.is_main and status.state == "unstarted":
+        clear_unstarted(out)  # killed before its first checkpoint: exactly those files go, then a clean start
     ckpt_path = out / "checkpoint.pt"
     data = _training_data(cfg, m)
     y_np = data.y_train.cpu().numpy()
@@ -650,13 +674,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool | None = None) 
                 row.update(measurer.geometry(model, m.amp_dtype))
             if m.is_main:
                 measurer.write_row(row)
-                _atomic_save(_checkpoint(cfg, model, head, opt, sched, epoch + 1, m.device), ckpt_path)
+                atomic_torch_save(_checkpoint(cfg, model, head, opt, sched, epoch + 1, m.device), ckpt_path)
                 saved = epoch + 1
                 _show(bar, row)
             if m.distributed:
                 torch.distributed.barrier()
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(out, saved, cfg.epochs) from None
+    except KeyboardInterrupt as exc:
+        raise TrainingInterrupted(out, saved, cfg.epochs, exc) from None
     finally:
         if bar is not None:
             bar.close()

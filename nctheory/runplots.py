@@ -1,4 +1,13 @@
-"""PNG plots of a run folder (re-made from metrics.csv / gram_final.npy without retraining) and run overlays."""
+"""PNG plots of a run folder (re-made from metrics.csv / gram_final.npy without retraining) and run overlays.
+
+A base module (it reads run folders through :mod:`nctheory.runfolder` only), so that ``nctheory train``,
+:class:`nctheory.Monitor`, ``nctheory plot`` and ``nctheory compare`` draw the same pictures.
+
+Every panel has a y-axis label and integer epoch ticks, and says which run setting it shows (the class
+ratio R = n_max / n_min of the training counts, n_w for the prototype losses, tau). A curve equal to one
+drawn before it in the same panel (e.g. Delta to the UFM+ optimum when that optimum is the OF) is drawn
+dashed with open markers over it and labelled "(= <the other>)", so no line hides another.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +23,25 @@ from nctheory.runfolder import atomic_savefig, read_metrics_csv
 from nctheory.validate import (PLOT_SUFFIXES, check_budget, estimate_bytes, output_file, probe_writable, real_array,
                                text)
 
-PANELS = [  # (file, title, [(column, label)], log-scale)
-    ("loss.png", "SCL loss (sum form) and the predicted lower bound", [("loss", "loss"), ("bound", "bound (Thm 1/2)")],
-     False),
-    ("excess.png", "loss - bound", [("excess", "excess")], True),
+# (file, title, [axes: (y-axis label, log-scale, [(column, legend label)])]); one file per picture, one axes
+# per quantity: beta_NC and the cosines are on separate axes (their scales differ)
+PANELS = [
+    ("loss.png", "SCL loss (sum form) and the predicted lower bound",
+     [("loss (sum form)", False, [("loss", "loss"), ("bound", "bound (Kini Thm 1/2)")])]),
+    ("excess.png", "loss - bound", [("excess", True, [("excess", "excess")])]),
     ("geometry.png", "distance of the class-mean Gram matrix to target geometries",
-     [("delta_to_of", "Δ to OF"), ("delta_to_etf", "Δ to ETF"), ("delta_to_prototypes", "Δ to prototypes G*"),
-      ("delta_to_ufm", "Δ to UFM optimum")], True),
+     [("Δ (Gill Def. 3)", True, [("delta_to_of", "Δ to OF"), ("delta_to_etf", "Δ to ETF"),
+                                ("delta_to_prototypes", "Δ to prototypes G*"), ("delta_to_ufm", "Δ to UFM optimum")])]),
     ("collapse.png", "within-class collapse and class-mean angles",
-     [("beta_nc", "β_NC"), ("mean_class_cosine", "avg class-mean cosine")], False),
+     [("β_NC (Kini E.3.1)", True, [("beta_nc", "β_NC")]),
+      ("mean cosine (Kini E.3.2)", False, [("mean_class_cosine", "avg class-mean cosine")])]),
     ("accuracy.png", "nearest-class-centre accuracy",
-     [("ncc_train", "NCC train"), ("ncc_test", "NCC test"), ("ncc_test_pre", "NCC test (pre-projection)")], False),
+     [("accuracy", False, [("ncc_train", "NCC train"), ("ncc_test", "NCC test"),
+                           ("ncc_test_pre", "NCC test (pre-projection)")])]),
 ]
+# two curves are "the same" when they agree to this relative tolerance at every common epoch: values written
+# by repr(float) round-trip exactly, so equal definitions give equal numbers; 1e-12 allows a re-ordered sum
+SAME_CURVE_RTOL = 1e-12
 
 
 def read_metrics(run) -> list[dict]:
@@ -96,32 +112,90 @@ def _check_targets(run: Path, names) -> None:
     probe_writable(run, "run folder", run)
 
 
+def run_setting(run) -> str:
+    """What the panels of ``run`` show, from its config.json: "R = 10, n_w = 100, τ = 0.1" (R = n_max / n_min of
+    the training counts; n_w only for the losses with prototype copies). Empty when config.json is unreadable."""
+    try:
+        info = json.loads((Path(run) / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(info, dict):
+        return ""
+    cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
+    parts = []
+    counts = info.get("counts")
+    if isinstance(counts, list) and counts and all(isinstance(c, (int, float)) and c > 0 for c in counts):
+        parts.append(f"R = {max(counts) / min(counts):.3g}")
+    loss = cfg.get("loss")
+    if isinstance(loss, str) and loss.startswith("scl_prototypes") or loss == "gill_prop1":
+        nw = "∞" if loss in ("scl_prototypes_limit", "gill_prop1") else cfg.get("n_w")
+        parts.append(f"n_w = {nw}")
+    tau = cfg.get("tau")
+    if isinstance(tau, (int, float)) and not isinstance(tau, bool):
+        parts.append(f"τ = {tau:g}")
+    return ", ".join(parts)
+
+
+def _same(a, b) -> bool:
+    (xa, ya), (xb, yb) = a, b
+    common, ia, ib = np.intersect1d(xa, xb, return_indices=True)
+    return bool(common.size and common.size == xb.size
+                and np.allclose(ya[ia], yb[ib], rtol=SAME_CURVE_RTOL, atol=0.0))
+
+
+def _draw(ax, series, logy: bool) -> None:
+    """Curves of one axes; a curve equal to an earlier one is drawn over it, dashed with open markers,
+    its label saying which curve it equals."""
+    drawn = []
+    for lab, x, y in series:
+        twin = next((d for d in drawn if _same((d[1], d[2]), (x, y))), None)
+        style = {"marker": "o" if twin else ".", "label": lab if twin is None else f"{lab} (= {twin[0]})"}
+        if twin is not None:
+            style.update(linestyle="--", markerfacecolor="none", markersize=6, zorder=3)
+        elif lab.startswith("bound"):
+            style["linestyle"] = "--"
+        ax.plot(x, y, **style)
+        drawn.append((lab, x, y))
+    if logy and all(np.all(y > 0) for _, _, y in series):
+        ax.set_yscale("log")
+
+
+def _epoch_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_run(run) -> list[Path]:
     """Write the PNG panels of ``run`` (those with data) and the final Gram heatmap; return the paths.
     Every input is read and checked first, every file written atomically."""
     plt = pyplot()
     run = Path(run)
     rows = read_metrics(run)
+    setting = run_setting(run)
     panels = []
-    for fname, title, cols, logy in PANELS:
-        series = [(lab, *_series(rows, c)) for c, lab in cols]
-        series = [s for s in series if s[1].size]
-        if series:
-            panels.append((fname, title, series, logy))
+    for fname, title, axes in PANELS:
+        drawn = []
+        for ylabel, logy, cols in axes:
+            series = [(lab, *_series(rows, c)) for c, lab in cols]
+            series = [s for s in series if s[1].size]
+            if series:
+                drawn.append((ylabel, logy, series))
+        if drawn:
+            panels.append((fname, title, drawn))
     gpath = run / "gram_final.npy"
     G = load_gram(gpath) if gpath.exists() else None
     _check_targets(run, [p[0] for p in panels] + (["gram_final.png"] if G is not None else []))
     written = []
-    for fname, title, series, logy in panels:
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        for lab, x, y in series:
-            if logy and np.all(y > 0):
-                ax.semilogy(x, y, marker=".", label=lab)
-            else:
-                ax.plot(x, y, marker=".", label=lab, linestyle="--" if lab.startswith("bound") else "-")
-        ax.set_xlabel("epoch")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
+    for fname, title, drawn in panels:
+        fig, axs = plt.subplots(1, len(drawn), figsize=(5.5 * len(drawn), 3.6), squeeze=False)
+        for ax, (ylabel, logy, series) in zip(axs[0], drawn):
+            _draw(ax, series, logy)
+            _epoch_axis(ax)
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=8)
+        fig.suptitle(title + (f"  ({setting})" if setting else ""), fontsize=9)
         fig.tight_layout()
         try:
             atomic_savefig(fig, run / fname, dpi=110)
@@ -130,7 +204,7 @@ def plot_run(run) -> list[Path]:
         written.append(run / fname)
     if G is not None:
         fig, ax = plt.subplots(figsize=(4, 3.5))
-        im = gram_heatmap(ax, G, "class-mean Gram G_M / max|G_M| (last epoch)")
+        im = gram_heatmap(ax, G, "class-mean Gram G_M / max|G_M| (last epoch)" + (f"\n{setting}" if setting else ""))
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
         try:
@@ -162,19 +236,19 @@ def compare_runs(runs, columns, out_png, *, force: bool = False) -> Path:
         raise InputError("compare needs at least one metric column")
     out_png = output_file(out_png, "out", suffixes=PLOT_SUFFIXES, force=force)
     plt = pyplot()
-    data = [(_run_label(Path(r)), read_metrics(r)) for r in runs]
+    data = []
+    for r in runs:
+        setting = run_setting(r)
+        data.append((_run_label(Path(r)) + (f" ({setting})" if setting else ""), read_metrics(r)))
     fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.6), squeeze=False)
     try:
         for ax, col in zip(axes[0], columns):
-            for label, rows in data:
-                x, y = _series(rows, col)
-                if y.size:
-                    ax.plot(x, y, marker=".", label=label)
+            series = [(label, *_series(rows, col)) for label, rows in data]
+            series = [s for s in series if s[1].size]
+            _draw(ax, series, logy=col.startswith("delta") or col == "excess")
             ax.set_title(col)
-            ax.set_xlabel("epoch")
-            if (col.startswith("delta") or col == "excess") and any(
-                    np.any(_series(rows, col)[1] > 0) for _, rows in data):
-                ax.set_yscale("log")
+            ax.set_ylabel(col)
+            _epoch_axis(ax)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
             else:  # e.g. excess of a loss without a bound: say so instead of an empty legend
