@@ -125,18 +125,17 @@ class NpyRows(FeatureRows):
     def __init__(self, path, name: str | None = None):
         self.path = Path(path)
         self.name = name or str(path)
-        try:
-            with open(self.path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                self.offset = f.tell()
+        try:  # the header only: shape, dtype, order and where the data start (any .npy format version)
+            mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except OSError as exc:
             raise InputError(f"cannot read {self.name}: {exc.strerror or exc}") from None
         except ValueError as exc:
-            raise InputError(f"{self.name} is not a .npy file: {exc}") from None
+            raise InputError(f"{self.name} is not a readable .npy array file: {exc}") from None
+        if not isinstance(mm, np.memmap):
+            raise InputError(f"{self.name} is not a .npy array file")
+        shape, dtype, self.offset = mm.shape, mm.dtype, int(mm.offset)
+        fortran = mm.ndim > 1 and mm.flags.f_contiguous and not mm.flags.c_contiguous
+        del mm
         if fortran:
             raise InputError(f"{self.name} is stored in Fortran order; save it with np.save(np.ascontiguousarray(a))")
         if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
@@ -759,7 +758,10 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
         _check_plan_labels(plan, y, raw)
     if test_features is None and ff.test_features is not None:
         test_features, test_labels = ff.test_features, ff.test_labels
-    check_budget(memory_estimate(rows.n, rows.d, k, _check_chunk(chunk_rows)),
+    need = memory_estimate(rows.n, rows.d, k, _check_chunk(chunk_rows), loss and plan is None)
+    if loss and plan is not None:  # scl_plan: each batch dense (its logits, exponentials, masks: 4 x b^2)
+        need += estimate_bytes((int(plan.batch_sizes().max()),) * 2, copies=4)
+    check_budget(need,
                  f"measuring {rows.n} x {rows.d} features of {k} classes {chunk_rows} rows at a time",
                  "use a smaller --chunk-rows")
     st = accumulate(rows, y, k, chunk_rows=chunk_rows, progress=progress)
@@ -801,6 +803,10 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
     report["delta_to_of"] = report["metrics"]["kini2023"].get("delta_to_of")
     G = st.gram()
     report["class_mean_gram"] = G
+    if ufm and progress:
+        import sys
+
+        print(f"certifying the UFM and UFM+ optima for {k} class sizes in dimension {rows.d} ...", file=sys.stderr)
     report["ufm_optimum"] = ufm_optima(y, tau, G, rows.d) if ufm else {"status": "not requested (--no-ufm)"}
     ncc = {"train": st.second["ncc_correct"] / rows.n}
     if test_features is not None:
@@ -819,14 +825,17 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
     return report
 
 
-def memory_estimate(n: int, d: int, k: int, chunk_rows: int) -> int:
-    """Bytes :func:`measure` holds at most (float64): a chunk and its working copies (rows, normalised rows,
-    centred rows, the class-sorted copy, projections: 6 x chunk_rows x d), a loss tile and its exponential and
-    mask (3 x chunk_rows^2), the class statistics (sums, normalised sums, means: 6 x k x d), a class's scatter
-    matrix and its eigen-decomposition (2 x d^2) and the labels with their sort orders (4 x n int64).
+def memory_estimate(n: int, d: int, k: int, chunk_rows: int, loss: bool = True) -> int:
+    """Bytes :func:`measure` may hold at once (float64), an upper estimate: a chunk and its working copies
+    (the rows as read and in float64, normalised, centred, class-sorted, squared, and the temporaries of the
+    projections and of the NCC scores: 10 x chunk_rows x d), one class's rows and its SVD workspace
+    (3 x max(chunk_rows, d) x d), with the loss a tile and its exponential and mask (3 x chunk_rows^2), the
+    class statistics (sums, normalised sums, means: 6 x k x d), a class's scatter matrix and its
+    eigen-decomposition (2 x d^2) and the labels with their sort orders (4 x n int64).
     benchmarks/RESULTS-measure.md compares it with the measured peak."""
     c = min(int(chunk_rows), int(n))
-    return (estimate_bytes((c, d), copies=6) + estimate_bytes((c, c), copies=3) + estimate_bytes((k, d), copies=6)
+    return (estimate_bytes((c, d), copies=10) + estimate_bytes((min(max(c, d), n), d), copies=3)
+            + (estimate_bytes((c, c), copies=3) if loss else 0) + estimate_bytes((k, d), copies=6)
             + estimate_bytes((d, d), copies=2) + estimate_bytes((n,), dtype="int64", copies=4))
 
 

@@ -51,7 +51,7 @@ from nctheory.measure import (CHUNK_ROWS, UNIT_TOL, ArrayRows, accumulate, encod
 from nctheory.runfolder import (MAX_EPOCH, TENSORBOARD_DIR, TIMING_COLUMNS, RunLock,  # noqa: F401 (TIMING_COLUMNS: re-exported)
                                 atomic_save_npy, atomic_write, atomic_write_csv, atomic_write_json, read_metrics_csv,
                                 repair_metrics_csv, run_state)
-from nctheory.validate import output_dir
+from nctheory.validate import output_dir, real
 
 BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
                 "images_per_second", "zero_feature_rows"]
@@ -321,6 +321,7 @@ class Monitor:
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 1:
             raise InputError(f"epoch must be an integer >= 1 (epochs done, as in metrics.csv), got {epoch!r}")
         epoch = int(epoch)
+        lr = real(lr, "lr", allow_none=True)
         if self.last_epoch is not None and epoch <= self.last_epoch:
             raise InputError(f"epoch {epoch} logged after epoch {self.last_epoch}: epochs must increase")
         if epoch > MAX_EPOCH:

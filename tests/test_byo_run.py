@@ -219,7 +219,7 @@ def test_ctrl_c_names_the_saved_epoch_and_the_same_command_resumes(tmp_path):
     assert proc.returncode == 130
     # metrics.csv may hold one row more than the checkpoint (interrupted between the two writes)
     saved = torch.load(tmp_path / "i" / "checkpoint.pt", weights_only=False)["epoch"]
-    assert saved >= 3 and len(read_metrics(tmp_path / "i")) in (saved, saved + 1)
+    assert saved >= 2 and len(read_metrics(tmp_path / "i")) in (saved, saved + 1)
     line = err.strip().splitlines()[-1]
     assert f"epoch {saved} is saved" in line and "run the same command again to resume" in line, line
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -280,9 +280,29 @@ def test_cli_measure_json_plot_and_bad_input(tmp_path, capsys):
         [str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"), "--test-labels", str(tmp_path / "y.npy")],
         [str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"), "--plan", str(tmp_path / "nope.json")],
         [str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"), "--device", "warp"],
+        [str(tmp_path / "h.npy"), "--labels", str(tmp_path / "y.npy"), "--max-memory", "1k"],  # the memory budget
     ]
     for args in cases:
         capsys.readouterr()
         assert cli_main(["measure", *args]) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("nctheory measure: error:") and "\n" not in err, (args, err)
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_and_both_modes_agree(tmp_path):
+    """benchmarks/bench_measure.py at smoke sizes: every child runs, and the streamed and in-memory modes
+    give the same Delta to OF and loss (a benchmark of two different computations would be void)."""
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_measure.py"))
+    res = bench["main"](["--n", "600", "--loss-n", "300", "--d", "8", "--k", "3", "--chunk", "64",
+                         "--json", str(tmp_path / "b.json")])
+    assert [r.get("error") for r in res] == [None] * 4
+    by = {(r["loss"], r["mode"]): r for r in res}
+    for loss in (False, True):
+        a, b = by[(loss, "streamed")], by[(loss, "whole")]
+        assert a["delta_to_of"] == pytest.approx(b["delta_to_of"], rel=RTOL)
+        assert a["peak_rss_mib"] >= 0 and a["seconds"] > 0
+    assert by[(True, "streamed")]["loss_sum"] == pytest.approx(by[(True, "whole")]["loss_sum"], rel=1e-12)
