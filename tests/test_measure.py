@@ -174,6 +174,9 @@ def test_memory_mapped_npy_far_larger_than_the_chunk_gives_the_in_memory_answers
             np.testing.assert_allclose(va, vb, rtol=RTOL)
         else:
             assert va == vb, key
+    # an np.memmap handed to the library directly is read chunk by chunk too, with the same answers
+    mm = ms.measure(np.load(tmp_path / "h.npy", mmap_mode="r"), y, tau=0.5, chunk_rows=64, ufm=False)
+    assert mm["delta_to_of"] == on_disk["delta_to_of"] and mm["loss"]["sum"] == on_disk["loss"]["sum"]
     # and the loss is the definition's value (float64 of the float32 rows)
     assert on_disk["loss"]["sum"] == pytest.approx(
         float(scl(torch.as_tensor(H, dtype=torch.float64), torch.as_tensor(y), 0.5)), rel=1e-12)
