@@ -14,6 +14,7 @@ from nctheory.batching import (
     PlanBatchSampler,
     batch_binding,
     check_plan,
+    duplicate_views,
     epoch_batches,
     load_plan,
     make_plan,
@@ -283,12 +284,21 @@ def test_class_balanced_groups_and_drop_last():
 
 
 def test_views_duplicate_every_batch():
-    p = make_plan(Y, scheme="reshuffle", batch_size=7, epochs=1, seed=0, views=2)
+    # views are a plan attribute; the expansion (rows v * n + i) is one definition, used by
+    # Plan.expanded and duplicate_views alike
+    p = make_plan(Y, scheme="reshuffle", batch_size=7, epochs=2, seed=0, views=3)
+    base = make_plan(Y, scheme="reshuffle", batch_size=7, epochs=2, seed=0)
     n = Y.size
-    assert p.n == 2 * n and np.array_equal(p.labels, np.tile(Y, 2))
-    for b in p.batches:
-        s = set(b.tolist())
-        assert all((i + n) in s for i in s if i < n) and all((i - n) in s for i in s if i >= n)
+    assert p.views == 3 and p.n == n and [b.tolist() for b in p.batches] == [b.tolist() for b in base.batches]
+    e = p.expanded()
+    assert e.n == 3 * n and e.views == 1 and np.array_equal(e.labels, np.tile(Y, 3))
+    for b, b0 in zip(e.batches, base.batches):
+        assert b.tolist() == [i + v * n for v in range(3) for i in b0.tolist()]
+    ys, eps = duplicate_views(Y, base.epochs, 3)
+    assert np.array_equal(ys, e.labels)
+    assert [[b.tolist() for b in ep] for ep in eps] == [[b.tolist() for b in ep] for ep in e.epochs]
+    assert check_plan(p, with_fix=False).to_json() == check_plan(e, with_fix=False).to_json() | {
+        "stats": check_plan(p, with_fix=False).stats}
 
 
 def test_binding_guarantee_on_fixed_partitions():

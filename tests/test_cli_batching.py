@@ -140,7 +140,9 @@ def test_make_plan_then_check(tmp_path, capsys):
     outv = str(tmp_path / "pv.json")
     assert run(["make-plan", "--counts", "3,3", "--scheme", "reshuffle", "--batch-size", "2", "--views", "2",
                 "--epochs", "3", "--out", outv], capsys)[0] == 0
-    assert json.loads(Path(outv).read_text())["labels"] == [0, 0, 0, 1, 1, 1] * 2
+    written = json.loads(Path(outv).read_text())
+    assert written["labels"] == [0, 0, 0, 1, 1, 1] and written["views"] == 2  # views: an attribute, not indices
+    assert all(max(b) < 6 for ep in written["epochs"] for b in ep)
     lab = tmp_path / "labels.json"
     lab.write_text("[0, 1, 1, 0.5]")
     code, _, err = run(["make-plan", "--labels", str(lab), "--out", str(tmp_path / "x.json")], capsys)
