@@ -66,7 +66,7 @@ def bench_reduced(rows, ks_step, ks_lt):
 
 
 def bench_riemannian(rows, sizes, device, restarts):
-    from nctheory.solvers.riemannian import scl_objective, solve_riemannian
+    from nctheory.solvers.riemannian import loss_objective, solve_riemannian
 
     for k, m, d, bs in sizes:
         counts = [m] * k
@@ -79,8 +79,8 @@ def bench_riemannian(rows, sizes, device, restarts):
         for relu in (False, True):
             t0 = time.perf_counter()
             try:
-                r = solve_riemannian(scl_objective(y, 1.0, batches), y.size, d, nonneg=relu, restarts=restarts,
-                                     device=device, max_iter=3000)
+                r = solve_riemannian(loss_objective("scl", y, tau=1.0, batches=batches), y.size, d, nonneg=relu,
+                                     restarts=restarts, device=device, max_iter=3000)
                 secs = time.perf_counter() - t0
                 check = ""
                 if not bs:  # cross-check against the certified reduced program

@@ -11,7 +11,7 @@ our W W^T / M M^T). Definitions:
   orthogonal vectors have disjoint supports (for d = k: a permutation of the standard basis).
 - prototype geometry (Gill et al. 2023 Def. 2): the Gram matrix G_* = W W^T of fixed prototypes.
   :func:`prototype_gram` gives the target Gram matrices of Gill et al. Fig. 3 (ETF, larger minority
-  angles, majority collapse), precisely defined there; :func:`prototype_geometry` returns unit
+  angles, majority collapse), precisely defined there; :func:`prototype_vectors` returns unit
   vectors realising them (:func:`gram_to_vectors`).
 
 STEP convention (Kini et al. §3, Gill et al. §2 experiments): the first ``n_major`` classes (default
@@ -289,7 +289,7 @@ def prototype_gram(name: str, k: int, n_major: int | None = None, **params) -> n
     raise InputError(f"unknown prototype geometry {name!r}; choose one of {', '.join(GEOMETRIES)}")
 
 
-def prototype_geometry(name: str, k: int, n_major: int | None = None, d: int | None = None, **params) -> np.ndarray:
+def prototype_vectors(name: str, k: int, n_major: int | None = None, d: int | None = None, **params) -> np.ndarray:
     """(k, d) unit-norm prototypes (rows) whose Gram matrix is :func:`prototype_gram` (name, k, n_major, **params).
 
     "etf" returns :func:`simplex_etf` (k, d); the others :func:`gram_to_vectors` of the target Gram.

@@ -15,7 +15,7 @@ from nctheory.geometry import (
     majority_collapse_gram,
     minority_angles_gram,
     orthogonal_frame,
-    prototype_geometry,
+    prototype_vectors,
     prototype_gram,
     simplex_etf,
 )
@@ -144,10 +144,10 @@ def test_majority_collapse_gram(k, m):
     idx = [0] + list(range(m, k))
     assert np.allclose(G[np.ix_(idx, idx)], etf_gram(r + 1), atol=EXACT)
     assert np.linalg.matrix_rank(G) == r
-    V = prototype_geometry("majority-collapse", k, m, d=r)
+    V = prototype_vectors("majority-collapse", k, m, d=r)
     assert np.allclose(V @ V.T, G, atol=1e-12)
     with pytest.raises(InputError):
-        prototype_geometry("majority-collapse", k, m, d=r - 1)
+        prototype_vectors("majority-collapse", k, m, d=r - 1)
 
 
 @pytest.mark.parametrize("k,m", [(4, 2), (10, 5), (7, 3)])
@@ -166,7 +166,7 @@ def test_minority_angles_gram(k, m, t):
     if t > 0:
         # larger angles (smaller cosines) between minorities than between majorities and than in the ETF
         assert b < a and b < -1.0 / (k - 1) - 1e-3
-    V = prototype_geometry("minority-angles", k, m, t=t)
+    V = prototype_vectors("minority-angles", k, m, t=t)
     assert np.allclose(np.linalg.norm(V, axis=1), 1.0, atol=EXACT)
     assert np.allclose(V @ V.T, G, atol=1e-9)
 
@@ -179,7 +179,7 @@ def test_step_default_majorities():
 def test_minority_angles_explicit_cosines():
     G = prototype_gram("minority-angles", 6, 3, cos_major=0.2, cos_minor=-0.4, cos_cross=-0.1)
     assert G[0, 1] == 0.2 and G[4, 5] == -0.4 and G[0, 5] == -0.1
-    V = prototype_geometry("minority-angles", 6, 3, cos_major=0.2, cos_minor=-0.4, cos_cross=-0.1)
+    V = prototype_vectors("minority-angles", 6, 3, cos_major=0.2, cos_minor=-0.4, cos_cross=-0.1)
     assert np.allclose(V @ V.T, G, atol=1e-9)
     # among 3 unit vectors the cosine cannot be below -1/2: not PSD
     with pytest.raises(InputError):
@@ -192,8 +192,8 @@ def test_minority_angles_explicit_cosines():
 
 @pytest.mark.parametrize("name", ["etf", "minority-angles", "majority-collapse"])
 @pytest.mark.parametrize("k", [3, 6])
-def test_prototype_geometry_realises_gram(name, k):
-    V = prototype_geometry(name, k)
+def test_prototype_vectors_realise_gram(name, k):
+    V = prototype_vectors(name, k)
     assert V.shape == (k, k)
     assert np.allclose(np.linalg.norm(V, axis=1), 1.0, atol=EXACT)
     assert np.allclose(V @ V.T, prototype_gram(name, k), atol=1e-9)
@@ -201,7 +201,7 @@ def test_prototype_geometry_realises_gram(name, k):
 
 def test_from_gram():
     G = etf_gram(4)
-    V = prototype_geometry("from_gram", 4, gram=G, d=3)
+    V = prototype_vectors("from_gram", 4, gram=G, d=3)
     assert V.shape == (4, 3) and np.allclose(V @ V.T, G, atol=1e-12)
     with pytest.raises(InputError):  # not unit diagonal
         prototype_gram("from_gram", 2, gram=2 * np.eye(2))
@@ -222,7 +222,7 @@ def test_from_gram():
         lambda: prototype_gram("minority-angles", 5, 2, t="x"),
         lambda: prototype_gram("minority-angles", 5, 2, s=0.1),
         lambda: prototype_gram("etf", 1),
-        lambda: prototype_geometry("etf", 5, d=3),
+        lambda: prototype_vectors("etf", 5, d=3),
     ],
 )
 def test_prototype_bad_input(call):

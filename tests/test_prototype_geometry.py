@@ -1,4 +1,4 @@
-"""Tests of nctheory.prototype_geometry and `nctheory prototypes`: the reduced Gram form equals the full one
+"""Tests of nctheory.solvers.prototypes and `nctheory prototypes`: the reduced Gram form equals the full one
 (and the torch loss), the reduced optimum equals the full certified Gram optimum, the n_w -> inf geometry
 equals a direct first-order minimisation of nctheory.losses.prototype_limit.limit_loss, and bad input is refused."""
 
@@ -14,7 +14,7 @@ from nctheory.errors import InputError
 from nctheory.geometry import gram_to_vectors, prototype_gram
 from nctheory.losses import scl_with_prototypes
 from nctheory.losses.gram import scl_with_prototypes_form
-from nctheory.prototype_geometry import (
+from nctheory.solvers.prototypes import (
     expand_block_gram,
     finite_geometry,
     gill_batch_counts,
@@ -23,7 +23,7 @@ from nctheory.prototype_geometry import (
     parse_nw,
     reduced_form,
 )
-from nctheory.losses.prototype_limit import limit_loss, paper_limit_loss
+from nctheory.losses.prototype_limit import PerSampleLimit, limit_loss, paper_limit_loss
 
 TAU = 0.5
 
@@ -38,8 +38,8 @@ def test_reduced_form_equals_full_form_on_block_points(counts, n_w):
     X = (X + X.T) / 2
     X[k:, k:] = Gs
     G, y = expand_block_gram(X, counts)
-    full = scl_with_prototypes_form(y, k, n_w, TAU).evaluate(G)
-    assert reduced_form(counts, Gs, n_w, TAU).evaluate(X) == pytest.approx(full, rel=1e-12, abs=1e-12)
+    full = scl_with_prototypes_form(y, k, n_w, TAU).value(G)
+    assert reduced_form(counts, Gs, n_w, TAU).value(X) == pytest.approx(full, rel=1e-12, abs=1e-12)
 
 
 def test_reduced_form_equals_torch_loss_at_a_realised_point():
@@ -54,7 +54,7 @@ def test_reduced_form_equals_torch_loss_at_a_realised_point():
     X = np.zeros((2 * k, 2 * k))
     X[:k, :k], X[:k, k:], X[k:, :k], X[k:, k:] = mu @ mu.T, mu @ W.T, W @ mu.T, W @ W.T
     val = float(scl_with_prototypes(Z, y, W, n_w, TAU))
-    assert reduced_form(counts, W @ W.T, n_w, TAU).evaluate(X) == pytest.approx(val, rel=1e-12)
+    assert reduced_form(counts, W @ W.T, n_w, TAU).value(X) == pytest.approx(val, rel=1e-12)
 
 
 @pytest.mark.parametrize("geometry,counts,n_w,n_major", [("minority-angles", [3, 2, 1], 2, 1),
@@ -175,7 +175,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 def _random_feasible_X(Gs, counts, rng, extra=3):
     """A feasible block point: prototype vectors V (G_* = V V^T) padded into R^(r+extra), class means mu_c with
     |mu_c| <= 1 (= 1 for one-sample classes); X = [[mu mu^T, mu W^T], [W mu^T, V V^T]]."""
-    from nctheory.prototype_geometry import _range_factor
+    from nctheory.solvers.prototypes import _range_factor
 
     V = _range_factor(Gs)
     k, r = V.shape
@@ -201,13 +201,13 @@ def test_finite_lower_bound_is_below_the_loss_at_feasible_points(geometry, count
     form = reduced_form(counts, Gs, n_w, TAU)
     rng = np.random.default_rng(1)
     for _ in range(50):
-        assert form.evaluate(_random_feasible_X(Gs, counts, rng)) >= c["dual_bound"] - 1e-9 * abs(c["dual_bound"])
+        assert form.value(_random_feasible_X(Gs, counts, rng)) >= c["dual_bound"] - 1e-9 * abs(c["dual_bound"])
 
 
 def test_lower_bound_is_valid_for_arbitrary_multipliers():
     """Weak duality holds for any multipliers: random LSE weights / PSD and fixed-block duals give a bound below
     the loss at every feasible point (the solver's multipliers only make it tight)."""
-    from nctheory.prototype_geometry import _reduced_lower_bound, facially_reduced_form
+    from nctheory.solvers.prototypes import _reduced_lower_bound, facially_reduced_form
 
     counts, n_w, k = [3, 2, 1], 2, 3
     Gs = prototype_gram("etf", k)
@@ -223,7 +223,7 @@ def test_lower_bound_is_valid_for_arbitrary_multipliers():
         Y = np.eye(k + r)
         Y[:k, :k], Y[:k, k:] = X[:k, :k], X[:k, k:] @ Vp
         Y[k:, :k] = Y[:k, k:].T
-        assert formY.evaluate(Y) == pytest.approx(form.evaluate(X) - form.const, rel=1e-10, abs=1e-10)
+        assert formY.value(Y) == pytest.approx(form.value(X) - form.const, rel=1e-10, abs=1e-10)
         pts.append(Y)
     for trial in range(20):
         p = rng.uniform(0, 1, size=formY.group.size)
@@ -232,7 +232,7 @@ def test_lower_bound_is_valid_for_arbitrary_multipliers():
         Lam = Lam @ Lam.T
         Phi = rng.normal(size=(r, r))
         lb = _reduced_lower_bound(formY, pts[trial], p, lo, hi, np.arange(k, k + r), Lam, Phi)["bound"]
-        assert all(formY.evaluate(Y) >= lb - 1e-9 for Y in pts)
+        assert all(formY.value(Y) >= lb - 1e-9 for Y in pts)
 
 
 def test_certificate_ignores_the_solver_dual_objective(monkeypatch):
@@ -264,7 +264,7 @@ def test_certificate_ignores_the_solver_dual_objective(monkeypatch):
 
 def test_solver_error_when_the_rigorous_gap_exceeds_the_tolerance():
     from nctheory.errors import SolverError
-    from nctheory.prototype_geometry import limit_class_solution
+    from nctheory.solvers.prototypes import limit_class_solution
 
     Gs = prototype_gram("etf", 3)
     with pytest.raises(SolverError, match="rigorous relative gap"):
@@ -274,18 +274,19 @@ def test_solver_error_when_the_rigorous_gap_exceeds_the_tolerance():
 
 
 def test_limit_lower_bound_is_below_f_on_the_ball():
-    from nctheory.prototype_geometry import _range_factor, limit_class_solution, limit_value
+    from nctheory.solvers.prototypes import _range_factor, limit_class_solution
 
     Gs = prototype_gram("majority-collapse", 4)
     V = _range_factor(Gs)
     rng = np.random.default_rng(3)
     for form in ("derived", "paper"):
         s = limit_class_solution(Gs, 2, TAU, form)
+        f = PerSampleLimit(Gs, TAU, form)
         assert s["dual_bound"] <= s["value"] and s["gap"] <= 1e-6 * max(1, abs(s["value"]))
         for _ in range(200):
             a = rng.normal(size=V.shape[1])
             a *= rng.uniform(0, 1) / np.linalg.norm(a)
-            assert limit_value(V @ a, 2, Gs, TAU, form) >= s["dual_bound"] - 1e-12
+            assert f.value(V @ a, 2) >= s["dual_bound"] - 1e-12
 
 
 # ------------------------------------------------------------------------------------- CLI input (F11)

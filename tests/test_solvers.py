@@ -1,4 +1,4 @@
-"""Tests of the certified UFM solvers (nctheory.solvers) and `nctheory solve`. Small and fast."""
+"""Tests of the certified UFM solvers (nctheory.solvers, solve_ufm) and `nctheory solve`. Small and fast."""
 
 import json
 import numpy as np
@@ -8,10 +8,11 @@ from nctheory.bounds import full_batch_bound
 from nctheory.errors import InputError, SolverError
 from nctheory.losses import scl
 from nctheory.losses.gram import scl_form
-from nctheory.solvers.certificate import linear_lower_bound, lse_form_gradient
+from nctheory.solvers import UFMProblem, solve_ufm
+from nctheory.solvers.certificate import linear_lower_bound
 from nctheory.solvers.gram import solve_gram
 from nctheory.solvers.reduced import sample_gram_from_class_gram, reduced_scl_value, solve_reduced
-from nctheory.solvers.riemannian import form_objective, scl_objective, solve_riemannian
+from nctheory.solvers.riemannian import form_objective, loss_objective, solve_riemannian
 
 REL = 1e-6  # the certificate threshold
 
@@ -50,7 +51,7 @@ def test_reduced_agrees_with_full_program(counts, tau, relu):
         r = solve_reduced(counts, tau, relu, orbits=orbits)
         assert abs(r.value - g.value) <= 2 * REL * max(1.0, g.value)
         # the reduced optimum expands to an n x n Gram matrix whose full loss is the same number
-        assert abs(scl_form(y, tau).evaluate(sample_gram_from_class_gram(r.G, counts)) - r.value) <= 1e-9 * max(1.0, r.value)
+        assert abs(scl_form(y, tau).value(sample_gram_from_class_gram(r.G, counts)) - r.value) <= 1e-9 * max(1.0, r.value)
 
 
 def test_block_psd_criterion():
@@ -92,20 +93,20 @@ def test_lower_bound_is_a_lower_bound():
     X0 = X0 @ X0.T
     d = np.sqrt(np.diag(X0))
     X0 = X0 / d[:, None] / d[None, :]
-    D = lse_form_gradient(f, X0)
+    D = f.gradient(X0)
     for _ in range(20):
         nu = rng.normal(size=5) * 3
-        lb = f.evaluate(X0) - np.sum(D * X0) + linear_lower_bound(D, np.ones(5), np.ones(5), nu)["linear_part"]
+        lb = f.value(X0) - np.sum(D * X0) + linear_lower_bound(D, np.ones(5), np.ones(5), nu)["linear_part"]
         for _ in range(10):
             H = rng.normal(size=(5, 4))
             H /= np.linalg.norm(H, axis=1, keepdims=True)
-            assert f.evaluate(H @ H.T) >= lb - 1e-9
+            assert f.value(H @ H.T) >= lb - 1e-9
 
 
 def test_riemannian_matches_gram_and_reports_spread():
     y = labels([3, 2, 2])
     g = solve_gram(scl_form(y, 1.0), y=y)
-    r = solve_riemannian(scl_objective(y, 1.0), 7, 7, restarts=3, device="cpu")
+    r = solve_riemannian(loss_objective("scl", y, tau=1.0), 7, 7, restarts=3, device="cpu")
     assert abs(r.value - g.value) <= 1e-6 * g.value and r.converged >= 1 and r.stationarity <= 1e-6
     r2 = solve_riemannian(form_objective(scl_form(y, 1.0), device="cpu"), 7, 7, nonneg=True, restarts=2, device="cpu")
     assert abs(r2.value - full_batch_bound([3, 2, 2], 1.0)) <= 1e-6 * r2.value
@@ -115,7 +116,7 @@ def test_riemannian_matches_gram_and_reports_spread():
 def test_riemannian_minibatch_d_less_than_n():
     y = labels([4, 4, 4])
     batches = [[0, 1, 4, 5, 8, 9], [2, 3, 6, 7, 10, 11], [0, 2, 4, 6, 8, 10]]
-    r = solve_riemannian(scl_objective(y, 0.5, batches), 12, 3, nonneg=True, restarts=3, device="cpu")
+    r = solve_riemannian(loss_objective("scl", y, tau=0.5, batches=batches), 12, 3, nonneg=True, restarts=3, device="cpu")
     from nctheory.bounds import batch_bound
 
     assert r.value >= batch_bound(y, batches, 0.5) - 1e-9
@@ -125,9 +126,28 @@ def test_riemannian_minibatch_d_less_than_n():
 def test_solver_errors_are_raised():
     y = labels([3, 2])
     with pytest.raises(SolverError):
-        solve_riemannian(scl_objective(y, 1.0), 5, 5, restarts=2, max_iter=1, device="cpu")
+        solve_riemannian(loss_objective("scl", y, tau=1.0), 5, 5, restarts=2, max_iter=1, device="cpu")
     with pytest.raises(SolverError):
         solve_gram(scl_form(y, 1.0), y=y, solvers=())
+
+
+def ufm(counts, loss="scl", **kw):
+    """solve_ufm on class counts (the library call behind `nctheory solve`); method defaults to auto."""
+    method = kw.pop("method", "auto")
+    return solve_ufm(UFMProblem(loss, labels(counts), **kw), method)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_ufm_readme_examples(relu):
+    """README: `nctheory solve --loss scl --counts 10,2,2 --tau 1 [--relu] --json`."""
+    r = ufm([10, 2, 2], tau=1.0, relu=relu)
+    d = r.to_json()
+    for key in ("value", "status", "gap", "geometry", "class_mean_gram"):
+        assert key in d
+    assert d["status"] == "optimal" and abs(d["rel_gap"]) <= REL and r.certified and r.exit_code == 0
+    assert r.geometry["name"] == ("OF" if relu else "other") and r.method == "reduced"
+    assert abs(r.value - (30.2429513 if relu else 27.8074423)) < 1e-6
+    assert list(d)[:9] == ["loss", "tau", "relu", "n", "k", "counts", "method", "plan", "dim"]
 
 
 @pytest.fixture
@@ -144,18 +164,9 @@ def _cli(capsys):
     return run
 
 
-@pytest.mark.parametrize("relu", [False, True])
-def test_cli_done_when(relu, _cli):
-    code, out, err = _cli("--loss", "scl", "--counts", "10,2,2", "--tau", "1", "--json", *(["--relu"] if relu else []))
-    assert code == 0, err
-    d = json.loads(out)
-    for key in ("value", "status", "gap", "geometry", "class_mean_gram"):
-        assert key in d
-    assert d["status"] == "optimal" and abs(d["rel_gap"]) <= REL
-    assert d["geometry"]["name"] == ("OF" if relu else "other")
-
-
 def test_cli_plan_plot_and_errors(tmp_path, _cli):
+    """The command line: a plan file, a plot, JSON, and the exit codes of bad input (2) and of a solver that
+    does not converge (3)."""
     plan = tmp_path / "p.json"
     plan.write_text(json.dumps({"labels": [0, 0, 1, 1, 2, 2], "batches": [[0, 1, 2, 3], [2, 3, 4, 5], [0, 1, 4, 5]]}))
     png = tmp_path / "h.png"
@@ -163,20 +174,43 @@ def test_cli_plan_plot_and_errors(tmp_path, _cli):
     assert code == 0, err
     d = json.loads(out)
     assert d["method"] == "gram" and d["geometry"]["name"] == "OF" and png.stat().st_size > 1000
-    assert abs(d["value"] - d["kini_bound"]) <= REL * d["value"]
+    assert abs(d["value"] - d["kini_bound"]) <= REL * d["value"] and d["plan"] == str(plan) and d["plot"] == str(png)
     assert _cli("--loss", "scl", "--counts", "3", "--tau", "1")[0] == 2
     assert _cli("--loss", "scl", "--counts", "3,2", "--tau", "-1")[0] == 2
     assert _cli("--loss", "scl", "--counts", "3,x", "--tau", "1")[0] == 2
+    assert _cli("--loss", "no-such-loss", "--counts", "3,2")[0] == 2
+    assert _cli("--loss", "gill-prop1", "--counts", "3,2")[0] == 2  # no Gram form: nothing to certify
     code, _, err = _cli("--loss", "scl", "--counts", "3,2", "--method", "riemannian", "--max-iter", "1", "--restarts", "1")
     assert code == 3 and "Traceback" not in err
 
 
-def test_cli_relu_with_fixed_prototypes_uses_riemannian(_cli):
-    code, out, err = _cli("--loss", "scl-prototypes", "--counts", "2,2", "--tau", "1", "--relu", "--restarts", "1", "--json")
-    assert code == 0, err
-    d = json.loads(out)
-    assert d["method"] == "riemannian" and d["certified"] is False and d["gap"] is None
-    assert "value" not in d and d["upper_bound"] > 0  # F14: an uncertified number never sits under "value"
+def test_cli_prints_the_lower_bound_only_case_and_exits_1(_cli):
+    code, out, _ = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "1", "--method", "gram")
+    assert code == 1 and "lower bound" in out and "NOT the optimum" in out and "\nvalue " not in out
+
+
+def test_relu_with_fixed_prototypes_uses_riemannian():
+    r = ufm([2, 2], "scl-prototypes", tau=1.0, relu=True, restarts=1)
+    d = r.data
+    assert d["method"] == "riemannian" and d["certified"] is False and d["gap"] is None and r.exit_code == 0
+    assert "value" not in d and r.value is None and d["upper_bound"] > 0  # F14: never "value" uncertified
+
+
+def test_report_enforces_the_naming_rule():
+    from nctheory.solvers import UFMReport
+
+    ok = {"method": "gram", "certified": True, "value": 1.0}
+    assert UFMReport(ok).exit_code == 0
+    assert UFMReport({"method": "gram", "certified": False, "lower_bound": 1.0}).exit_code == 1
+    assert UFMReport({"method": "riemannian", "certified": False, "upper_bound": 2.0, "lower_bound": 1.0}).exit_code == 0
+    for bad in ({"method": "gram", "certified": False, "value": 1.0},            # value without a certificate
+                {"method": "gram", "certified": True, "value": 1.0, "lower_bound": 0.5},
+                {"method": "gram", "certified": True},                             # certified, no value
+                {"method": "gram", "certified": False},                            # no number named
+                {"method": "gram", "certified": False, "upper_bound": 1.0},        # upper bound not first-order
+                {"method": "gram", "value": 1.0}):                                 # certified missing
+        with pytest.raises(ValueError, match="naming rule"):
+            UFMReport(bad)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -186,7 +220,7 @@ def _brute_force_d1(counts, tau=1.0):
 
     f = scl_form(labels(counts), tau)
     n = sum(counts)
-    return min(f.evaluate(np.outer(s, s)) for s in itertools.product([-1.0, 1.0], repeat=n))
+    return min(f.value(np.outer(s, s)) for s in itertools.product([-1.0, 1.0], repeat=n))
 
 
 def test_d1_is_solved_exactly_not_by_a_random_start():
@@ -195,84 +229,67 @@ def test_d1_is_solved_exactly_not_by_a_random_start():
     exact = _brute_force_d1([3, 3, 3])
     assert abs(exact - 13.226763583005) < 1e-9
     y = labels([3, 3, 3])
-    r = solve_riemannian(scl_objective(y, 1.0), 9, 1, restarts=2, device="cpu")  # was 20.77 ("stationary")
+    r = solve_riemannian(loss_objective("scl", y, tau=1.0), 9, 1, restarts=2, device="cpu")  # was 20.77 ("stationary")
     assert abs(r.value - exact) <= 1e-12 * exact and r.exact and r.stationarity is None
     assert np.all(np.abs(r.Z) == 1) and abs(float(scl(r.Z, y, 1.0)) - exact) <= 1e-12 * exact
     f = solve_signs(scl_form(y, 1.0), 9)  # batched LSEForm path with the s -> -s symmetry
     assert abs(f.value - exact) <= 1e-12 * exact and f.patterns == 2 ** 8
     # UFM+ in d = 1: every feature is +1 (one feasible point)
     p = solve_signs(scl_form(y, 1.0), 9, nonneg=True)
-    assert p.patterns == 1 and np.all(p.Z == 1) and abs(p.value - scl_form(y, 1.0).evaluate(np.ones((9, 9)))) < 1e-12
+    assert p.patterns == 1 and np.all(p.Z == 1) and abs(p.value - scl_form(y, 1.0).value(np.ones((9, 9)))) < 1e-12
     with pytest.raises(InputError):
         solve_signs(scl_form(labels([9, 9]), 1.0), 18)  # 2^17 patterns: too many, no heuristic fallback
 
 
-def test_sign_batch_evaluation_equals_form_evaluate():
-    """The batched d = 1 evaluation is LSEForm.evaluate at G = s s^T (forms with and without a linear part)."""
-    from nctheory.losses import gram as lg
-    from nctheory.solvers.signs import _lse_batch
+def test_ufm_d1_exact():
+    from nctheory.cli.cmd_solve import human
 
-    y = labels([2, 1, 2])
-    rng = np.random.default_rng(5)
-    for f in (scl_form(y, 0.7), lg.scl_with_prototypes_form(y, 3, 2, 0.5), lg.ce_fixed_classifier_form(y, 3, 1.0),
-              lg.proto_loss_form(y, 0.3)):
-        S = rng.choice([-1.0, 1.0], size=(7, f.size))
-        ref = [f.evaluate(np.outer(s, s)) for s in S]
-        assert np.allclose(_lse_batch(f, S), ref, rtol=1e-13, atol=1e-13)
-
-
-def test_cli_d1_exact(_cli):
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "1", "--json")
-    assert code == 0, err
-    d = json.loads(out)
-    assert d["method"] == "enumerate" and d["certified"] is True and d["status"] == "exact"
-    assert abs(d["value"] - 13.226763583005) < 1e-9 and d["gap"] == 0.0
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "1", "--method", "riemannian")
-    assert code == 0 and "13.22676358" in out and "status exact" in out and "method enumerate" in out
-    code, out, err = _cli("--loss", "scl", "--counts", "9,9", "--dim", "1")
-    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    r = ufm([3, 3, 3], dim=1)
+    d = r.data
+    assert d["method"] == "enumerate" and r.certified and d["status"] == "exact"
+    assert abs(r.value - 13.226763583005) < 1e-9 and d["gap"] == 0.0
+    r = ufm([3, 3, 3], dim=1, method="riemannian")  # answered by the enumeration, with a note
+    out = human(r.data)
+    assert "13.22676358" in out and "status exact" in out and "method enumerate" in out and "note:" in out
+    with pytest.raises(InputError, match="too many"):
+        ufm([9, 9], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------
 # --dim below the Gram optimum's rank (F2): only a lower bound, exit 1
-def test_cli_gram_dim_below_rank_reports_lower_bound_only(_cli):
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "1", "--method", "gram", "--json")
-    assert code == 1, err
-    d = json.loads(out)
-    assert "value" not in d and d["certified"] is False
-    assert abs(d["lower_bound"] - 10.85045183) < 1e-6 and d["lower_bound"] <= _brute_force_d1([3, 3, 3])
+def test_gram_dim_below_rank_reports_lower_bound_only():
+    from nctheory.cli.cmd_solve import human
+
+    r = ufm([3, 3, 3], dim=1, method="gram")
+    d = r.data
+    assert r.exit_code == 1 and "value" not in d and not r.certified
+    assert abs(r.lower_bound - 10.85045183) < 1e-6 and r.lower_bound <= _brute_force_d1([3, 3, 3])
     assert d["relaxation"]["geometry"]["name"] == "ETF" and d["relaxation"]["rank"] == 2
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "1", "--method", "gram")
-    assert code == 1 and "lower bound" in out and "NOT the optimum" in out and "\nvalue " not in out
+    assert r.geometry is d["relaxation"]["geometry"]
+    out = human(d)
+    assert "lower bound" in out and "NOT the optimum" in out and "\nvalue " not in out
     # UFM+ in d = 2 with k = 3: the OF needs d = 3; the DNN value is only a lower bound
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "2", "--relu", "--method", "gram", "--json")
-    d = json.loads(out)
-    assert code == 1 and "value" not in d and d["relaxation"]["geometry"]["name"] == "OF"
+    r = ufm([3, 3, 3], dim=2, relu=True, method="gram")
+    assert r.exit_code == 1 and "value" not in r.data and r.data["relaxation"]["geometry"]["name"] == "OF"
     # attained: the ETF fits in d = k - 1 = 2; the OF (with --relu) in d = k = 3
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "2", "--method", "gram", "--json")
-    d = json.loads(out)
-    assert code == 0 and d["certified"] is True and abs(d["value"] - 10.85045183) < 1e-6
-    assert d["geometry"]["name"] == "ETF" and abs(d["rel_gap"]) <= REL and d["dimension_check"]["dim"] == 2
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "3", "--relu", "--method", "gram", "--json")
-    d = json.loads(out)
-    assert code == 0 and d["certified"] is True and abs(d["value"] - full_batch_bound([3, 3, 3], 1.0)) <= REL * d["value"]
+    r = ufm([3, 3, 3], dim=2, method="gram")
+    assert r.exit_code == 0 and r.certified and abs(r.value - 10.85045183) < 1e-6
+    assert r.geometry["name"] == "ETF" and abs(r.data["rel_gap"]) <= REL and r.data["dimension_check"]["dim"] == 2
+    r = ufm([3, 3, 3], dim=3, relu=True, method="gram")
+    assert r.exit_code == 0 and r.certified and abs(r.value - full_batch_bound([3, 3, 3], 1.0)) <= REL * r.value
     # the reduced program too
-    code, out, err = _cli("--loss", "scl", "--counts", "3,2,2", "--dim", "2", "--relu", "--method", "reduced", "--json")
-    d = json.loads(out)
-    assert code == 1 and "value" not in d and d["certified"] is False
+    r = ufm([3, 2, 2], dim=2, relu=True, method="reduced")
+    assert r.exit_code == 1 and "value" not in r.data and not r.certified
 
 
-def test_cli_relu_value_needs_a_nonnegative_point(_cli):
-    """--relu: the DNN value is reported as `value` only with an explicit H >= 0 attaining it."""
-    code, out, err = _cli("--loss", "scl-prototypes", "--prototypes", "learned", "--relu", "--counts", "2,2",
-                          "--method", "gram", "--json")
-    assert code == 0, err
-    d = json.loads(out)
-    assert d["certified"] is True and d["dimension_check"]["construction"].startswith("NC + OF after a rotation")
-    assert abs(d["rel_gap"]) <= REL
-    code, out, err = _cli("--loss", "scl", "--counts", "3,2,2", "--relu", "--method", "gram", "--json")
-    d = json.loads(out)
-    assert code == 0 and d["geometry"]["name"] == "OF" and abs(d["value"] - full_batch_bound([3, 2, 2], 1.0)) <= REL * d["value"]
+def test_relu_value_needs_a_nonnegative_point():
+    """relu: the DNN value is reported as `value` only with an explicit H >= 0 attaining it."""
+    r = ufm([2, 2], "scl-prototypes", prototypes="learned", relu=True, method="gram")
+    assert r.certified and r.data["dimension_check"]["construction"].startswith("NC + OF after a rotation")
+    assert abs(r.data["rel_gap"]) <= REL
+    r = ufm([3, 2, 2], relu=True, method="gram")
+    assert r.exit_code == 0 and r.geometry["name"] == "OF"
+    assert abs(r.value - full_batch_bound([3, 2, 2], 1.0)) <= REL * r.value
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,7 +333,7 @@ def test_gram_fixed_block_value_is_at_a_feasible_point(monkeypatch):
     # the solver's own G misses the block by ~6e-10; the repaired one has it exactly
     assert r.feasibility["fixed_block_error"] == 0.0 and r.feasibility["max_violation"] <= FEAS_TOL
     assert r.value >= r.dual_bound and abs(r.rel_gap) <= REL
-    assert abs(r.value - args[0].evaluate(r.G)) < 1e-12 * r.value
+    assert abs(r.value - args[0].value(r.G)) < 1e-12 * r.value
     # a G that is not repaired to feasibility is rejected (retry, then SolverError), not reported
     monkeypatch.setattr(gram, "repair_fixed_block", lambda G, idx, F, mask=None: G + 1e-7)
     with pytest.raises(SolverError, match="violates a constraint"):
@@ -336,62 +353,77 @@ def test_riemannian_bad_options_are_input_errors():
     y = labels([3, 2])
     for kw in (dict(restarts=0), dict(restarts=-2), dict(gtol=-1.0), dict(gtol=0.0), dict(max_iter=0)):
         with pytest.raises(InputError):
-            solve_riemannian(scl_objective(y, 1.0), 5, 5, device="cpu", **kw)
+            solve_riemannian(loss_objective("scl", y, tau=1.0), 5, 5, device="cpu", **kw)
 
 
-def test_cli_first_order_result_is_an_upper_bound(_cli):
+def test_first_order_result_is_an_upper_bound():
+    from nctheory.cli.cmd_solve import human
+
     # d = 2 < k - 1 = 3: no ETF fits; the first-order value is an upper bound, never "value"
-    code, out, err = _cli("--loss", "scl", "--counts", "2,2,2,2", "--dim", "2", "--restarts", "2", "--json")
-    assert code == 0, err
-    d = json.loads(out)
-    assert d["method"] == "riemannian" and d["certified"] is False and "value" not in d
-    assert d["upper_bound"] >= _cli_gram_value(_cli, "2,2,2,2") - 1e-9  # above the d >= n optimum
+    r = ufm([2, 2, 2, 2], dim=2, restarts=2)
+    d = r.data
+    gram_value = ufm([2, 2, 2, 2], method="gram").value
+    assert d["method"] == "riemannian" and not r.certified and "value" not in d and r.exit_code == 0
+    assert r.upper_bound >= gram_value - 1e-9  # above the d >= n optimum
     assert "upper_bound_minus_kini_bound" in d and "value_minus_kini_bound" not in d
     # auto tried the reduced program first: its certified lower bound (d >= n) brackets the minimum
     lb = d["relaxation_lower_bound"]
-    assert lb["method"] == "reduced" and d["lower_bound"] == lb["lower_bound"] < d["upper_bound"]
-    assert abs(d["lower_bound"] - _cli_gram_value(_cli, "2,2,2,2")) <= 1e-6 * d["upper_bound"]
-    assert "relaxation" not in d and d["bracket_width"] == d["upper_bound"] - d["lower_bound"]
-    code, out, err = _cli("--loss", "scl", "--counts", "2,2,2,2", "--dim", "2", "--restarts", "2")
-    assert code == 0 and "upper bound from first-order search (not certified)" in out
-    assert "the minimum lies in [lower, upper]" in out
+    assert lb["method"] == "reduced" and r.lower_bound == lb["lower_bound"] < r.upper_bound
+    assert abs(r.lower_bound - gram_value) <= 1e-6 * r.upper_bound
+    assert "relaxation" not in d and d["bracket_width"] == r.upper_bound - r.lower_bound
+    out = human(d)
+    assert "upper bound from first-order search (not certified)" in out and "the minimum lies in [lower, upper]" in out
     assert not any(line.startswith("value") for line in out.splitlines())
 
 
-def test_cli_auto_with_dim_certifies_when_the_relaxation_is_attained(_cli):
-    """auto + --dim D: the exact program is tried first and certifies whenever a D-dimensional point attains it."""
-    code, out, err = _cli("--loss", "scl", "--counts", "3,3,3", "--dim", "2", "--json")
-    assert code == 0, err
-    d = json.loads(out)
-    assert d["method"] == "reduced" and d["certified"] is True and d["geometry"]["name"] == "ETF"
-    assert abs(d["value"] - 10.85045183) < 1e-6 and d["dimension_check"]["dim"] == 2
+def test_auto_with_dim_certifies_when_the_relaxation_is_attained():
+    """auto + dim D: the exact program is tried first and certifies whenever a D-dimensional point attains it."""
+    r = ufm([3, 3, 3], dim=2)
+    assert r.method == "reduced" and r.certified and r.geometry["name"] == "ETF"
+    assert abs(r.value - 10.85045183) < 1e-6 and r.data["dimension_check"]["dim"] == 2
     # UFM+ at d = k: NC + OF attains Kini's Thm 1 bound, so the value is certified (it was a riemannian
     # upper bound before auto tried the reduced program)
-    code, out, err = _cli("--loss", "scl", "--counts", "10,2,2", "--dim", "3", "--relu", "--json")
-    d = json.loads(out)
-    assert code == 0 and d["certified"] is True and d["geometry"]["name"] == "OF"
-    assert abs(d["value"] - full_batch_bound([10, 2, 2], 1.0)) <= REL * d["value"]
+    r = ufm([10, 2, 2], dim=3, relu=True)
+    assert r.certified and r.geometry["name"] == "OF"
+    assert abs(r.value - full_batch_bound([10, 2, 2], 1.0)) <= REL * r.value
     # the constructions tried do not attain the bound in d = 2, but the first-order point does (to rounding):
     # an explicit feasible point meeting a rigorous lower bound is a certified optimum, not a bracket
-    code, out, err = _cli("--loss", "scl", "--counts", "3,1,1", "--dim", "2", "--relu", "--json")
-    d = json.loads(out)
-    assert code == 0 and d["certified"] is True and d["method"] == "riemannian" and "upper_bound" not in d
-    assert abs(d["value"] - d["dual_bound"]) <= 1e-6 * d["value"] and "bracket_width" not in d
+    r = ufm([3, 1, 1], dim=2, relu=True)
+    d = r.data
+    assert r.certified and r.method == "riemannian" and "upper_bound" not in d
+    assert abs(r.value - d["dual_bound"]) <= 1e-6 * r.value and "bracket_width" not in d
     # the first-order search fails: the certified lower bound is still reported (exit 1), not thrown away
-    code, out, err = _cli("--loss", "scl", "--counts", "2,2,2,2", "--dim", "2", "--max-iter", "1", "--json")
-    d = json.loads(out)
-    assert code == 1 and d["certified"] is False and "value" not in d and "did not converge" in d["note_method"]
-    assert abs(d["lower_bound"] - 7.587221683) < 1e-6
+    r = ufm([2, 2, 2, 2], dim=2, max_iter=1)
+    assert r.exit_code == 1 and not r.certified and "value" not in r.data and "did not converge" in r.data["note_method"]
+    assert abs(r.lower_bound - 7.587221683) < 1e-6
     # the gram program (mini-batch-free scl-prototypes), attained by the ETF in d = k - 1
-    code, out, err = _cli("--loss", "scl-prototypes", "--counts", "2,2,2", "--nw", "1", "--dim", "2", "--json")
-    d = json.loads(out)
-    assert code == 0 and d["method"] == "gram" and d["certified"] is True, out
+    r = ufm([2, 2, 2], "scl-prototypes", n_w=1, dim=2)
+    assert r.method == "gram" and r.certified, r.data
 
 
-def _cli_gram_value(_cli, counts):
-    code, out, err = _cli("--loss", "scl", "--counts", counts, "--method", "gram", "--json")
-    assert code == 0, err
-    return json.loads(out)["value"]
+def test_ufm_loss_names_and_problem_checks():
+    """Loss names come from the catalogue ('-' or '_'); labels and options are checked (InputError)."""
+    a = ufm([2, 2, 1], "ce-fixed", method="gram")
+    b = ufm([2, 2, 1], "ce_fixed", method="gram")
+    assert a.value == pytest.approx(b.value, rel=1e-12) and a.data["loss"] == "ce-fixed"
+    for bad in (dict(loss="scl", labels=[0, 0, 2, 2]), dict(loss="scl", labels=[0, 0, 0]),
+                dict(loss="scl", labels=[0, 1], tau=0), dict(loss="scl", labels=[0, 1], dim=0),
+                dict(loss="normface", labels=[0, 0, 1, 1], batches=[[0, 1, 2, 3]]),
+                dict(loss="normface", labels=[0, 0, 1, 1], prototypes=np.ones((2, 3))),
+                dict(loss="gill_prop1", labels=[0, 0, 1, 1])):
+        with pytest.raises(InputError):
+            solve_ufm(UFMProblem(**bad))
+    with pytest.raises(InputError):
+        solve_ufm(UFMProblem("scl", [0, 0, 1, 1]), method="newton")
+
+
+def test_ufm_array_prototypes_equal_etf():
+    from nctheory.geometry import simplex_etf
+
+    a = ufm([2, 2, 2], "scl-prototypes", n_w=2, method="gram")
+    b = ufm([2, 2, 2], "scl-prototypes", n_w=2, method="gram", prototypes=simplex_etf(3, 3))
+    assert a.data["prototypes"] == "etf" and b.data["prototypes"] == "array"
+    assert b.value == pytest.approx(a.value, rel=1e-9)
 
 
 def test_ideal_class_gram_uses_geometry():

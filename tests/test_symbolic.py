@@ -11,7 +11,7 @@ from nctheory.claims.symbolic_kini2023 import class_symmetric_features, symbolic
 from nctheory.cli import main
 from nctheory.geometry import simplex_etf
 from nctheory.losses import proto_loss, scl, scl_with_prototypes
-from nctheory.prototype_geometry import limit_class_solution
+from nctheory.solvers.prototypes import limit_class_solution
 from nctheory.symbolic import equivalences as eq
 from nctheory.symbolic import prototypes as pr
 from nctheory.symbolic import scl_bounds as sb

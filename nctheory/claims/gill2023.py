@@ -4,7 +4,7 @@ give h* = w_y), Remark 1 (CE with a fixed classifier + alignment).
 The derivations are in nctheory.symbolic.prototypes / .equivalences; the numeric limit is
 nctheory.losses.prototype_limit (limit_loss, and PerSampleLimit for its per-sample objective f); the
 exact loss is nctheory.losses.scl_with_prototypes; the certified per-class minimiser of f is
-nctheory.prototype_geometry.limit_class_solution.
+nctheory.solvers.prototypes.limit_class_solution.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from nctheory.geometry import etf_gram, orthogonal_frame, simplex_etf
 from nctheory.losses import ce_fixed_classifier, scl_with_prototypes
 from nctheory.losses.gram import scl_with_prototypes_form
 from nctheory.losses.prototype_limit import PerSampleLimit, asymptotic_offset, limit_loss, paper_limit_loss
-from nctheory.prototype_geometry import limit_class_solution
+from nctheory.solvers.prototypes import limit_class_solution
 from nctheory.solvers import solve_gram
 from nctheory.symbolic import prototypes as sp_proto
 from nctheory.symbolic.equivalences import remark1_derivation

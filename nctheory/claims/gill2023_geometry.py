@@ -6,9 +6,9 @@ converged if G_M -> G_*; Fig. 3 trains with the limiting form of Prop. 1 and con
 features can be significantly altered based on the choice of prototypes". Read as a statement about
 the optimum, that is: in the n_w -> oo limit the UFM optimum has G_M = G_* for each Fig. 3 geometry.
 
-The check uses :mod:`nctheory.prototype_geometry` (certified programs, k = 10, tau = 0.1, the batch
+The check uses :mod:`nctheory.solvers.prototypes` (certified programs, k = 10, tau = 0.1, the batch
 composition of Gill's CIFAR-10 STEP experiments, n = 2048 per batch):
-- n_w = oo, for the derived limit (nctheory.prototypes.limit_loss) and the printed Prop. 1 form: G_M and
+- n_w = oo, for the derived limit (nctheory.losses.prototype_limit.limit_loss) and the printed Prop. 1 form: G_M and
   Delta_{G*} per geometry (exact; counts do not enter the limit geometry);
 - finite n_w in {10, 100, 1000} (certified reduced program) and R in {1, 10, 100}: Delta_{G*}, and
   whether the optimum is within-class collapsed (a certified comparison with the collapsed program).
@@ -23,7 +23,7 @@ import numpy as np
 
 from nctheory.claims.registry import Budget, Verdict, claim
 from nctheory.geometry import prototype_gram
-from nctheory.prototype_geometry import ENTRY_TOL, finite_geometry, gill_batch_counts, limit_geometry
+from nctheory.solvers.prototypes import ENTRY_TOL, finite_geometry, gill_batch_counts, limit_geometry
 
 K, TAU, T_MINORITY = 10, 0.1, 0.5
 GEOMS = ("etf", "minority-angles", "majority-collapse")

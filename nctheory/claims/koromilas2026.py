@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 import sympy as sp
-import torch
 from hypothesis import strategies as st
 
 from nctheory.claims.registry import Budget, Verdict, claim
@@ -33,7 +32,7 @@ from nctheory.claims.search import smallest_counterexample
 from nctheory.errors import InputError
 from nctheory.geometry import etf_gram, simplex_etf
 from nctheory.losses import nonl, normface, ntce, proto_loss, scl
-from nctheory.losses.gram import nonl_form, normface_form, ntce_form, proto_loss_form, scl_form
+from nctheory.losses.catalogue import get_loss
 
 SRC = "koromilas2026-spec.md"
 
@@ -95,27 +94,6 @@ def _rat(x: float):
     return sp.nsimplify(float(x), rational=True)
 
 
-def symbolic_form_value(form, G: sp.Matrix):
-    """An LSEForm built with tau = 1 evaluated exactly at a sympy Gram matrix G with symbolic tau: every
-    logit of the forms is (inner products)/tau + log(multiplicity), so the logit is (A_1 vec G)/tau + b and
-    the linear part <C_1, G>/tau + const_1/tau."""
-    A = form.A.tocsr()
-    size = form.size
-    terms = []
-    for r in range(A.shape[0]):
-        lo, hi = A.indptr[r], A.indptr[r + 1]
-        s = sum((_rat(v) * G[c // size, c % size] for c, v in zip(A.indices[lo:hi], A.data[lo:hi])), sp.Integer(0))
-        mult = _rat(math.exp(form.b[r])) if form.b[r] != 0 else sp.Integer(1)
-        terms.append(mult * sp.exp(s / _tau))
-    out = sp.Integer(0)
-    for t in range(form.weight.size):
-        rows = np.flatnonzero(form.group == t)
-        out += _rat(form.weight[t]) * sp.log(sum((terms[r] for r in rows), sp.Integer(0)))
-    for i, j in zip(*np.nonzero(form.C)):
-        out += _rat(form.C[i, j]) * G[int(i), int(j)] / _tau
-    return out + _rat(form.const) / _tau
-
-
 def _is_zero(expr) -> bool:
     """sympy proves expr == 0: nctheory.symbolic.core.is_zero, else (expr = v - c with v, c real) exp(v) - exp(c)
     simplifies to 0 (exp is injective on the reals; this avoids sympy's detour through cosh)."""
@@ -137,16 +115,17 @@ def symbolic_identities(K: int, n: int) -> dict:
     G2 = sp.Matrix(2 * M, 2 * M, lambda i, j: E[y2[i], y2[j]])
     I2 = sp.Matrix(2 * M, 2 * M, lambda i, j: 1 if y2[i] == y2[j] else 0)
     e = sp.exp(-sp.Integer(K) / ((K - 1) * _tau))
+    def exact(loss, labels, at):  # the loss's Gram form built at tau = 1, read exactly at temperature tau
+        return get_loss(loss).gram_form(labels, k=K, tau=1.0).sympy(at, _tau)
+
     cases = {
-        "normface": (symbolic_form_value(normface_form(y, K, 1.0), G), sp.log(1 + (K - 1) * e)),
-        "ntce": (symbolic_form_value(ntce_form(y, K, 1.0), G), sp.log(n + (M - n) * e)),
-        "nonl": (symbolic_form_value(nonl_form(y, K, 1.0), G), sp.log(M - n) - sp.Integer(K) / ((K - 1) * _tau)),
-        "scl": (symbolic_form_value(scl_form(y2, 1.0), G2) / (2 * M), sp.log(nv - 1 + (2 * M - nv) * e)),
-        "proto": (symbolic_form_value(proto_loss_form(y2, 1.0), G2), sp.log(nv - 1 + (2 * M - nv) * e)),
-        "scl_of": (symbolic_form_value(scl_form(y2, 1.0), I2) / (2 * M),
-                   sp.log(nv - 1 + (K - 1) * nv * sp.exp(-1 / _tau))),
-        "proto_of": (symbolic_form_value(proto_loss_form(y2, 1.0), I2),
-                     sp.log(nv - 1 + (K - 1) * nv * sp.exp(-1 / _tau))),
+        "normface": (exact("normface", y, G), sp.log(1 + (K - 1) * e)),
+        "ntce": (exact("ntce", y, G), sp.log(n + (M - n) * e)),
+        "nonl": (exact("nonl", y, G), sp.log(M - n) - sp.Integer(K) / ((K - 1) * _tau)),
+        "scl": (exact("scl", y2, G2) / (2 * M), sp.log(nv - 1 + (2 * M - nv) * e)),
+        "proto": (exact("proto", y2, G2), sp.log(nv - 1 + (2 * M - nv) * e)),
+        "scl_of": (exact("scl", y2, I2) / (2 * M), sp.log(nv - 1 + (K - 1) * nv * sp.exp(-1 / _tau))),
+        "proto_of": (exact("proto", y2, I2), sp.log(nv - 1 + (K - 1) * nv * sp.exp(-1 / _tau))),
     }
     return {name: _is_zero(v - c) for name, (v, c) in cases.items()}
 
@@ -209,7 +188,7 @@ def check_closed_forms(budget: Budget) -> Verdict:
 
 
 # ---------------------------------------------------------------------------------------- Thm 4.1
-FORMS = {"normface": normface_form, "ntce": ntce_form, "nonl": nonl_form}
+THM41_LOSSES = ("normface", "ntce", "nonl")  # catalogue names (nctheory.losses.catalogue)
 
 
 def nc_joint_gram(counts) -> np.ndarray:
@@ -227,17 +206,17 @@ def certified_thm41(loss: str, counts, tau: float) -> dict:
 
     nc_excess = L(NC + ETF) - dual bound: <= GAP_TOL * max(1, |L|) means NC + ETF is optimal (within
     the certificate); larger means every optimum is certified *not* NC + ETF."""
-    from nctheory.solvers import solve_gram
+    from nctheory.solvers import UFMProblem, solve_ufm
     from nctheory.solvers.verdict import within_class_min_cosine
 
     counts = [int(c) for c in counts]
     K = len(counts)
     y = np.repeat(np.arange(K), counts)
     M = y.size
-    form = FORMS[loss](y, K, tau)
-    r = solve_gram(form, y=y, k=K, n_samples=M)
+    report = solve_ufm(UFMProblem(loss, y, tau=tau, prototypes="learned"), method="gram")
+    r = report.result
     G = r.G
-    nc_val = form.evaluate(nc_joint_gram(counts))
+    nc_val = r.form.value(nc_joint_gram(counts))
     excess = nc_val - r.dual_bound
     GW = G[M:, M:]
     out = {"loss": loss, "counts": counts, "tau": tau, "value": r.value, "dual_bound": r.dual_bound,
@@ -260,17 +239,11 @@ def certified_thm41(loss: str, counts, tau: float) -> dict:
 def first_order_thm41(loss: str, K: int, n: int, d: int, tau: float, restarts: int = 6) -> dict:
     """Best value of the loss over unit features/weights in dimension d (Riemannian solver, restarts),
     compared with the NC closed form: d < K - 1 admits no simplex ETF, so the minimum is above it."""
-    from nctheory.solvers.riemannian import solve_riemannian
+    from nctheory.solvers.riemannian import loss_objective, solve_riemannian
 
     y = np.repeat(np.arange(K), n)
-    M = y.size
-    fn = {"normface": normface, "ntce": ntce, "nonl": nonl}[loss]
-    yt = torch.as_tensor(y)
-
-    def obj(Z):
-        return fn(Z[:M], yt, Z[M:], tau)
-
-    r = solve_riemannian(obj, M + K, d, restarts=restarts, seed=0, max_iter=3000, gtol=1e-7, device="cpu")
+    obj = loss_objective(loss, y, k=K, tau=tau)  # Z = [U; W_hat], the loss's mean form
+    r = solve_riemannian(obj, y.size + K, d, restarts=restarts, seed=0, max_iter=3000, gtol=1e-7, device="cpu")
     cf = closed_forms(K, n, tau)[loss]
     # d = 1: solve_riemannian enumerates every sign pattern (exact); otherwise a first-order best of restarts
     return {"loss": loss, "K": K, "n": n, "d": d, "tau": tau, "best_value": r.value, "closed_form_at_nc": cf,
@@ -308,7 +281,7 @@ def check_thm4_1(budget: Budget) -> Verdict:
     inside = []
     for K, n in grid:
         for tau in taus:
-            for loss in FORMS:
+            for loss in THM41_LOSSES:
                 r = certified_thm41(loss, [n] * K, tau)
                 cf = r["closed_form"]
                 r["closed_form_diff"] = r["value"] - cf
@@ -334,7 +307,7 @@ def check_thm4_1(budget: Budget) -> Verdict:
     k2_ok = []
     max_total = 6 if budget.level != "quick" else 4
     for counts in imbalanced_counts(max_total):
-        for loss in FORMS:
+        for loss in THM41_LOSSES:
             if loss in first:
                 continue
             r = certified_thm41(loss, counts, 0.5)
@@ -343,14 +316,14 @@ def check_thm4_1(budget: Budget) -> Verdict:
             if not r["nc_optimal"]:
                 first[loss] = {k: v for k, v in r.items() if k != "class_mean_gram"}
                 first[loss]["class_mean_gram"] = np.round(r["class_mean_gram"], 4).tolist()
-        if len(first) == len(FORMS):
+        if len(first) == len(THM41_LOSSES):
             break
     details["outside_imbalance"] = {"smallest_counterexamples": first,
                                     "K=2 imbalanced counts checked (all NC-optimal?)":
                                         all(ok for _, _, ok in k2_ok) if k2_ok else None,
                                     "K=2 cases": len(k2_ok)}
     # outside: d < K (first-order; d = K-1 is covered by the certified program: its optimum has rank K-1)
-    low_d = [first_order_thm41(loss, K, 1, d, 0.5) for loss in FORMS for (K, d) in ((3, 1), (4, 2))]
+    low_d = [first_order_thm41(loss, K, 1, d, 0.5) for loss in THM41_LOSSES for (K, d) in ((3, 1), (4, 2))]
     details["outside_low_dimension"] = low_d
     ranks = sorted({(len(r["counts"]), r["rank"]) for r in inside})
     details["rank_of_certified_optima_(K, rank)"] = ranks
@@ -390,7 +363,7 @@ def thm41_outside_text(first: dict, k2_ok: list, low_d: list, max_total: int) ->
     low_at_nc = [r for r in low_d if r not in low_above]
     smallest = min(first.values(), key=lambda r: (sum(r["counts"]), len(r["counts"])))
     at_smallest = [loss for loss, r in first.items() if r["counts"] == smallest["counts"]]
-    missing = [loss for loss in FORMS if loss not in first]
+    missing = [loss for loss in THM41_LOSSES if loss not in first]
     ev = ("Outside (imbalance, count vectors in order of total size up to " + str(max_total) + ", tau 0.5): the "
           "NC+ETF configuration is certified non-optimal (L(NC+ETF) above the rigorous lower bound by more than "
           f"the gap tolerance {GAP_TOL:g}) for " + ("all three losses" if not missing else ", ".join(first)) +

@@ -4,7 +4,7 @@ For a prototype geometry G_* (etf, minority-angles, majority-collapse, or a Gram
 counts and temperature, reports the certified UFM optimum of SCL with n_w copies of each prototype in
 the batch (finite n_w: exact class-block-reduced Gram program; n_w = inf: the n_w -> oo limit, per-class
 Gram programs), the learnt class-mean Gram G_M, Gill's Delta_{G*} (Def. 3) and max |G_M - G_*|. See
-:mod:`nctheory.prototype_geometry` for the programs and their certificates.
+:mod:`nctheory.solvers.prototypes` for the programs and their certificates.
 
 Counts: ``--counts N1,...,Nk`` (one batch's class sizes), or ``--R R1,R2,...`` (each finite and >= 1) for
 the class counts of one batch of Gill et al.'s CIFAR-10-STEP experiments (batch 2048, ``--n-major``
@@ -79,7 +79,7 @@ def load_gram(path: str) -> np.ndarray:
 
 def _target(args) -> tuple[str, np.ndarray]:
     from nctheory.geometry import prototype_gram
-    from nctheory.prototype_geometry import GILL_GEOMETRIES, target_gram
+    from nctheory.solvers.prototypes import GILL_GEOMETRIES, target_gram
 
     if args.geometry in GILL_GEOMETRIES:
         params = {"t": args.t} if args.geometry == "minority-angles" else {}
@@ -110,7 +110,7 @@ def _ratios(text: str | None) -> list[float]:
 
 def run(args) -> int:
     from nctheory.counts import parse_counts
-    from nctheory.prototype_geometry import gill_batch_counts, learned_geometry, parse_nw
+    from nctheory.solvers.prototypes import gill_batch_counts, learned_geometry, parse_nw
 
     if args.k < 2:
         raise InputError("--k must be at least 2")

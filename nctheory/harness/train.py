@@ -223,7 +223,7 @@ def seed_everything(seed: int) -> None:
 
 def prototype_matrix(cfg: TrainConfig, k: int, d: int, counts) -> torch.Tensor:
     """Fixed prototypes W (k, d), unit rows, with Gram matrix the configured geometry (nctheory.geometry)."""
-    W = geometry.prototype_geometry(cfg.prototypes, k, d=d, **cfg.prototype_options)
+    W = geometry.prototype_vectors(cfg.prototypes, k, d=d, **cfg.prototype_options)
     W = torch.as_tensor(np.asarray(W, dtype=np.float64))
     if W.shape != (k, d):
         raise InputError(f"prototype geometry {cfg.prototypes!r} gave shape {tuple(W.shape)}, need ({k}, {d}); "

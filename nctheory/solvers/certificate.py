@@ -16,6 +16,9 @@ elsewhere) and Phi (symmetric, on the F block, zero diagonal):
 accurate: for an LSEForm f = sum_t w_t LSE_t(A X + b) + <C, X> + const and any p >= 0 with group sums
 w_t (the solver's dual of the exponential cones), Gibbs' inequality gives f(X) >= <S, X> + phi(p) + const
 with S = C + A^T p, so f* >= phi(p) + const + min_K <S, X>, bounded below the same way with D = S.
+Both lower models are methods of the form (:meth:`LSEForm.tangent`, :meth:`LSEForm.minorant`);
+:func:`lower_models` lists them and :func:`best_lower_bound` keeps the best bound over the models and a
+few multiplier candidates.
 
 holds for *any* multipliers: the solver's multipliers only make it tight; a wrong or inaccurate one
 can only loosen it. It is rigorous up to floating-point rounding of f, D and one symmetric eigenvalue
@@ -26,30 +29,6 @@ D = diag(nu) + N + Phi + Lambda with Lambda PSD and Lambda X* = 0, so nu_i = ((D
 from __future__ import annotations
 
 import numpy as np
-
-
-def lse_form_gradient(form, G: np.ndarray) -> np.ndarray:
-    """Symmetrised gradient of an LSEForm L at G: A^T (w_t softmax_t(x)) + C, as an m x m matrix."""
-    x = form.logits(G)
-    m = form.size
-    if form.weight.size:
-        starts = np.flatnonzero(np.r_[True, np.diff(form.group) != 0])
-        mx = np.maximum.reduceat(x, starts)
-        e = np.exp(x - mx[form.group])
-        s = np.add.reduceat(e, starts)
-        p = form.weight[form.group] * e / s[form.group]
-        g = (form.A.T @ p).reshape(m, m) + form.C
-    else:
-        g = np.array(form.C, dtype=np.float64)
-    return 0.5 * (g + g.T)
-
-
-def lse_conjugate_part(form_b, group, weight, p) -> float:
-    """phi(p) = sum_r p_r b_r - sum_r p_r log(p_r / w_t)  (p >= 0, group sums = w_t). By Gibbs' inequality
-    sum_t w_t LSE_t(x) >= p.x - sum_r p_r log(p_r / w_t), so L(X) - <C + A^T p, X> >= phi(p) for all X."""
-    wt = weight[group]
-    pos = p > 0
-    return float(p @ form_b - np.sum(p[pos] * np.log(p[pos] / wt[pos])))
 
 
 def kkt_nu(D: np.ndarray, X0: np.ndarray, N=None, Phi=None) -> np.ndarray:
@@ -71,3 +50,29 @@ def linear_lower_bound(D: np.ndarray, lo: np.ndarray, hi: np.ndarray, nu: np.nda
     lam = float(np.linalg.eigvalsh(0.5 * (R + R.T)).min())
     lin = float(np.sum(np.minimum(nu * lo, nu * hi))) + float(Fblock_inner) + float(np.sum(hi)) * min(0.0, lam)
     return {"linear_part": lin, "lambda_min": lam}
+
+
+def lower_models(form, X0: np.ndarray, p=None) -> list:
+    """The linear lower models (kind, D, offset) of ``form`` used by the certificates, f(X) >= <D, X> + offset:
+    the tangent plane at X0 ("frank-wolfe", first-order accurate) and, when dual weights p are given (the
+    solver's exponential-cone duals, :meth:`LSEForm.dual_weights`), Gibbs' minorant ("solver-dual",
+    second-order accurate)."""
+    models = [("frank-wolfe", *form.tangent(X0))]
+    if p is not None:
+        models.append(("solver-dual", *form.minorant(p)))
+    return models
+
+
+def best_lower_bound(models, multipliers, lo: np.ndarray, hi: np.ndarray) -> dict:
+    """max over the lower models (kind, D, offset) and the multiplier candidates ``multipliers(D)`` -> iterable
+    of (nu, N, Phi, <Phi, Fblock>) of offset + :func:`linear_lower_bound` (module docstring). Every candidate
+    gives a rigorous bound; the best is returned as {"bound", "kind", "linear_part", "lambda_min"}."""
+    best = None
+    for kind, D, offset in models:
+        for nu, N, Phi, fblock_inner in multipliers(D):
+            lb = linear_lower_bound(D, lo, hi, nu, N, Phi, fblock_inner)
+            lb["bound"] = offset + lb["linear_part"]
+            lb["kind"] = kind
+            if best is None or lb["bound"] > best["bound"]:
+                best = lb
+    return best

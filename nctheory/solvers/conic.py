@@ -1,14 +1,10 @@
-"""Shared conic machinery: the epigraph of a weighted sum of grouped log-sum-exps, and a solve driver
-that returns the solver's primal *and dual* objective (the duality-gap certificate).
+"""Shared conic machinery: a solve driver that returns the solver's primal *and dual* objective (the
+duality-gap certificate), the solver options, and the nearest-feasible repair of a solver's Gram matrix.
 
-Epigraph (exponential cone) formulation, vectorised with sparse matrices (no per-term expressions):
-
-    sum_t w_t * log sum_{r in group t} exp(x_r)   (w_t >= 0)
-  = min_{s, u}  sum_t w_t s_t   s.t.  exp(x - E @ s) <= u  (R exponential cones),  E^T @ u <= 1,
-
-with E (R x T) the sparse indicator "logit r belongs to group t". The cones are explicit so that
-their duals (the optimal softmax weights p) can be read back for the certificate. Clarabel (interior
-point) solves it to ~1e-8..1e-9 relative; SCS is the first-order fallback.
+The log-sum-exp objectives are written by the form itself (:meth:`nctheory.losses.gram.LSEForm.canonicalise`:
+an exponential-cone epigraph with explicit cones, whose duals :meth:`~nctheory.losses.gram.LSEForm.dual_weights`
+reads back). Clarabel (interior point) solves those programs to ~1e-8..1e-9 relative; SCS is the
+first-order fallback.
 """
 
 from __future__ import annotations
@@ -19,53 +15,14 @@ from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
-import scipy.sparse as sp
 
-from nctheory.errors import InputError, SolverError
+from nctheory.errors import SolverError
 
 # Clarabel's default tolerances (1e-8 on gap and feasibility) leave two orders of margin to the
 # project's certificate threshold (relative gap 1e-6). Tighter settings (1e-9) were tried and make
 # Clarabel stop at 'optimal_inaccurate' on degenerate DNN optima (0/1 block G) without a better gap.
 CLARABEL_OPTS = dict(tol_gap_abs=1e-8, tol_gap_rel=1e-8, tol_feas=1e-8, max_iter=400)
 SCS_OPTS = dict(eps_abs=1e-9, eps_rel=1e-9, max_iters=200000)
-
-
-def lse_epigraph(x: cp.Expression, group: np.ndarray, weight: np.ndarray):
-    """(objective, constraints, cone) for sum_t weight[t] * LSE_{r in t}(x_r), x an affine (R,) expression.
-
-    group: (R,) sorted integer group ids 0..T-1, every group non-empty; weight: (T,) non-negative.
-    Written with explicit exponential cones exp(x_r - s_t) <= u_r, sum_{r in t} u_r <= 1, so that after
-    a solve ``lse_dual(cone, group, weight)`` returns the solver's dual p (the optimal softmax weights),
-    which the certificate needs.
-    """
-    group = np.asarray(group, dtype=np.int64)
-    weight = np.asarray(weight, dtype=np.float64)
-    T = weight.size
-    if T == 0:
-        return cp.Constant(0.0), [], None
-    if np.any(weight < 0):
-        raise InputError("a log-sum-exp term with negative weight makes the program non-convex")
-    counts = np.bincount(group, minlength=T)
-    if counts.size != T or np.any(counts == 0):
-        raise InputError("LSE groups must be numbered 0..T-1 with every group non-empty")
-    R = group.size
-    E = sp.csr_matrix((np.ones(R), (np.arange(R), group)), shape=(R, T))
-    s = cp.Variable(T)
-    u = cp.Variable(R)
-    cone = cp.constraints.ExpCone(x - E @ s, np.ones(R), u)
-    return weight @ s, [cone, E.T @ u <= 1], cone
-
-
-def lse_dual(cone, group: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
-    """The solver's dual weights p >= 0 of the log-sum-exp terms, rescaled so that each group sums to its
-    weight exactly (a perturbation of the order of the dual residual). None if unavailable."""
-    if cone is None or cone.dual_value is None:
-        return None
-    p = np.clip(-np.asarray(cone.dual_value[0], dtype=np.float64), 0, None)
-    tot = np.bincount(group, weights=p, minlength=weight.size)
-    if np.any(tot <= 0):
-        return None
-    return p * (weight / tot)[group]
 
 
 @dataclass

@@ -68,6 +68,50 @@ def factor_fixed(G: np.ndarray, D: int, idx, F, eig_tol: float = 1e-12):
     return Y
 
 
+def _eigen_factor_point(G, D, nonneg, fixed, nonneg_rows, tried) -> np.ndarray | None:
+    """Construction 1 (module docstring): the Gram matrix of the unit-row top-D eigen-factor of G (the fixed
+    block kept exactly), sign-flipped towards the non-negative orthant under nonneg; None (with the reason
+    appended to ``tried``) when it does not exist or is not feasible."""
+    Z = _unit_rows(top_factor(G, D)) if fixed is None else factor_fixed(G, D, *fixed)
+    if Z is not None and nonneg:
+        rows = np.arange(Z.shape[0]) if nonneg_rows is None else np.asarray(nonneg_rows, dtype=np.int64)
+        Z = Z * np.where(Z[rows].sum(0) < 0, -1.0, 1.0)[None, :]
+        if fixed is not None:
+            Z = None  # with fixed prototypes H >= 0 depends on W's coordinates, which G does not determine
+            tried.append({"construction": "top-D eigen-factor", "rejected": "--relu with fixed prototypes"})
+        elif Z[rows].min() < 0:
+            tried.append({"construction": "top-D eigen-factor",
+                          "rejected": f"has negative entries (min {Z[rows].min():.2e})"})
+            Z = None
+    if Z is None:
+        return None
+    Gd = Z @ Z.T
+    if fixed is not None:
+        Gd[np.ix_(fixed[0], fixed[0])] = fixed[1]
+    np.fill_diagonal(Gd, 1.0)
+    return Gd
+
+
+def _nc_of_rotation_point(G, D, y, k) -> np.ndarray | None:
+    """Construction 2: NC + OF up to a rotation. The unit-row factor is rotated so that the class means become
+    e_1..e_k (orthogonal Procrustes), then every sample is put exactly on e_{y_i}; rows after the samples (free
+    prototypes) keep their rotated coordinates. None when a factor row vanishes."""
+    y = np.asarray(y, dtype=np.int64)
+    Zu = _unit_rows(top_factor(G, D))
+    if Zu is None:
+        return None
+    E = np.zeros((k, D))
+    E[np.arange(k), np.arange(k)] = 1.0
+    Mu = np.zeros((k, D))
+    np.add.at(Mu, y, Zu[: y.size])
+    U, _, Vt = np.linalg.svd(Mu.T @ E)
+    H = Zu @ (U @ Vt)
+    H[: y.size] = E[y]
+    Gd = H @ H.T
+    np.fill_diagonal(Gd, 1.0)
+    return Gd
+
+
 def attain_in_dimension(G: np.ndarray, D: int, evaluate, dual_bound: float, gap_tol: float, *,
                         nonneg: bool = False, fixed=None, of_candidate: dict | None = None, k: int | None = None,
                         nonneg_rows=None, y=None) -> dict:
@@ -92,43 +136,13 @@ def attain_in_dimension(G: np.ndarray, D: int, evaluate, dual_bound: float, gap_
         if best is None or value < best["value"]:
             best = {"construction": name, "value": value, "gram": Gd, "rel_excess": rel}
 
-    if fixed is None:
-        Z = _unit_rows(top_factor(G, D))
-    else:
-        Z = factor_fixed(G, D, *fixed)
-    if Z is not None and nonneg:
-        rows = np.arange(Z.shape[0]) if nonneg_rows is None else np.asarray(nonneg_rows, dtype=np.int64)
-        Z = Z * np.where(Z[rows].sum(0) < 0, -1.0, 1.0)[None, :]
-        if fixed is not None:
-            Z = None  # with fixed prototypes H >= 0 depends on W's coordinates, which G does not determine
-            tried.append({"construction": "top-D eigen-factor", "rejected": "--relu with fixed prototypes"})
-        elif Z[rows].min() < 0:
-            tried.append({"construction": "top-D eigen-factor",
-                          "rejected": f"has negative entries (min {Z[rows].min():.2e})"})
-            Z = None
-    if Z is not None:
-        Gd = Z @ Z.T
-        if fixed is not None:
-            Gd[np.ix_(fixed[0], fixed[0])] = fixed[1]
-        np.fill_diagonal(Gd, 1.0)
+    Gd = _eigen_factor_point(G, D, nonneg, fixed, nonneg_rows, tried)
+    if Gd is not None:
         consider("top-D eigen-factor, unit rows" + (" (fixed block exact)" if fixed is not None else ""), Gd,
                  float(evaluate(Gd)))
     if nonneg and fixed is None and y is not None and k is not None and D >= k:
-        # NC + OF up to a rotation: rotate the unit-row factor so that the class means become e_1..e_k
-        # (orthogonal Procrustes), then put every sample exactly on e_{y_i}; rows after the samples (free
-        # prototypes) keep their rotated coordinates. The loss is evaluated at this exact point.
-        y = np.asarray(y, dtype=np.int64)
-        Zu = _unit_rows(top_factor(G, D))
-        if Zu is not None:
-            E = np.zeros((k, D))
-            E[np.arange(k), np.arange(k)] = 1.0
-            Mu = np.zeros((k, D))
-            np.add.at(Mu, y, Zu[: y.size])
-            U, _, Vt = np.linalg.svd(Mu.T @ E)
-            H = Zu @ (U @ Vt)
-            H[: y.size] = E[y]
-            Gd = H @ H.T
-            np.fill_diagonal(Gd, 1.0)
+        Gd = _nc_of_rotation_point(G, D, y, k)
+        if Gd is not None:
             consider("NC + OF after a rotation (samples one-hot, other rows rotated)", Gd, float(evaluate(Gd)))
     if of_candidate is not None and k is not None and D >= k and of_candidate.get("feasible", True) \
             and of_candidate.get("optimal_within_tol") and not of_candidate.get("beaten_by_feasible", False):

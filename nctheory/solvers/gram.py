@@ -15,7 +15,7 @@ is a certified *lower bound* on UFM+; it is tight whenever the optimal G is comp
 a 0/1 block matrix (NC + OF), which is what Kini et al. Thm 1 predicts for full-batch SCL.
 
 Certificate reported (``SolveResult``):
-- ``value``: L evaluated (by :meth:`LSEForm.evaluate`, independent of the solver) at the solver's G
+- ``value``: L evaluated (by :meth:`LSEForm.value`, independent of the solver) at the solver's G
   repaired to exact feasibility (PSD projection, unit diagonal, non-negativity; with a fixed prototype
   block: :func:`repair_fixed_block`, which sets the block exactly and keeps PSD through the Schur
   complement) -- an upper bound on the optimum of (P). The repaired G's constraint residuals
@@ -48,8 +48,8 @@ import numpy as np
 
 from nctheory.errors import InputError
 from nctheory.solvers import conic
-from nctheory.solvers.certificate import kkt_nu, linear_lower_bound, lse_conjugate_part, lse_form_gradient
-from nctheory.solvers.verdict import settle_name, certify_candidates, class_mean_gram, geometry, within_class_min_cosine
+from nctheory.solvers.certificate import best_lower_bound, kkt_nu, lower_models
+from nctheory.solvers.verdict import certify_candidates, class_mean_gram, name_geometry, settle_name, within_class_min_cosine
 
 GAP_TOL = 1e-6          # relative duality gap required of a certified optimum (issue 3, "Done when")
 RANK_TOL = 1e-6         # eigenvalues below RANK_TOL * max eigenvalue count as zero in the factor Z
@@ -82,6 +82,7 @@ class SolveResult:
     feasibility: dict
     seconds: float
     method: str = "gram"
+    form: object = field(default=None, repr=False)   # the LSEForm whose optimum G is (not in summary())
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -176,6 +177,124 @@ def feasibility_residuals(G: np.ndarray, nonneg_mask: np.ndarray | None = None, 
     return out
 
 
+def _fixed_block(fixed, fixed_index):
+    """(idx, F) of a fixed block G[idx, idx] = F, validated (unit diagonal, PSD), or None."""
+    if fixed is None:
+        return None
+    idx = np.asarray(fixed_index, dtype=np.int64)
+    F = np.asarray(fixed, dtype=np.float64)
+    if F.shape != (idx.size, idx.size):
+        raise InputError(f"fixed block must be {idx.size} x {idx.size}, got {F.shape}")
+    if not np.allclose(np.diag(F), 1.0, atol=1e-9):
+        raise InputError("fixed prototype/classifier rows must have unit norm (diag of W W^T = 1)")
+    if np.linalg.eigvalsh(0.5 * (F + F.T)).min() < -1e-9:
+        raise InputError("fixed block is not a Gram matrix (not PSD)")
+    return idx, F
+
+
+class _GramProgram:
+    """(P) for one LSEForm as a cvxpy problem: the variable G, the constraints whose duals the certificate
+    reads (PSD, unit diagonal, G >= 0 on the sample block, the fixed block), and the repair of a solver G."""
+
+    def __init__(self, form, n: int, nonneg: bool, fixed):
+        m = form.size
+        self.form, self.n, self.fixed = form, n, fixed
+        self.G = G = cp.Variable((m, m), symmetric=True)
+        obj, cons, self.cone = form.canonicalise(G)
+        self.c_diag = cp.diag(G) == 1
+        self.c_psd = G >> 0
+        cons = cons + [self.c_psd, self.c_diag]
+        self.c_nonneg = self.c_fixed = self.nonneg_mask = None
+        if nonneg:
+            self.c_nonneg = G[:n, :n] >= 0
+            cons.append(self.c_nonneg)
+            self.nonneg_mask = np.zeros((m, m), bool)
+            self.nonneg_mask[:n, :n] = True
+        if fixed is not None:
+            idx, F = fixed
+            self.c_fixed = G[idx][:, idx] == F
+            cons.append(self.c_fixed)
+        self.problem = cp.Problem(cp.Minimize(obj), cons)
+
+    def repaired(self, Gs: np.ndarray) -> np.ndarray:
+        """The solver's G repaired to exact feasibility (PSD, unit diagonal, G >= 0, the fixed block)."""
+        if self.fixed is None:
+            return conic.psd_repair(Gs, self.nonneg_mask)[0]
+        return repair_fixed_block(Gs, *self.fixed, self.nonneg_mask)
+
+    def certify(self, res, gap_tol: float, state: dict):
+        """Rigorous gap of this solve: L at the (repaired) solver G minus the Lagrangian lower bound; the
+        reason to reject it (a constraint violated after repair, or the gap above gap_tol), else None."""
+        Gs = np.asarray(self.G.value, dtype=np.float64)
+        Gs = 0.5 * (Gs + Gs.T)
+        Gf = self.repaired(Gs)
+        res_f = feasibility_residuals(Gf, self.nonneg_mask, self.fixed)
+        state["residuals"] = res_f
+        if res_f["worst"] > FEAS_TOL:  # value must be the loss at a feasible point (an upper bound)
+            return f"repaired G violates a constraint by {res_f['worst']:.1e} > {FEAS_TOL:.0e}"
+        value = self.form.value(Gf)
+        lb = self.lower_bound(Gf)
+        gap = value - lb["bound"]
+        rel_gap = gap / max(1.0, abs(value))
+        state.update(Gf=Gf, value=value, min_eig=res_f["min_eig"], gap=gap, rel_gap=rel_gap, lb=lb,
+                     form_check=abs(self.form.value(Gs) - res.primal))
+        # gap >= 0 up to rounding (the bound is rigorous); |rel_gap| is what is bounded.
+        return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
+
+    def lower_bound(self, X0: np.ndarray) -> dict:
+        """Best rigorous Lagrangian bound over a few multiplier candidates (nctheory.solvers.certificate): the
+        lower models at X0 and from the solver's exponential-cone duals; diagonal multipliers from the solver
+        (either sign convention) or from the KKT condition; N, Phi from the solver's duals, or read off the
+        stationarity D = diag(nu) + N + Phi + Lambda with the solver's PSD dual Lambda."""
+        m, n = self.form.size, self.n
+        N = None
+        if self.c_nonneg is not None and self.c_nonneg.dual_value is not None:
+            Nn = np.clip(np.asarray(self.c_nonneg.dual_value, dtype=np.float64), 0, None)
+            N = np.zeros((m, m))
+            N[:n, :n] = 0.5 * (Nn + Nn.T)
+        phis, fblock = [None], (lambda P: 0.0)
+        if self.fixed is not None:
+            idx, F = self.fixed
+            P0 = np.zeros((m, m))
+            if self.c_fixed.dual_value is not None:
+                Pv = np.asarray(self.c_fixed.dual_value, dtype=np.float64)
+                P0[np.ix_(idx, idx)] = 0.5 * (Pv + Pv.T)
+                np.fill_diagonal(P0, 0.0)
+            phis, fblock = [P0, -P0], (lambda P: float(np.sum(P[np.ix_(idx, idx)] * F)))
+        nus = []
+        if self.c_diag.dual_value is not None:
+            nv = np.asarray(self.c_diag.dual_value, dtype=np.float64).ravel()
+            nus = [nv, -nv]
+        Lam = None
+        if self.c_psd.dual_value is not None:
+            Lam = np.asarray(self.c_psd.dual_value, dtype=np.float64)
+            Lam = 0.5 * (Lam + Lam.T)
+
+        def multipliers(D):
+            cands = [(nu, N, Phi) for Phi in phis for nu in nus + [kkt_nu(D, X0, N, Phi)]]
+            if Lam is not None:
+                cands += self._stationarity_multipliers(D - Lam, N, X0, D)
+            return [(nu, Nc, Phi, fblock(Phi) if Phi is not None else 0.0) for nu, Nc, Phi in cands]
+
+        models = lower_models(self.form, X0, self.form.dual_weights(self.cone))
+        return best_lower_bound(models, multipliers, np.ones(m), np.ones(m))
+
+    def _stationarity_multipliers(self, R0, N, X0, D):
+        """(nu, N, Phi) read off D - Lambda = diag(nu) + N + Phi: the diagonal, the clipped sample block, the
+        fixed block; and the KKT diagonal with those N, Phi."""
+        m, n = R0.shape[0], self.n
+        offd = R0 - np.diag(np.diag(R0))
+        N2 = P2 = None
+        if N is not None:
+            N2 = np.zeros((m, m))
+            N2[:n, :n] = np.clip(offd[:n, :n], 0, None)
+        if self.fixed is not None:
+            idx = self.fixed[0]
+            P2 = np.zeros((m, m))
+            P2[np.ix_(idx, idx)] = offd[np.ix_(idx, idx)]
+        return [(np.diag(R0).copy(), N2, P2), (kkt_nu(D, X0, N2, P2), N2, P2)]
+
+
 def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_samples: int | None = None,
                fixed: np.ndarray | None = None, fixed_index: np.ndarray | None = None,
                gap_tol: float = GAP_TOL, solvers=("CLARABEL", "SCS")) -> SolveResult:
@@ -189,153 +308,45 @@ def solve_gram(form, *, y=None, k: int | None = None, nonneg: bool = False, n_sa
     t0 = time.perf_counter()
     m = int(form.size)
     n = m if n_samples is None else int(n_samples)
-    G = cp.Variable((m, m), symmetric=True)
-    x = form.A @ cp.vec(G, order="C") + form.b  # G symmetric: row- and column-major vec coincide
-    obj, cons, cone = conic.lse_epigraph(x, form.group, form.weight)
-    c_diag = cp.diag(G) == 1
-    c_psd = G >> 0
-    cons = cons + [c_psd, c_diag]
-    c_nonneg = c_fixed = None
-    if nonneg:
-        c_nonneg = G[:n, :n] >= 0
-        cons.append(c_nonneg)
-    if fixed is not None:
-        idx = np.asarray(fixed_index, dtype=np.int64)
-        F = np.asarray(fixed, dtype=np.float64)
-        if F.shape != (idx.size, idx.size):
-            raise InputError(f"fixed block must be {idx.size} x {idx.size}, got {F.shape}")
-        if not np.allclose(np.diag(F), 1.0, atol=1e-9):
-            raise InputError("fixed prototype/classifier rows must have unit norm (diag of W W^T = 1)")
-        if np.linalg.eigvalsh(0.5 * (F + F.T)).min() < -1e-9:
-            raise InputError("fixed block is not a Gram matrix (not PSD)")
-        c_fixed = G[idx][:, idx] == F
-        cons.append(c_fixed)
-    lin = cp.sum(cp.multiply(form.C, G)) if np.any(form.C) else 0.0
-    prob = cp.Problem(cp.Minimize(obj + lin + float(form.const)), cons)
-    nonneg_mask = None
-    if nonneg:
-        nonneg_mask = np.zeros((m, m), bool)
-        nonneg_mask[:n, :n] = True
+    block = _fixed_block(fixed, fixed_index)
+    prog = _GramProgram(form, n, nonneg, block)
     state = {}
-
-    def certify(res):
-        """Rigorous gap of this solve: L at the (repaired) solver G minus the Lagrangian lower bound."""
-        Gs = np.asarray(G.value, dtype=np.float64)
-        Gs = 0.5 * (Gs + Gs.T)
-        solver_value_eval = form.evaluate(Gs)
-        if fixed is None:
-            Gf, _ = conic.psd_repair(Gs, nonneg_mask)
-        else:
-            Gf = repair_fixed_block(Gs, idx, F, nonneg_mask)
-        res_f = feasibility_residuals(Gf, nonneg_mask, None if fixed is None else (idx, F))
-        min_eig = res_f["min_eig"]
-        state["residuals"] = res_f
-        if res_f["worst"] > FEAS_TOL:  # value must be the loss at a feasible point (an upper bound)
-            return f"repaired G violates a constraint by {res_f['worst']:.1e} > {FEAS_TOL:.0e}"
-        value = form.evaluate(Gf)
-        lb = _lower_bound(form, Gf, value, cone, c_psd, c_diag, c_nonneg, c_fixed, n,
-                          None if fixed is None else (idx, F))
-        gap = value - lb["bound"]
-        rel_gap = gap / max(1.0, abs(value))
-        state.update(Gf=Gf, value=value, min_eig=min_eig, gap=gap, rel_gap=rel_gap, lb=lb,
-                     form_check=abs(solver_value_eval - res.primal))
-        # gap >= 0 up to rounding (the bound is rigorous); |rel_gap| is what is bounded.
-        return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
-
-    res = conic.solve(prob, solvers, what="Gram program", accept=certify)
-    Gf, value, gap, rel_gap, min_eig = (state[kk] for kk in ("Gf", "value", "gap", "rel_gap", "min_eig"))
-    form_check = state["form_check"]
+    res = conic.solve(prog.problem, solvers, what="Gram program", accept=lambda r: prog.certify(r, gap_tol, state))
+    Gf, value = state["Gf"], state["value"]
     gap_kind = ("rigorous: L(G_feasible) - Lagrangian lower bound (nctheory.solvers.certificate, built from "
                 "the solver's multipliers); G_feasible = solver G repaired to exact feasibility"
-                + ("" if fixed is None else " with the fixed block set exactly (Schur-complement repair)")
+                + ("" if block is None else " with the fixed block set exactly (Schur-complement repair)")
                 + f", residuals <= {FEAS_TOL:.0e}")
     rf = state["residuals"]
     feas = {
-        "min_eig": min_eig,
+        "min_eig": state["min_eig"],
         "max_diag_error": rf["max_diag_error"],
         "min_entry_sample_block": float(Gf[:n, :n].min()),
         "max_violation": rf["worst"], "feasibility_tol": FEAS_TOL,
         "solver_r_prim": res.r_prim, "solver_r_dual": res.r_dual,
     }
-    if fixed is not None:
+    if block is not None:
         feas["fixed_block_error"] = rf["fixed_block_error"]
     Z, r, w = factor(Gf)
-    GM = geo = None
-    if y is not None:
-        y = np.asarray(y, dtype=np.int64)
-        GM = class_mean_gram(Gf, y, k)
-        geo = geometry(GM, within_class_min_cosine(Gf, y))
-        if m == y.size and np.bincount(y).min() >= 1:  # sample-only Gram: evaluate the ideal geometries
-            kk = GM.shape[0]
-            geo["candidates"] = certify_candidates(lambda T: form.evaluate(T[np.ix_(y, y)]), state["lb"]["bound"], kk,
-                                                   nonneg, gap_tol, value)
-            settle_name(geo)
-    return SolveResult(value=value, dual_bound=state["lb"]["bound"], gap=gap, rel_gap=rel_gap, gap_kind=gap_kind,
-                       status=res.status, solver=res.solver, G=Gf, Z=Z, rank=r, eigenvalues=w,
-                       class_mean_gram=GM, geometry=geo, solver_value=res.primal, form_check=form_check,
-                       feasibility=feas, seconds=time.perf_counter() - t0,
+    GM, geo = _class_geometry(form, Gf, y, k, nonneg, gap_tol, state["lb"]["bound"], value)
+    return SolveResult(value=value, dual_bound=state["lb"]["bound"], gap=state["gap"], rel_gap=state["rel_gap"],
+                       gap_kind=gap_kind, status=res.status, solver=res.solver, G=Gf, Z=Z, rank=r, eigenvalues=w,
+                       class_mean_gram=GM, geometry=geo, solver_value=res.primal, form_check=state["form_check"],
+                       feasibility=feas, seconds=time.perf_counter() - t0, form=form,
                        extra={"iterations": res.iterations, "attempts": res.attempts, "nonneg": nonneg,
                               "solver_dual_objective": res.dual, "lower_bound_detail": state["lb"]})
 
 
-def _lower_bound(form, X0, f0, cone, c_psd, c_diag, c_nonneg, c_fixed, n, fixed):
-    """Best rigorous Lagrangian bound over a few multiplier candidates (see nctheory.solvers.certificate):
-    the LSE weights p from the solver's exponential-cone duals (second-order accurate) or the softmax at X0
-    (the Frank-Wolfe bound, first-order); diagonal multipliers from the solver (either sign convention) or
-    from the KKT condition; N, Phi from the solver's duals."""
-    m = form.size
-    ones = np.ones(m)
-    bases = [("frank-wolfe", f0 - float(np.sum(lse_form_gradient(form, X0) * X0)), lse_form_gradient(form, X0))]
-    p = conic.lse_dual(cone, form.group, form.weight)
-    if p is not None:
-        S = (form.A.T @ p).reshape(m, m) + form.C
-        S = 0.5 * (S + S.T)
-        bases.append(("solver-dual", lse_conjugate_part(form.b, form.group, form.weight, p) + float(form.const), S))
-    N = None
-    if c_nonneg is not None and c_nonneg.dual_value is not None:
-        Nn = np.clip(np.asarray(c_nonneg.dual_value, dtype=np.float64), 0, None)
-        N = np.zeros((m, m))
-        N[:n, :n] = 0.5 * (Nn + Nn.T)
-    phis = [None]
-    Fin = lambda P: 0.0  # noqa: E731
-    if fixed is not None:
-        idx, F = fixed
-        P0 = np.zeros((m, m))
-        if c_fixed.dual_value is not None:
-            Pv = np.asarray(c_fixed.dual_value, dtype=np.float64)
-            P0[np.ix_(idx, idx)] = 0.5 * (Pv + Pv.T)
-            np.fill_diagonal(P0, 0.0)
-        phis = [P0, -P0]
-        Fin = lambda P: float(np.sum(P[np.ix_(idx, idx)] * F))  # noqa: E731
-    nus = []
-    if c_diag.dual_value is not None:
-        nv = np.asarray(c_diag.dual_value, dtype=np.float64).ravel()
-        nus += [nv, -nv]
-    Lam = None
-    if c_psd.dual_value is not None:
-        Lam = np.asarray(c_psd.dual_value, dtype=np.float64)
-        Lam = 0.5 * (Lam + Lam.T)
-    best = None
-    for kind, base, D in bases:
-        cands = [(nu, N, Phi) for Phi in phis for nu in nus + [kkt_nu(D, X0, N, Phi)]]
-        if Lam is not None:
-            # multipliers read off stationarity D = diag(nu) + N + Phi + Lambda with the solver's Lambda
-            R0 = D - Lam
-            offd = R0 - np.diag(np.diag(R0))
-            N2 = None
-            if N is not None:
-                N2 = np.zeros((m, m))
-                N2[:n, :n] = np.clip(offd[:n, :n], 0, None)
-            P2 = None
-            if fixed is not None:
-                P2 = np.zeros((m, m))
-                P2[np.ix_(idx, idx)] = offd[np.ix_(idx, idx)]
-            cands.append((np.diag(R0).copy(), N2, P2))
-            cands.append((kkt_nu(D, X0, N2, P2), N2, P2))
-        for nu, Nc, Phi in cands:
-            lb = linear_lower_bound(D, ones, ones, nu, Nc, Phi, Fin(Phi) if Phi is not None else 0.0)
-            lb["bound"] = base + lb["linear_part"]
-            lb["kind"] = kind
-            if best is None or lb["bound"] > best["bound"]:
-                best = lb
-    return best
+def _class_geometry(form, Gf, y, k, nonneg, gap_tol, dual_bound, value):
+    """(class-mean Gram, geometry verdict) of the certified G (None, None without labels); for a sample-only
+    Gram matrix also the loss of the ideal geometries against the certified bounds."""
+    if y is None:
+        return None, None
+    y = np.asarray(y, dtype=np.int64)
+    GM = class_mean_gram(Gf, y, k)
+    geo = name_geometry(GM, within_class_min_cosine(Gf, y))
+    if form.size == y.size and np.bincount(y).min() >= 1:  # sample-only Gram: evaluate the ideal geometries
+        geo["candidates"] = certify_candidates(lambda T: form.value(T[np.ix_(y, y)]), dual_bound, GM.shape[0],
+                                               nonneg, gap_tol, value)
+        settle_name(geo)
+    return GM, geo

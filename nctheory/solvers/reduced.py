@@ -33,6 +33,12 @@ The counts enter only as log-offsets and weights (no exp(1/tau)-sized coefficien
 scaled by 1/n inside the solver so its magnitude is O(log n) for any n. At a_c = 1, b = 0 this is
 Kini Thm 1's bound sum_c n_c log(n_c - 1 + (n - n_c) e^{-1/tau}).
 
+That loss is :func:`class_mean_form`, an LSEForm of G_M (tested equal to the full
+:func:`nctheory.losses.gram.scl_form` on block expansions). Orbits: classes of equal size are
+exchangeable, so the program may also take G_M constant on orbits (:func:`orbit_form`, the class-mean
+form composed with the orbit parametrisation and merged by :meth:`LSEForm.merged`: identical logits
+and terms aggregate into log-multiplicities and weights).
+
 The DNN relaxation is a certified lower bound on UFM+, tight when the optimal block G is completely
 positive (the 0/1 NC+OF matrix is: it is H^T H for the one-hot H).
 """
@@ -44,15 +50,15 @@ import time
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp
 
 from nctheory.counts import parse_counts
 from nctheory.errors import InputError
 from nctheory.losses._inputs import check_tau
+from nctheory.losses.gram import LSEBuilder, LSEForm
 from nctheory.solvers import conic
-from nctheory.solvers.certificate import kkt_nu, linear_lower_bound, lse_conjugate_part
+from nctheory.solvers.certificate import best_lower_bound, kkt_nu, lower_models
 from nctheory.solvers.gram import GAP_TOL, SolveResult, factor
-from nctheory.solvers.verdict import settle_name, certify_candidates, geometry
+from nctheory.solvers.verdict import certify_candidates, name_geometry, settle_name
 
 
 def _orbits(n: np.ndarray, orbits: str):
@@ -70,49 +76,47 @@ def _orbits(n: np.ndarray, orbits: str):
     return gid, m, ng
 
 
-def _logit_structure(m: np.ndarray, ng: np.ndarray, tau: float):
-    """Sparse (A, b, group, weight) of the orbit-reduced loss over theta = [vec(Q) row-major; d].
+def class_mean_form(counts, tau: float = 1.0) -> LSEForm:
+    """Full-batch SCL (Kini Eq. 2 with tau) of the class-block-constant G whose class-mean Gram is G_M, as an
+    LSEForm of G_M (module docstring): for each class c with n_c >= 2, weight n_c and the logits
+    log(n_c - 1) (the positives) and log n_{c'} + (G_M[c, c'] - a_c)/tau for c' != c, where
+    a_c/tau = (n_c G_M[c, c] - 1)/((n_c - 1) tau). Classes with one sample contribute 0."""
+    n = parse_counts(counts, min_count=1, min_classes=2)
+    tau = check_tau(tau)
+    k = n.size
+    bld = LSEBuilder((k, k))
+    for c in np.flatnonzero(n >= 2):
+        others = np.flatnonzero(np.arange(k) != c)
+        coef_d = -n[c] / ((n[c] - 1.0) * tau)   # -a_c/tau = coef_d * G_M[c, c] + const_a
+        const_a = 1.0 / ((n[c] - 1.0) * tau)
+        j = np.arange(others.size)
+        bld.add_term(float(n[c]), np.r_[np.log(n[c] - 1.0), np.log(n[others].astype(np.float64)) + const_a],
+                     (np.full(2 * others.size, c), np.r_[others, np.full(others.size, c)]),
+                     np.r_[np.full(others.size, 1.0 / tau), np.full(others.size, coef_d)], np.r_[j, j] + 1)
+    return bld.build(description=f"full-batch SCL on the class-mean Gram matrix, counts {n.tolist()}, tau={tau}")
 
-    Q[g, g] = e_g (inner product of the means of two distinct classes of orbit g; = d_g when m_g = 1),
-    Q[g, h] = f_gh, d_g = ||mu_c||^2 for c in orbit g, a_g = (n_g d_g - 1)/(n_g - 1). An anchor of orbit g
-    sees n_g - 1 positives (logit 0), (m_g - 1) n_g same-orbit negatives (logit (e_g - a_g)/tau) and
-    m_h n_h negatives of orbit h (logit (f_gh - a_g)/tau); there are m_g n_g such anchors.
-    """
-    G = m.size
-    rows, cols, vals, b, group, weight = [], [], [], [], [], []
-    R = t = 0
-    for g in range(G):
-        if ng[g] < 2:
-            continue
-        b.append(np.log(ng[g] - 1.0)); group.append(t); R += 1
-        coef_d = -ng[g] / ((ng[g] - 1.0) * tau)   # -a_g/tau = coef_d * d_g + const_a
-        const_a = 1.0 / ((ng[g] - 1.0) * tau)
-        for h in range(G):
-            mult = (m[h] - 1) * ng[h] if h == g else m[h] * ng[h]
-            if mult == 0:
-                continue
-            rows += [R, R]; cols += [g * G + h, G * G + g]; vals += [1.0 / tau, coef_d]
-            b.append(np.log(float(mult)) + const_a); group.append(t); R += 1
-        weight.append(float(m[g] * ng[g]))
-        t += 1
-    A = sp.csr_matrix((vals, (rows, cols)), shape=(R, G * G + G))
-    return A, np.asarray(b), np.asarray(group, dtype=np.int64), np.asarray(weight)
+
+def orbit_form(counts, tau: float = 1.0, orbits: str = "counts"):
+    """:func:`class_mean_form` restricted to G_M constant on orbits, over theta = [vec(Q) row-major; d]:
+    Q[g, g] = e_g (inner product of the means of two distinct classes of orbit g), Q[g, h] = f_gh,
+    d_g = ||mu_c||^2 for c in orbit g. Returns (form, expand, (gid, m, ng)): the merged form of theta (an
+    anchor of orbit g sees n_g - 1 positives, (m_g - 1) n_g same-orbit negatives and m_h n_h negatives of
+    orbit h, and there are m_g n_g such anchors), expand (:meth:`LSEForm.merged`: its dual weights as
+    weights of the class-mean form) and the orbits (:func:`_orbits`)."""
+    n = parse_counts(counts, min_count=1, min_classes=2)
+    gid, m, ng = _orbits(n, orbits)
+    k, G = n.size, m.size
+    same = np.arange(k)[:, None] == np.arange(k)[None, :]
+    cols = np.where(same, G * G + gid[:, None], gid[:, None] * G + gid[None, :])  # theta entry of G_M[c, c']
+    T = sp.csr_matrix((np.ones(k * k), (np.arange(k * k), cols.ravel())), shape=(k * k, G * G + G))
+    form, expand = class_mean_form(n, tau).pullback(T, (G * G + G,)).merged(
+        description=f"full-batch SCL on {G} orbits of classes, counts {n.tolist()}, tau={tau}")
+    return form, expand, (gid, m, ng)
 
 
 def reduced_scl_value(GM, counts, tau: float = 1.0) -> float:
     """Full-batch SCL (Kini Eq. 2 with tau) of the class-block-constant G whose class-mean Gram is GM."""
-    n = parse_counts(counts, min_count=1, min_classes=2)
-    tau = check_tau(tau)
-    GM = np.asarray(GM, dtype=np.float64)
-    total = 0.0
-    for c in range(n.size):
-        if n[c] < 2:
-            continue
-        a = (n[c] * GM[c, c] - 1.0) / (n[c] - 1.0)
-        others = np.arange(n.size) != c
-        x = np.concatenate([[np.log(n[c] - 1.0)], np.log(n[others]) + (GM[c, others] - a) / tau])
-        total += n[c] * logsumexp(x)
-    return float(total)
+    return class_mean_form(counts, tau).value(GM)
 
 
 def sample_gram_from_class_gram(GM, counts) -> np.ndarray:
@@ -151,87 +155,85 @@ def _repair(GM, n, nonneg):
     return GM
 
 
-def _class_level_bound(M0, n, tau, nonneg, gid, m, ng, p_orb):
-    """Rigorous lower bound (in units of loss / n) on the k x k class-mean program
+def _class_level_bound(form_n: LSEForm, M0: np.ndarray, n: np.ndarray, nonneg: bool, p=None) -> dict:
+    """Rigorous lower bound on the k x k class-mean program
         min f(M)  s.t.  M PSD, lo_c <= M_cc <= hi_c, [M >= 0],
-    f(M) = (1/n) sum_c n_c LSE(...) (module docstring), by nctheory.solvers.certificate: LSE weights from
-    the solver's orbit-level duals spread evenly over the classes of each orbit (or the softmax at M0),
-    diagonal multipliers from KKT, N >= 0 on the entries where M0 vanishes (non-negative case)."""
+    f = ``form_n`` (the class-mean form in units of loss / n), by nctheory.solvers.certificate: the lower
+    models at M0 and from the LSE weights p (the solver's orbit-level duals spread over the classes of each
+    orbit), diagonal multipliers from KKT, N >= 0 on the entries where M0 vanishes (non-negative case)."""
     k = n.size
-    ntot = float(n.sum())
-    mc, ngc = np.ones(k, dtype=np.int64), n
-    A, b, group, weight = _logit_structure(mc, ngc, tau)
-    weight = weight / ntot
+    off = ~np.eye(k, dtype=bool)
 
-    def to_matrix(gvec):  # gradient over theta = [vec(Q); d] -> symmetric k x k matrix over M
-        Sq = gvec[: k * k].reshape(k, k)
-        np.fill_diagonal(Sq, 0.0)
-        return 0.5 * (Sq + Sq.T) + np.diag(gvec[k * k:])
-
-    theta0 = np.concatenate([M0.ravel(), np.diag(M0)])
-    x0 = A @ theta0 + b
-    starts = np.flatnonzero(np.r_[True, np.diff(group) != 0])
-    mx = np.maximum.reduceat(x0, starts)
-    e = np.exp(x0 - mx[group])
-    ssum = np.add.reduceat(e, starts)
-    f0 = float(weight @ (mx + np.log(ssum)))
-    p_soft = weight[group] * e / ssum[group]
-    D0 = to_matrix(A.T @ p_soft)
-    bases = [("frank-wolfe", f0 - float(np.sum(D0 * M0)), D0)]
-    if p_orb is not None:
-        # orbit-level rows: per orbit g with ng >= 2: [positive, then each h with multiplicity > 0]
-        p_cls = np.zeros(group.size)
-        orb_rows = {}
-        r = 0
-        for g in range(m.size):
-            if ng[g] < 2:
-                continue
-            orb_rows[(g, "pos")] = r
-            r += 1
-            for h in range(m.size):
-                mult = (m[h] - 1) * ng[h] if h == g else m[h] * ng[h]
-                if mult == 0:
-                    continue
-                orb_rows[(g, h)] = r
-                r += 1
-        r = 0
-        for c in range(k):
-            if n[c] < 2:
-                continue
-            g = gid[c]
-            p_cls[r] = p_orb[orb_rows[(g, "pos")]] / m[g]
-            r += 1
-            for c2 in range(k):
-                if c2 == c:
-                    continue
-                h = gid[c2]
-                m_h = m[h] - (1 if h == g else 0)
-                p_cls[r] = p_orb[orb_rows[(g, h)]] / (m[g] * m_h)
-                r += 1
-        tot = np.bincount(group, weights=p_cls, minlength=weight.size)
-        p_cls = p_cls * (weight / tot)[group]
-        S = to_matrix(A.T @ p_cls)
-        bases.append(("solver-dual", lse_conjugate_part(b, group, weight, p_cls), S))
-    lo = np.where(n >= 2, (1.0 / n) if nonneg else 0.0, 1.0)
-    hi = np.ones(k)
-    best = None
-    for kind, base, D in bases:
-        cands = [(None, kkt_nu(D, M0, None))]
+    def multipliers(D):
+        cands = [(kkt_nu(D, M0, None), None)]
         if nonneg:
-            off = ~np.eye(k, dtype=bool)
             for thr in (1e-6, 1e-3):
                 N = np.where((M0 < thr) & off, np.clip(D, 0, None), 0.0)
-                cands.append((N, kkt_nu(D, M0, N)))
+                cands.append((kkt_nu(D, M0, N), N))
             # Lambda = 0 (M0 of full rank, e.g. the OF): D = diag(nu) + N exactly when D is >= 0 off the diagonal
             N = np.where(off, np.clip(D, 0, None), 0.0)
-            cands.append((N, np.diag(D).copy()))
-        for N, nu in cands:
-            lb = linear_lower_bound(D, lo, hi, nu, N)
-            lb["bound"] = base + lb["linear_part"]
-            lb["kind"] = kind
-            if best is None or lb["bound"] > best["bound"]:
-                best = lb
-    return best
+            cands.append((np.diag(D).copy(), N))
+        return [(nu, N, None, 0.0) for nu, N in cands]
+
+    lo = np.where(n >= 2, (1.0 / n) if nonneg else 0.0, 1.0)
+    return best_lower_bound(lower_models(form_n, M0, p), multipliers, lo, np.ones(k))
+
+
+class _OrbitProgram:
+    """The orbit-reduced program as a cvxpy problem over Q (G x G symmetric) and d (G): the orbit form
+    (:func:`orbit_form`) scaled by 1/n, PSD of the block G (module docstring), diagonal bounds, DNN; and the
+    certificate of a solve on the class level (:meth:`certify`)."""
+
+    def __init__(self, counts: np.ndarray, tau: float, nonneg: bool, orbits: str):
+        self.n, self.nonneg, self.ntot = counts, nonneg, float(counts.sum())
+        self.form = class_mean_form(counts, tau)
+        self.form_n = self.form.scaled(1.0 / self.ntot)   # loss / n: the program's units, O(log n) for any n
+        self.oform, self.expand, (self.gid, m, ng) = orbit_form(counts, tau, orbits)
+        self.n_orbits = G = m.size
+        self.Q = Q = cp.Variable((G, G), symmetric=True)
+        self.d = d = cp.Variable(G)
+        obj, cons, self.cone = self.oform.canonicalise(cp.hstack([cp.vec(Q, order="C"), d]), scale=self.ntot)
+        sq = np.sqrt(m.astype(np.float64))
+        K = cp.diag(d - cp.diag(Q)) + cp.multiply(np.outer(sq, sq), Q)
+        cons += [0.5 * (K + K.T) >> 0]
+        single = np.flatnonzero(m == 1)
+        if single.size:
+            cons.append(cp.diag(Q)[single] == d[single])
+        if (m >= 2).any():
+            cons.append(d[m >= 2] >= cp.diag(Q)[m >= 2])
+        multi_g = ng >= 2
+        if multi_g.any():
+            cons.append(d[multi_g] <= 1)
+        if (~multi_g).any():
+            cons.append(d[~multi_g] == 1)
+        if nonneg:
+            cons.append(Q >= 0)
+            if multi_g.any():
+                cons.append(d[multi_g] >= 1.0 / ng[multi_g])
+        self.problem = cp.Problem(cp.Minimize(obj), cons)
+
+    def class_mean_gram(self) -> np.ndarray:
+        """The solver's point as a k x k class-mean Gram matrix (constant on orbits)."""
+        Qv, dv = np.asarray(self.Q.value, dtype=np.float64), np.asarray(self.d.value, dtype=np.float64)
+        Ms = 0.5 * (Qv + Qv.T)[np.ix_(self.gid, self.gid)]
+        np.fill_diagonal(Ms, dv[self.gid])
+        return Ms
+
+    def certify(self, res, gap_tol: float, state: dict):
+        """Honest gap: the class-mean loss at the repaired solver point minus the rigorous class-level lower
+        bound (the orbit duals spread over the classes by ``expand``); the reason to reject, else None."""
+        Ms = self.class_mean_gram()
+        GM = _repair(Ms, self.n, self.nonneg)
+        value = self.form.value(GM)
+        p_orb = self.oform.dual_weights(self.cone)
+        lb = _class_level_bound(self.form_n, GM, self.n, self.nonneg,
+                                None if p_orb is None else self.expand(p_orb) / self.ntot)
+        dual = lb["bound"] * self.ntot
+        gap = value - dual
+        rel_gap = gap / max(1.0, abs(value))
+        state.update(GM=GM, value=value, dual=dual, gap=gap, rel_gap=rel_gap, lb=lb,
+                     solver_value=res.primal * self.ntot, form_check=abs(self.form.value(Ms) - res.primal * self.ntot))
+        return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
 
 
 def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float = GAP_TOL,
@@ -251,77 +253,34 @@ def solve_reduced(counts, tau: float = 1.0, nonneg: bool = False, gap_tol: float
     n = parse_counts(counts, min_count=1, min_classes=2)
     tau = check_tau(tau)
     k = n.size
-    ntot = float(n.sum())
     if np.all(n < 2):
         raise InputError("every class has one sample: full-batch SCL is identically 0")
-    gid, m, ng = _orbits(n, orbits)
-    G = m.size
-    A, b, group, weight = _logit_structure(m, ng, tau)
-    Q = cp.Variable((G, G), symmetric=True)
-    d = cp.Variable(G)
-    theta = cp.hstack([cp.vec(Q, order="C"), d])
-    obj, cons, cone = conic.lse_epigraph(A @ theta + b, group, weight / ntot)
-    sq = np.sqrt(m.astype(np.float64))
-    K = cp.diag(d - cp.diag(Q)) + cp.multiply(np.outer(sq, sq), Q)
-    cons += [0.5 * (K + K.T) >> 0]
-    single = np.flatnonzero(m == 1)
-    if single.size:
-        cons.append(cp.diag(Q)[single] == d[single])
-    if (m >= 2).any():
-        cons.append(d[m >= 2] >= cp.diag(Q)[m >= 2])
-    multi_g = ng >= 2
-    if multi_g.any():
-        cons.append(d[multi_g] <= 1)
-    if (~multi_g).any():
-        cons.append(d[~multi_g] == 1)
-    if nonneg:
-        cons.append(Q >= 0)
-        if multi_g.any():
-            cons.append(d[multi_g] >= 1.0 / ng[multi_g])
-    prob = cp.Problem(cp.Minimize(obj), cons)
-    multi = n >= 2
+    prog = _OrbitProgram(n, tau, nonneg, orbits)
+    form = prog.form
     state = {}
-
-    def certify(res):
-        """Honest gap: the reduced loss at the repaired class-mean Gram minus the solver's dual objective."""
-        Qv, dv = np.asarray(Q.value, dtype=np.float64), np.asarray(d.value, dtype=np.float64)
-        Ms = 0.5 * (Qv + Qv.T)[np.ix_(gid, gid)]
-        np.fill_diagonal(Ms, dv[gid])
-        GM = _repair(Ms, n, nonneg)
-        value = reduced_scl_value(GM, n, tau)
-        p_orb = conic.lse_dual(cone, group, weight / ntot)
-        lb = _class_level_bound(GM, n, tau, nonneg, gid, m, ng, p_orb)
-        state["lb"] = lb
-        dual = lb["bound"] * ntot
-        gap = value - dual
-        rel_gap = gap / max(1.0, abs(value))
-        state.update(GM=GM, value=value, dual=dual, gap=gap, rel_gap=rel_gap,
-                     solver_value=res.primal * ntot,
-                     form_check=abs(reduced_scl_value(Ms, n, tau) - res.primal * ntot))
-        return None if abs(rel_gap) <= gap_tol else f"relative gap {rel_gap:.1e} > {gap_tol:.0e}"
-
-    res = conic.solve(prob, solvers, what="reduced SCL program", accept=certify)
-    GM, value, dual, gap, rel_gap = (state[kk] for kk in ("GM", "value", "dual", "gap", "rel_gap"))
-    solver_value, form_check = state["solver_value"], state["form_check"]
+    res = conic.solve(prog.problem, solvers, what="reduced SCL program",
+                      accept=lambda r: prog.certify(r, gap_tol, state))
+    GM, value, dual = state["GM"], state["value"], state["dual"]
+    multi = n >= 2
     a = np.where(multi, (n * np.diag(GM) - 1.0) / np.maximum(n - 1.0, 1.0), 1.0)
-    lam = np.linalg.eigvalsh(GM)
-    feas = {"min_eig_class_mean_gram": float(lam.min()), "max_within_cosine": float(a.max()),
+    feas = {"min_eig_class_mean_gram": float(np.linalg.eigvalsh(GM).min()), "max_within_cosine": float(a.max()),
             "min_within_cosine": float(a.min()), "min_cross": float((GM - np.diag(np.diag(GM))).min()),
             "solver_r_prim": res.r_prim, "solver_r_dual": res.r_dual}
     Z, r, w = factor(GM)
-    geo = geometry(GM, float(a[multi].min()) if multi.any() else None)
-    geo["candidates"] = certify_candidates(lambda T: reduced_scl_value(T, n, tau), dual, k, nonneg, gap_tol, value)
+    geo = name_geometry(GM, float(a[multi].min()) if multi.any() else None)
+    geo["candidates"] = certify_candidates(form.value, dual, k, nonneg, gap_tol, value)
     settle_name(geo)
     return SolveResult(
-        value=value, dual_bound=dual, gap=gap, rel_gap=rel_gap,
+        value=value, dual_bound=dual, gap=state["gap"], rel_gap=state["rel_gap"],
         gap_kind=("rigorous: L(G_feasible) - Lagrangian lower bound on the k x k class-mean program (nctheory."
                   "solvers.certificate; multipliers from the solver's exponential-cone duals and KKT); G_feasible = "
                   "block G of the solver's class-mean Gram repaired to exact feasibility"),
         status=res.status, solver=res.solver, G=GM, Z=Z, rank=r, eigenvalues=w, class_mean_gram=GM,
-        geometry=geo, solver_value=solver_value, form_check=form_check, feasibility=feas,
-        seconds=time.perf_counter() - t0, method="reduced",
+        geometry=geo, solver_value=state["solver_value"], form_check=state["form_check"], feasibility=feas,
+        seconds=time.perf_counter() - t0, method="reduced", form=form,
         extra={"within_class_cosine": a.tolist(), "counts": n.tolist(), "tau": tau, "nonneg": nonneg,
-               "orbits": orbits, "n_orbits": int(G), "iterations": res.iterations, "attempts": res.attempts,
-               "solver_dual_objective": res.dual * ntot, "lower_bound_detail": state["lb"],
+               "orbits": orbits, "n_orbits": int(prog.n_orbits), "iterations": res.iterations,
+               "attempts": res.attempts,
+               "solver_dual_objective": res.dual * prog.ntot, "lower_bound_detail": state["lb"],
                "note": "G, Z and rank refer to the k x k class-mean Gram matrix (the sample Gram is its block expansion)"},
     )

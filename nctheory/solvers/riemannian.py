@@ -127,79 +127,22 @@ def solve_riemannian(objective, m: int, d: int, *, nonneg: bool = False, fixed_r
 
         return solve_signs(objective, m, nonneg=nonneg, fixed_rows=fixed_rows, fixed=fixed)
     device = torch.device(device) if device is not None else default_device()
-    dt = torch.float64
-    free = torch.ones(m, dtype=torch.bool)
-    F = None
-    if fixed_rows is not None:
-        idx = torch.as_tensor(np.asarray(fixed_rows, dtype=np.int64))
-        F = torch.as_tensor(np.asarray(fixed, dtype=np.float64), dtype=dt, device=device)
-        if F.shape != (idx.numel(), d):
-            raise InputError(f"fixed rows must be {idx.numel()} x {d}, got {tuple(F.shape)}")
-        if not torch.allclose(F.norm(dim=1), torch.ones(idx.numel(), dtype=dt, device=device), atol=1e-9):
-            raise InputError("fixed rows must have unit norm")
-        free[idx] = False
-    free = free.to(device)
+    free, F = _fixed_rows(m, d, fixed_rows, fixed, device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     t0 = time.perf_counter()
     runs = []
     for rs in range(restarts):
         if rs == 0 and init is not None:
-            X = torch.as_tensor(np.asarray(init, dtype=np.float64), dtype=dt).to(device)
+            X = torch.as_tensor(np.asarray(init, dtype=np.float64), dtype=torch.float64).to(device)
         else:
-            X = torch.randn(m, d, generator=gen, dtype=dt).to(device)
+            X = torch.randn(m, d, generator=gen, dtype=torch.float64).to(device)
             if nonneg:
                 X = X.abs()
         Z = _project(X, nonneg)
         if F is not None:
             Z[~free] = F
-
-        def fg(Z):
-            Zr = Z.detach().requires_grad_(True)
-            f = objective(Zr)
-            (g,) = torch.autograd.grad(f, Zr)
-            g = g.clone()
-            g[~free] = 0
-            return float(f.detach()), g
-
-        f, g = fg(Z)
-        hist = [f]
-        eta = 1.0 / max(float(_residual(Z, g, nonneg).norm()), 1e-12)
-        reason, it = "max_iter", 0
-        stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
-        for it in range(1, max_iter + 1):
-            stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
-            if stat <= gtol:
-                reason = "stationary"
-                break
-            gr = _residual(Z, g, nonneg) if not nonneg else g - (g * Z).sum(1, keepdim=True) * Z
-            fref = max(hist[-10:])
-            step_ok = False
-            e = eta
-            while e > 1e-20:
-                Zn = _project(Z - e * gr, nonneg)
-                if F is not None:
-                    Zn[~free] = F
-                fn, gn = fg(Zn)
-                if fn <= fref + 1e-4 * float((g * (Zn - Z)).sum()):
-                    step_ok = True
-                    break
-                e *= 0.5
-            if not step_ok:
-                reason = "stalled"
-                break
-            S, Y = Zn - Z, (_residual(Zn, gn, nonneg) - _residual(Z, g, nonneg))
-            sy = float((S * Y).sum())
-            eta = float((S * S).sum()) / sy if sy > 0 else 10 * e
-            eta = min(max(eta, 1e-12), 1e6)
-            Z, f, g = Zn, fn, gn
-            hist.append(f)
-        else:
-            stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
-            if stat <= gtol:
-                reason = "stationary"
-        runs.append((f, stat, reason, it, Z.detach().cpu().numpy()))
+        runs.append(_spg(objective, Z, free, F, nonneg, max_iter, gtol))
     ok = [r for r in runs if r[2] == "stationary"]
-    values = [r[0] for r in runs]
     if not ok:
         raise SolverError(f"Riemannian solver: none of {restarts} restarts reached stationarity {gtol:.0e} "
                           f"in {max_iter} iterations (best residual {min(r[1] for r in runs):.1e}, "
@@ -207,44 +150,98 @@ def solve_riemannian(objective, m: int, d: int, *, nonneg: bool = False, fixed_r
     best = min(ok, key=lambda r: r[0])
     okv = [r[0] for r in ok]
     return RiemannianResult(value=best[0], Z=best[4], stationarity=best[1], converged=len(ok), restarts=restarts,
-                            values=values, spread=float(max(okv) - min(okv)), iterations=[r[3] for r in runs],
-                            stop_reasons=[r[2] for r in runs], seconds=time.perf_counter() - t0,
-                            device=str(device), gtol=gtol)
+                            values=[r[0] for r in runs], spread=float(max(okv) - min(okv)),
+                            iterations=[r[3] for r in runs], stop_reasons=[r[2] for r in runs],
+                            seconds=time.perf_counter() - t0, device=str(device), gtol=gtol)
+
+
+def _fixed_rows(m: int, d: int, fixed_rows, fixed, device):
+    """(mask of the free rows, the fixed rows' values or None), validated (shape, unit norm)."""
+    free = torch.ones(m, dtype=torch.bool)
+    F = None
+    if fixed_rows is not None:
+        idx = torch.as_tensor(np.asarray(fixed_rows, dtype=np.int64))
+        F = torch.as_tensor(np.asarray(fixed, dtype=np.float64), dtype=torch.float64, device=device)
+        if F.shape != (idx.numel(), d):
+            raise InputError(f"fixed rows must be {idx.numel()} x {d}, got {tuple(F.shape)}")
+        if not torch.allclose(F.norm(dim=1), torch.ones(idx.numel(), dtype=torch.float64, device=device), atol=1e-9):
+            raise InputError("fixed rows must have unit norm")
+        free[idx] = False
+    return free.to(device), F
+
+
+def _spg(objective, Z, free, F, nonneg: bool, max_iter: int, gtol: float):
+    """One restart of the spectral projected gradient method (module docstring) from the feasible Z:
+    returns (value, stationarity, stop reason, iterations, Z as numpy)."""
+
+    def fg(Z):
+        Zr = Z.detach().requires_grad_(True)
+        f = objective(Zr)
+        (g,) = torch.autograd.grad(f, Zr)
+        g = g.clone()
+        g[~free] = 0
+        return float(f.detach()), g
+
+    f, g = fg(Z)
+    hist = [f]
+    eta = 1.0 / max(float(_residual(Z, g, nonneg).norm()), 1e-12)
+    reason, it = "max_iter", 0
+    stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
+    for it in range(1, max_iter + 1):
+        stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
+        if stat <= gtol:
+            reason = "stationary"
+            break
+        gr = _residual(Z, g, nonneg) if not nonneg else g - (g * Z).sum(1, keepdim=True) * Z
+        fref = max(hist[-10:])  # non-monotone Armijo over the last 10 values
+        step_ok = False
+        e = eta
+        while e > 1e-20:
+            Zn = _project(Z - e * gr, nonneg)
+            if F is not None:
+                Zn[~free] = F
+            fn, gn = fg(Zn)
+            if fn <= fref + 1e-4 * float((g * (Zn - Z)).sum()):
+                step_ok = True
+                break
+            e *= 0.5
+        if not step_ok:
+            reason = "stalled"
+            break
+        S, Y = Zn - Z, (_residual(Zn, gn, nonneg) - _residual(Z, g, nonneg))
+        sy = float((S * Y).sum())
+        eta = float((S * S).sum()) / sy if sy > 0 else 10 * e  # Barzilai-Borwein step
+        eta = min(max(eta, 1e-12), 1e6)
+        Z, f, g = Zn, fn, gn
+        hist.append(f)
+    else:
+        stat = float(_residual(Z, g, nonneg).norm(dim=1).max())
+        if stat <= gtol:
+            reason = "stationary"
+    return f, stat, reason, it, Z.detach().cpu().numpy()
 
 
 def form_objective(form, device=None):
-    """torch objective Z -> L(Z Z^T) for an LSEForm (the same function the Gram program minimises)."""
-    device = torch.device(device) if device is not None else default_device()
-    A = form.A.tocoo()
-    At = torch.sparse_coo_tensor(np.vstack([A.row, A.col]), A.data, A.shape, dtype=torch.float64,
-                                 device=device, check_invariants=False)
-    b = torch.as_tensor(form.b, dtype=torch.float64, device=device)
-    grp = torch.as_tensor(form.group, dtype=torch.int64, device=device)
-    w = torch.as_tensor(form.weight, dtype=torch.float64, device=device)
-    C = torch.as_tensor(form.C, dtype=torch.float64, device=device)
-    T = int(form.weight.size)
-
-    def f(Z):
-        G = Z @ Z.T
-        out = (C * G).sum() + float(form.const)
-        if T:
-            x = torch.sparse.mm(At, G.reshape(-1, 1))[:, 0] + b
-            mx = torch.full((T,), -torch.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, grp, x.detach(), "amax")
-            s = torch.zeros(T, dtype=x.dtype, device=x.device).index_add(0, grp, torch.exp(x - mx[grp]))
-            out = out + w @ (mx + torch.log(s))
-        return out
-
-    return f
+    """torch objective Z -> L(Z Z^T) for an LSEForm (:meth:`LSEForm.torch`: the function the Gram program
+    minimises)."""
+    f = form.torch(device if device is not None else default_device())
+    return lambda Z: f(Z @ Z.T)
 
 
-def scl_objective(y, tau: float = 1.0, batches=None):
-    """torch objective Z -> SCL (full batch, Kini Eq. 2) or mini-batch SCL (Eq. 4) from nctheory.losses."""
-    from nctheory.losses import scl, scl_batches
+def loss_objective(loss, y, *, k: int | None = None, tau: float = 1.0, n_w: int = 0, batches=None):
+    """torch objective over the joint Z = [features (n rows); classifier / prototypes (k rows, for the losses
+    that take them)] of a loss of the catalogue (:func:`nctheory.losses.catalogue.get_loss`), in the loss's
+    native reduction: the same function as its Gram form (:meth:`LossSpec.gram_form`) at Z Z^T."""
+    from nctheory.losses.catalogue import get_loss
 
+    spec = get_loss(loss)
     y = np.asarray(y, dtype=np.int64)
+    n = y.size
+    uses_w = spec.classifier != "none"
 
     def f(Z):
         yt = torch.as_tensor(y, device=Z.device)
-        return scl(Z, yt, tau) if batches is None else scl_batches(Z, yt, batches, tau)
+        return spec(Z[:n], yt, W=Z[n:] if uses_w else None, tau=tau, n_w=n_w, k=k, batches=batches,
+                    reduction=spec.native_reduction)
 
     return f

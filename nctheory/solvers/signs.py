@@ -8,7 +8,7 @@ certifies nothing in d = 1 and returns whatever start it drew; the minimum is fo
     min_{s in {-1,+1}^m, s_F = fixed}  f(s)          (UFM+: s_i = +1 for every free row, one point)
 
 - For an LSEForm f(s) = L(s s^T) (every loss of nctheory.losses.gram) the patterns are evaluated in
-  batches as L(G) with G = s s^T, and the global flip s -> -s (which leaves G unchanged) is used when
+  batches (:meth:`LSEForm.sign_values`), and the global flip s -> -s (which leaves G unchanged) is used when
   no row is fixed: 2^(m-1) patterns.
 - For any other torch objective f(Z) (Z an m x 1 tensor) all 2^(m_free) patterns are evaluated one by
   one (no invariance is assumed).
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nctheory.errors import InputError
+from nctheory.losses.gram import LSEForm
 
 # 2^16 patterns: the batched LSEForm evaluation takes ~1-3 s for n = 17 on one core; the one-by-one
 # torch path ~5-10 s. Beyond that the cost doubles per sample and no exact answer is practical.
@@ -88,18 +89,43 @@ def _patterns(n_free: int, start: int, stop: int) -> np.ndarray:
     return 1.0 - 2.0 * bits
 
 
-def _lse_batch(form, S: np.ndarray) -> np.ndarray:
-    """L(s s^T) for every row s of S (B x m), with LSEForm.evaluate's formula (grouped stable LSE)."""
-    m = form.size
-    V = (S[:, :, None] * S[:, None, :]).reshape(S.shape[0], m * m).T  # vec(s s^T), row-major, m^2 x B
-    lin = np.einsum("bi,ij,bj->b", S, form.C, S) + float(form.const)
-    if form.weight.size == 0:
-        return lin
-    X = np.asarray(form.A @ V) + form.b[:, None]
-    starts = np.flatnonzero(np.r_[True, np.diff(form.group) != 0])
-    mx = np.maximum.reduceat(X, starts, axis=0)
-    lse = mx + np.log(np.add.reduceat(np.exp(X - mx[form.group]), starts, axis=0))
-    return form.weight @ lse + lin
+def _enumerated_rows(m: int, free: np.ndarray, fv: np.ndarray, nonneg: bool, is_form: bool):
+    """(rows whose sign is enumerated, the symmetry used): UFM+ fixes every free row at +1 (the only
+    non-negative unit vector in R^1); an LSEForm without fixed rows fixes s_0 = +1 (s and -s give the same
+    G = s s^T). fv is updated in place with the signs so fixed."""
+    fidx = np.flatnonzero(free)
+    if nonneg:
+        fv[fidx] = 1.0
+        return fidx[:0], ""
+    if is_form and fidx.size == m:
+        fv[0] = 1.0
+        return fidx[1:], "s and -s give the same Gram matrix: s_0 = +1 fixed"
+    return fidx, ""
+
+
+def _pattern_values(objective, is_form: bool, fv: np.ndarray, fidx: np.ndarray, total: int) -> np.ndarray:
+    """f at every one of the ``total`` sign patterns of the rows fidx (the others at fv): batched
+    (:meth:`LSEForm.sign_values`, _CHUNK patterns at a time) or one torch call per pattern."""
+    n_enum = fidx.size
+    if is_form:
+        vals = []
+        for start in range(0, total, _CHUNK):
+            stop = min(total, start + _CHUNK)
+            S = np.tile(fv, (stop - start, 1))
+            if n_enum:
+                S[:, fidx] = _patterns(n_enum, start, stop)
+            vals.append(objective.sign_values(S))
+        return np.concatenate(vals)
+    import torch
+
+    v = np.empty(total)
+    with torch.no_grad():
+        for t in range(total):
+            s = fv.copy()
+            if n_enum:
+                s[fidx] = _patterns(n_enum, t, t + 1)[0]
+            v[t] = float(objective(torch.as_tensor(s[:, None], dtype=torch.float64)))
+    return v
 
 
 def solve_signs(objective, m: int, *, nonneg: bool = False, fixed_rows=None, fixed=None,
@@ -114,45 +140,15 @@ def solve_signs(objective, m: int, *, nonneg: bool = False, fixed_rows=None, fix
     if m < 1:
         raise InputError("need at least one row")
     free, fv = _free_rows(m, fixed_rows, fixed)
-    fidx = np.flatnonzero(free)
-    is_form = hasattr(objective, "A") and hasattr(objective, "evaluate")
+    is_form = isinstance(objective, LSEForm)
     if is_form and int(objective.size) != m:
         raise InputError(f"the loss has {objective.size} rows, not {m}")
-    symmetry = ""
-    n_enum = 0 if nonneg else fidx.size
-    if is_form and not nonneg and fidx.size == m and m >= 1:
-        n_enum = m - 1  # s and -s give the same G = s s^T: fix s_0 = +1
-        fv[0] = 1.0
-        fidx = fidx[1:]
-        symmetry = "s and -s give the same Gram matrix: s_0 = +1 fixed"
-    if nonneg:
-        fv[fidx] = 1.0  # the only non-negative unit vector in R^1
-    total = 2 ** n_enum
+    fidx, symmetry = _enumerated_rows(m, free, fv, nonneg, is_form)
+    total = 2 ** fidx.size
     if total > max_patterns:
         raise InputError(f"d = 1 is solved exactly by enumerating sign patterns, but {total} patterns "
                          f"(> {max_patterns}) are too many; use d >= 2 or fewer samples")
-    best_v, best_t, ties = np.inf, 0, 0
-    vals_all = []
-    if is_form:
-        for start in range(0, total, _CHUNK):
-            stop = min(total, start + _CHUNK)
-            S = np.tile(fv, (stop - start, 1))
-            if n_enum:
-                S[:, fidx] = _patterns(n_enum, start, stop)
-            v = _lse_batch(objective, S)
-            vals_all.append(v)
-    else:
-        import torch
-
-        v = np.empty(total)
-        with torch.no_grad():
-            for t in range(total):
-                s = fv.copy()
-                if n_enum:
-                    s[fidx] = _patterns(n_enum, t, t + 1)[0]
-                v[t] = float(objective(torch.as_tensor(s[:, None], dtype=torch.float64)))
-        vals_all.append(v)
-    vals = np.concatenate(vals_all)
+    vals = _pattern_values(objective, is_form, fv, fidx, total)
     if not np.all(np.isfinite(vals)):
         raise InputError("the loss is not finite at some sign pattern")
     best_t = int(np.argmin(vals))
@@ -160,7 +156,7 @@ def solve_signs(objective, m: int, *, nonneg: bool = False, fixed_rows=None, fix
     # patterns whose value equals the minimum up to float64 evaluation error (1e-12 relative)
     ties = int(np.sum(vals <= best_v + 1e-12 * max(1.0, abs(best_v))))
     s = fv.copy()
-    if n_enum:
-        s[fidx] = _patterns(n_enum, best_t, best_t + 1)[0]
+    if fidx.size:
+        s[fidx] = _patterns(fidx.size, best_t, best_t + 1)[0]
     return SignResult(value=best_v, Z=s[:, None], patterns=total, ties=ties, seconds=time.perf_counter() - t0,
                       symmetry=symmetry, values=[best_v])

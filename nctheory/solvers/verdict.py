@@ -44,8 +44,9 @@ def _dist(GM, T):
     return float(np.linalg.norm(GM / np.linalg.norm(GM) - T / np.linalg.norm(T)))
 
 
-def geometry(GM: np.ndarray, nc_cosine: float | None = None, tol: float = GEOMETRY_TOL) -> dict:
-    """{"name": "OF" | "ETF" | "other", "delta_of", "delta_etf", "nc_min_cosine", "source"}.
+def name_geometry(GM: np.ndarray, nc_cosine: float | None = None, tol: float = GEOMETRY_TOL) -> dict:
+    """The name of the geometry of a class-mean Gram matrix GM, with the distances that decide it:
+    {"name": "OF" | "ETF" | "other", "delta_of", "delta_etf", "nc_min_cosine", "source"}.
 
     delta_of = Kini's Delta_{G_M} (distance of the normalised G_M to the normalised identity), delta_etf
     the same to the simplex-ETF Gram matrix. NC is required for OF/ETF (Kini Def. 3) when nc_cosine is

@@ -38,8 +38,9 @@ with a_c = (n_c G_M[c,c] - 1)/(n_c - 1). The loss in X (counts as multiplicities
 :func:`nctheory.losses.gram.scl_with_prototypes_form` on the block expansion (tests/test_prototype_geometry.py),
 and the optimum is cross-checked against :func:`nctheory.solvers.solve_gram` on the full joint Gram.
 Counts enter only as log-offsets and weights, so real batch compositions (hundreds per class) cost
-the same as small ones. The solve uses the project's conic layer (:mod:`nctheory.solvers.conic`:
-exponential-cone epigraph with readable duals, Clarabel, tighter Clarabel, then SCS). The certificate is
+the same as small ones. The program is the form's own canonicalisation
+(:meth:`~nctheory.losses.gram.LSEForm.canonicalise`: an exponential-cone epigraph with readable duals)
+solved by the project's driver (:func:`nctheory.solvers.conic.solve`: Clarabel, tighter Clarabel, then SCS). The certificate is
 rigorous and does not trust the solver's dual objective (which is not a guaranteed bound: on these
 programs it was up to 3e-8 relative *above* the loss at the repaired optimum): with X_feasible the
 solver's X repaired to exact feasibility (:func:`_repair`) and LB the weak-duality lower bound of
@@ -51,9 +52,10 @@ and gap / max(1, |L - constant|) <= 1e-6, else the next attempt, else SolverErro
 
 The limit n_w -> oo
 -------------------
-:func:`nctheory.prototypes.limit_loss` (the derived limit, up to a z-independent constant) and Gill's
-Prop. 1 as printed (:func:`nctheory.prototypes.paper_limit_loss`) are sums over samples of a function
-f(h_i, y_i) of p = W h_i only:
+:func:`nctheory.losses.prototype_limit.limit_loss` (the derived limit, up to a z-independent constant) and
+Gill's Prop. 1 as printed (:func:`~nctheory.losses.prototype_limit.paper_limit_loss`) are sums over samples
+of a function f(h_i, y_i) of p = W h_i only (:class:`~nctheory.losses.prototype_limit.PerSampleLimit`, whose
+value, gradient and cvxpy views the per-class programs use):
 
     derived:  f(p, y) = LSE(p/tau) - 2 p_y/tau + sum_c exp(p_c/tau)/Z_c,   Z_c = sum_c' exp(G_*[c,c']/tau)
     printed:  f(p, y) = LSE(p/tau) - 2 p_y/tau.
@@ -71,20 +73,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from nctheory._json import jsonable
 from nctheory.counts import parse_counts, step_counts
 from nctheory.errors import InputError, SolverError
 from nctheory.geometry import check_gram, prototype_gram
 from nctheory.losses._inputs import check_tau
-from nctheory.losses.gram import LSEForm
-from nctheory.solvers.certificate import kkt_nu, linear_lower_bound, lse_conjugate_part, lse_form_gradient
+from nctheory.losses.gram import LSEBuilder, LSEForm
+from nctheory.solvers import conic
+from nctheory.solvers.certificate import best_lower_bound, kkt_nu, lower_models
+from nctheory.solvers.gram import GAP_TOL  # the relative duality gap of a certified optimum
 
-GAP_TOL = 1e-6      # relative duality gap of a certified optimum (the project's threshold, solvers.gram)
 # Interior-point optima are accurate to ~sqrt(gap) in the entries where the optimum is degenerate;
 # statements about G_M entries ("equal to G_*", "collapsed") are made at 1e-3 (as solvers.verdict does).
 ENTRY_TOL = 1e-3
@@ -153,83 +157,61 @@ def reduced_form(counts, G_star, n_w: int, tau: float = 1.0) -> LSEForm:
     n_w = parse_nw(n_w)
     if n_w == math.inf:
         raise InputError("reduced_form needs a finite n_w (use limit_geometry for n_w = inf)")
-    m = 2 * k
-    rows, cols, vals, b, group, weight = [], [], [], [], [], []
-    C = np.zeros((m, m))
-    const = 0.0
-    R = 0
-
-    def add_group(w, entries, offsets):
-        """entries: list per logit of [(i, j, coef), ...]; offsets: per-logit constant."""
-        nonlocal R
-        t = len(weight)
-        for r, ent in enumerate(entries):
-            for (i, j, cf) in ent:
-                rows.append(R + r)
-                cols.append(i * m + j)
-                vals.append(cf)
-        b.extend(offsets)
-        group.extend([t] * len(offsets))
-        weight.append(float(w))
-        R += len(offsets)
-
-    log_nw = math.log(n_w) if n_w > 0 else None
+    bld = LSEBuilder((2 * k, 2 * k))
     for c in range(k):
-        nc = int(n[c])
-        cnt = nc - 1 + n_w
-        if cnt == 0:
-            continue  # a one-sample class without prototypes: no positive, contributes 0
-        ents, offs = [], []
-        if nc >= 2:  # a_c / tau = n_c G_M[c,c] / ((n_c-1) tau) - 1/((n_c-1) tau)
-            ents.append([(c, c, nc / ((nc - 1) * tau))])
-            offs.append(math.log(nc - 1) - 1.0 / ((nc - 1) * tau))
-        for c2 in range(k):
-            if c2 != c:
-                ents.append([(c, c2, 1.0 / tau)])
-                offs.append(math.log(n[c2]))
-        if n_w > 0:
-            for c2 in range(k):
-                ents.append([(c, k + c2, 1.0 / tau)])
-                offs.append(log_nw)
-        # z-independent shift (exact: LSE(x - s) + s): divide the denominator by n_w, so the group's
-        # value is O(1) whatever n_w is, and the solver's tolerance applies to the z-dependent part.
-        shift = log_nw if n_w > 0 else 0.0
-        add_group(nc, ents, [o - shift for o in offs])
-        const += nc * shift
-        # linear part, times the n_c anchors: -[(n_c-1) a_c + n_w P[c,c]] / (tau cnt)
-        if nc >= 2:
-            C[c, c] += -nc * nc / (tau * cnt)
-            const += nc / (tau * cnt)
-        if n_w > 0:
-            C[c, k + c] += -nc * n_w / (tau * cnt)
+        _add_sample_anchors(bld, n, c, n_w, tau)
     if n_w > 0:
         for c in range(k):
-            nc = int(n[c])
-            cnt = nc + n_w - 1
-            if cnt == 0:
-                continue
-            ents, offs = [], []
-            for c2 in range(k):
-                ents.append([(c2, k + c, 1.0 / tau)])
-                offs.append(math.log(n[c2]))
-            for c2 in range(k):
-                mult = n_w - (1 if c2 == c else 0)
-                if mult > 0:
-                    ents.append([])
-                    offs.append(math.log(mult) + G_star[c, c2] / tau)
-            # shift by log D_c, D_c = the (constant) prototype part of the denominator: the group's value
-            # becomes log(1 + samples/D_c) = O(n / n_w) and n_w log D_c moves into the constant.
-            cst = np.array([o for e, o in zip(ents, offs) if not e])
-            shift = float(np.log(np.exp(cst - cst.max()).sum()) + cst.max()) if cst.size else 0.0
-            add_group(n_w, ents, [o - shift for o in offs])
-            const += n_w * shift
-            C[c, k + c] += -n_w * nc / (tau * cnt)
-            const += -n_w * (n_w - 1) * G_star[c, c] / (tau * cnt)
-    A = sp.csr_matrix((np.asarray(vals, dtype=np.float64), (np.asarray(rows, dtype=np.int64),
-                       np.asarray(cols, dtype=np.int64))), shape=(R, m * m))
-    return LSEForm(m, A, np.asarray(b, dtype=np.float64), np.asarray(group, dtype=np.int64),
-                   np.asarray(weight, dtype=np.float64), C, const,
-                   description=f"SCL with {n_w} copies of {k} fixed prototypes, class-block reduced, tau={tau}")
+            _add_prototype_anchors(bld, n, c, n_w, tau, G_star)
+    return bld.build(description=f"SCL with {n_w} copies of {k} fixed prototypes, class-block reduced, tau={tau}")
+
+
+def _add_sample_anchors(bld: LSEBuilder, n: np.ndarray, c: int, n_w: int, tau: float) -> None:
+    """The n_c sample anchors of class c (module docstring): logits a_c/tau (positives), b_{cc'}/tau,
+    P[c, c']/tau (the prototype copies), linear part -[(n_c - 1) a_c + n_w P[c, c]] / (tau cnt)."""
+    k, nc = n.size, int(n[c])
+    cnt = nc - 1 + n_w
+    if cnt == 0:
+        return  # a one-sample class without prototypes: no positive, contributes 0
+    others = np.flatnonzero(np.arange(k) != c)
+    cols, coef, offs = [], [], []
+    if nc >= 2:  # a_c / tau = n_c G_M[c,c] / ((n_c-1) tau) - 1/((n_c-1) tau)
+        cols.append([c]); coef.append([nc / ((nc - 1) * tau)]); offs.append([math.log(nc - 1) - 1.0 / ((nc - 1) * tau)])
+    cols.append(others); coef.append(np.full(others.size, 1.0 / tau)); offs.append(np.log(n[others].astype(np.float64)))
+    log_nw = math.log(n_w) if n_w > 0 else None
+    if n_w > 0:
+        cols.append(k + np.arange(k)); coef.append(np.full(k, 1.0 / tau)); offs.append(np.full(k, log_nw))
+    # z-independent shift (exact: LSE(x - s) + s): divide the denominator by n_w, so the term's value is
+    # O(1) whatever n_w is, and the solver's tolerance applies to the z-dependent part.
+    shift = log_nw if n_w > 0 else 0.0
+    cols = np.concatenate(cols)
+    bld.add_term(nc, np.concatenate(offs) - shift, (np.full(cols.size, c), cols), np.concatenate(coef))
+    bld.add_constant(nc * shift)
+    if nc >= 2:  # the linear part times the n_c anchors
+        bld.add_linear(([c], [c]), -nc * nc / (tau * cnt))
+        bld.add_constant(nc / (tau * cnt))
+    if n_w > 0:
+        bld.add_linear(([c], [k + c]), -nc * n_w / (tau * cnt))
+
+
+def _add_prototype_anchors(bld: LSEBuilder, n: np.ndarray, c: int, n_w: int, tau: float, G_star: np.ndarray) -> None:
+    """The n_w copies of prototype c as anchors (module docstring): logits P[c'', c]/tau over the samples and
+    the constants log m_{cc'} + G_*[c, c']/tau over the other prototype copies."""
+    k, nc = n.size, int(n[c])
+    cnt = nc + n_w - 1
+    if cnt == 0:
+        return
+    mult = np.full(k, n_w, dtype=np.float64)
+    mult[c] -= 1
+    keep = mult > 0
+    cst = np.log(mult[keep]) + G_star[c, keep] / tau  # logits without entries: the prototype copies
+    # shift by log D_c, D_c = the (constant) prototype part of the denominator: the term's value becomes
+    # log(1 + samples/D_c) = O(n / n_w) and n_w log D_c moves into the constant.
+    shift = float(np.log(np.exp(cst - cst.max()).sum()) + cst.max()) if cst.size else 0.0
+    bld.add_term(n_w, np.r_[np.log(n.astype(np.float64)), cst] - shift, (np.arange(k), np.full(k, k + c)), 1.0 / tau)
+    bld.add_constant(n_w * shift)
+    bld.add_linear(([c], [k + c]), -n_w * nc / (tau * cnt))
+    bld.add_constant(-n_w * (n_w - 1) * G_star[c, c] / (tau * cnt))
 
 
 def expand_block_gram(X: np.ndarray, counts) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +255,6 @@ class GeometryResult:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        from nctheory.claims.registry import jsonable
-
         return jsonable({
             "n_w": "inf" if self.n_w == math.inf else self.n_w, "counts": self.counts, "tau": self.tau,
             "G_M": self.G_M, "G_star": self.G_star, "delta_to_target": self.delta,
@@ -326,8 +306,9 @@ def _repair(X: np.ndarray, k: int, G_star: np.ndarray, unit: np.ndarray) -> np.n
 def facially_reduced_form(form: LSEForm, G_star: np.ndarray):
     """The reduced loss over Y (module docstring, finite_geometry): with G_* = V V^T (V = :func:`_range_factor`,
     k x r) and L = blockdiag(I_k, V), every feasible X is L Y L^T with Y = [[G_M, C], [C^T, I_r]] PSD; returns
-    (formY, L, V, Vp) with formY(Y) = form(L Y L^T) - form.const (the exact constant left out) and Vp = V (V^T V)^{-1}
-    (so C = P Vp recovers Y from X)."""
+    (formY, L, V, Vp) with formY(Y) = form(L Y L^T) - form.const (the exact constant left out;
+    :meth:`LSEForm.pullback` with vec(L Y L^T) = (L kron L) vec(Y)) and Vp = V (V^T V)^{-1} (so C = P Vp
+    recovers Y from X)."""
     k = form.size // 2
     V = _range_factor(G_star)
     r = V.shape[1]
@@ -335,22 +316,20 @@ def facially_reduced_form(form: LSEForm, G_star: np.ndarray):
     L = np.zeros((2 * k, k + r))
     L[:k, :k] = np.eye(k)
     L[k:, k:] = V
-    AY = (form.A @ sp.csr_matrix(np.kron(L, L))).tocsr()
-    CY = L.T @ form.C @ L
-    formY = LSEForm(k + r, AY, form.b, form.group, form.weight, CY, 0.0, description="reduced program over Y")
-    return formY, L, V, Vp
+    formY = form.pullback(sp.csr_matrix(np.kron(L, L)), (k + r, k + r), description="reduced program over Y")
+    return replace(formY, const=0.0), L, V, Vp
 
 
 def _reduced_lower_bound(formY, Y0, p, lo, hi, fixed_idx, Lam, Phi_dual) -> dict:
     """Best rigorous lower bound on min formY(Y) over {Y PSD, lo <= diag Y <= hi, Y[F, F] = I} (F =
     ``fixed_idx``) from a few multiplier candidates, by weak duality (:mod:`nctheory.solvers.certificate`):
 
-        min formY >= base + sum_i min(nu_i lo_i, nu_i hi_i) + <Phi, I>
+        min formY >= offset + sum_i min(nu_i lo_i, nu_i hi_i) + <Phi, I>
                      + sum(hi) * min(0, lambda_min(D - diag nu - Phi)),
 
-    base/D either the Frank-Wolfe pair (formY(Y0) - <grad, Y0>, grad at Y0; first-order accurate) or, from
-    log-sum-exp weights p >= 0 with group sums = weight (the solver's exponential-cone duals), Gibbs'
-    inequality formY(Y) >= phi(p) + <C + A^T p, Y> (second-order accurate). Phi lives on the fixed block
+    (D, offset) one of the lower models of formY (:func:`~nctheory.solvers.certificate.lower_models`: the
+    tangent plane at Y0, first-order accurate, or Gibbs' minorant from log-sum-exp weights p >= 0 with group
+    sums = weight, the solver's exponential-cone duals, second-order accurate). Phi lives on the fixed block
     off its diagonal (so <Phi, I> = 0; its diagonal is nu's, with lo = hi = 1). Multipliers: diagonal from
     the KKT condition, or nu, Phi read off the stationarity D = diag(nu) + Phi + Lambda with the solver's
     PSD dual Lambda, or Phi = +-(the solver's dual of Y[F, F] = I). Any multipliers give a valid bound;
@@ -359,42 +338,102 @@ def _reduced_lower_bound(formY, Y0, p, lo, hi, fixed_idx, Lam, Phi_dual) -> dict
     Fm = np.zeros((m, m), dtype=bool)
     Fm[np.ix_(fixed_idx, fixed_idx)] = True
     Fm[np.diag_indices(m)] = False
-
-    def on_F(M):
-        return np.where(Fm, M, 0.0)
-
-    grad = lse_form_gradient(formY, Y0)
-    bases = [("frank-wolfe", formY.evaluate(Y0) - float(np.sum(grad * Y0)), grad)]
-    if p is not None:
-        S = (formY.A.T @ p).reshape(m, m) + formY.C
-        bases.append(("solver-dual", lse_conjugate_part(formY.b, formY.group, formY.weight, p) + float(formY.const),
-                      0.5 * (S + S.T)))
     phis = [None]
     if Phi_dual is not None:
         P0 = np.zeros((m, m))
         P0[np.ix_(fixed_idx, fixed_idx)] = 0.5 * (Phi_dual + Phi_dual.T)
-        P0 = on_F(P0)
+        P0 = np.where(Fm, P0, 0.0)
         phis += [P0, -P0]
-    best = None
-    for kind, base, D in bases:
+
+    def multipliers(D):
         cands = [(kkt_nu(D, Y0, None, Phi), Phi) for Phi in phis]
         if Lam is not None:
             R0 = D - Lam
-            P2 = on_F(R0)
+            P2 = np.where(Fm, R0, 0.0)
             cands += [(np.diag(R0).copy(), P2), (kkt_nu(D, Y0, None, P2), P2)]
-        for nu, Phi in cands:
-            lb = linear_lower_bound(D, lo, hi, nu, None, Phi, 0.0)  # <Phi, I> = 0: Phi has zero diagonal
-            lb["bound"] = base + lb["linear_part"]
-            lb["kind"] = kind
-            if best is None or lb["bound"] > best["bound"]:
-                best = lb
-    return best
+        return [(nu, None, Phi, 0.0) for nu, Phi in cands]  # <Phi, I> = 0: Phi has zero diagonal
+
+    return best_lower_bound(lower_models(formY, Y0, p), multipliers, lo, hi)
+
+
+class _FaciallyReducedProgram:
+    """The reduced prototype program over Y = [[G_M, C], [C^T, I_r]] (finite_geometry's docstring) as a cvxpy
+    problem: the form over Y scaled by 1/n, Y PSD, Y[k:, k:] = I_r, G_M[c, c] <= 1 (= 1 where ``unit``)."""
+
+    def __init__(self, form: LSEForm, G_star: np.ndarray, unit: np.ndarray, scale: float):
+        k = form.size // 2
+        self.form, self.k, self.unit, self.scale = form, k, unit, scale
+        self.formY, self.L, self.V, self.Vp = facially_reduced_form(form, G_star)
+        r = self.V.shape[1]
+        self.Y = Y = cp.Variable((k + r, k + r), symmetric=True)
+        obj, cons, self.cone = self.formY.canonicalise(Y, scale)
+        self.c_psd = Y >> 0
+        self.c_fix = Y[k:, k:] == np.eye(r)
+        cons += [self.c_psd, self.c_fix]
+        if (~unit).any():
+            cons.append(cp.diag(Y[:k, :k])[np.flatnonzero(~unit)] <= 1)
+        if unit.any():
+            cons.append(cp.diag(Y[:k, :k])[np.flatnonzero(unit)] == 1)
+        self.problem = cp.Problem(cp.Minimize(obj + form.const / scale), cons)
+        self.lo = np.r_[np.where(unit, 1.0, 0.0), np.ones(r)]   # bounds on diag(Y) over the feasible set
+        self.hi = np.ones(k + r)
+        self.fixed_idx = np.arange(k, k + r)
+
+    def point_in_Y(self, Xf: np.ndarray) -> np.ndarray:
+        """The feasible X as Y (P = C V^T, C = P Vp)."""
+        k, r = self.k, self.V.shape[1]
+        Yf = np.eye(k + r)
+        Yf[:k, :k] = Xf[:k, :k]
+        Yf[:k, k:] = Xf[:k, k:] @ self.Vp
+        Yf[k:, :k] = Yf[:k, k:].T
+        return Yf
+
+    def lower_bound(self, Yf: np.ndarray) -> dict:
+        """:func:`_reduced_lower_bound` at Yf with the solver's duals (rescaled to the unscaled loss)."""
+        sc = self.scale
+        Lam = None if self.c_psd.dual_value is None else sc * np.asarray(self.c_psd.dual_value, dtype=np.float64)
+        Phd = None if self.c_fix.dual_value is None else sc * np.asarray(self.c_fix.dual_value, dtype=np.float64)
+        return _reduced_lower_bound(self.formY, Yf, self.formY.dual_weights(self.cone), self.lo, self.hi,
+                                    self.fixed_idx, None if Lam is None else 0.5 * (Lam + Lam.T), Phd)
+
+    def certify(self, res, Gs: np.ndarray, gap_tol: float, state: dict):
+        """Rigorous gap of this solve: L at the repaired solver point minus the weak-duality lower bound."""
+        k, unit, form = self.k, self.unit, self.form
+        Yv = np.asarray(self.Y.value, dtype=np.float64)
+        Xs = self.L @ (0.5 * (Yv + Yv.T)) @ self.L.T
+        Xf = _repair(Xs, k, Gs, unit)
+        d = np.diag(Xf)[:k]
+        feas = {"min_eig_X": float(np.linalg.eigvalsh(Xf).min()),
+                "max_diag_excess": float(np.max(np.where(unit, np.abs(d - 1.0), d - 1.0)))}
+        state["feasibility"] = feas
+        worst = max(-feas["min_eig_X"], feas["max_diag_excess"])
+        if worst > FEAS_TOL:  # value must be at a feasible point
+            return f"repaired X violates a constraint by {worst:.1e} > {FEAS_TOL:.0e}"
+        value = form.value(Xf)
+        Yf = self.point_in_Y(Xf)
+        # formY at Yf differs from value - const only by V V^T != G_* (rounding, target_factor_error): the
+        # larger of the two is used, conservatively
+        value_z = max(value - form.const, self.formY.value(Yf))
+        lb = self.lower_bound(Yf)
+        gap = value_z - lb["bound"]
+        # relative to the z-dependent part (the loss minus the exact constant moved out of the log-sum-exps),
+        # which is O(n) for every n_w; relative to the whole loss (O(k n_w log n_w)) the gap would say little
+        rel_gap = gap / max(1.0, abs(value - form.const))
+        state.update(Xs=Xs, Xf=Xf, value=value, lb=lb, gap=gap, rel_gap=rel_gap,
+                     form_check=abs(form.value(Xs) - res.primal * self.scale))
+        # gap >= 0 up to rounding (both sides are rigorous); |rel_gap| is what is bounded
+        return None if abs(rel_gap) <= gap_tol else f"rigorous relative gap {rel_gap:.1e} > {gap_tol:.0e}"
 
 
 def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float = GAP_TOL,
                     solvers=("CLARABEL", "SCS"), collapsed: bool = False) -> GeometryResult:
     """Certified UFM optimum of full-batch SCL with n_w copies of fixed prototypes (Gram G_*), by the exact
     class-block-reduced program (module docstring). Raises SolverError if not certified.
+
+    Facial reduction: G_* = V V^T (V k x r, r = rank) is singular for the ETF and majority-collapse targets,
+    so no X with X[k:, k:] = G_* is positive definite (no Slater point; interior-point solvers then stop at
+    'optimal_inaccurate'). Every feasible X is L Y L^T with L = blockdiag(I_k, V) and Y = [[G_M, C], [C^T, I_r]]
+    PSD (P = C V^T), which has interior points: the program is solved over Y (:class:`_FaciallyReducedProgram`).
 
     Certificate (``certificate``): ``value`` = L at the solver's X repaired to exact feasibility
     (:func:`_repair`; an upper bound on the optimum), ``dual_bound`` = a rigorous weak-duality lower bound
@@ -405,12 +444,6 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
 
     collapsed=True restricts to within-class collapse (G_M[c,c] = 1, i.e. a_c = 1 for every class): its
     certified lower bound above the unrestricted optimum's value proves that no optimum is collapsed."""
-    # nctheory.solvers.conic is the project's shared conic layer (its module docstring): lse_epigraph
-    # writes the log-sum-exps with explicit exponential cones, whose duals lse_dual reads back (the weights
-    # p of the second-order accurate bound), and solve is the retry driver with an accept() hook. No
-    # public function offers these over a facially reduced variable with diag(G_M) <= 1 constraints.
-    from nctheory.solvers import conic
-
     t0 = time.perf_counter()
     n = parse_counts(counts, min_count=1, min_classes=2)
     k = n.size
@@ -420,82 +453,22 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
     if n_w == math.inf:
         raise InputError("finite_geometry needs a finite n_w; use limit_geometry")
     form = reduced_form(n, Gs, n_w, tau)
-    scale = float(n.sum())  # objective scaled to O(1) per sample for conditioning (constants moved out)
-    # Facial reduction: G_* = V V^T (V k x r, r = rank) is singular for the ETF and majority-collapse
-    # targets, so no X with X[k:, k:] = G_* is positive definite (no Slater point; interior-point
-    # solvers then stop at 'optimal_inaccurate'). Every feasible X is L Y L^T with L = blockdiag(I_k, V)
-    # and Y = [[G_M, C], [C^T, I_r]] PSD (P = C V^T), which has interior points: solve over Y.
-    formY, L, V, Vp = facially_reduced_form(form, Gs)
-    r = V.shape[1]
-    AY, CY = formY.A, formY.C
-    target_factor_error = float(np.abs(V @ V.T - Gs).max())
-    Y = cp.Variable((k + r, k + r), symmetric=True)
-    x = AY @ cp.vec(Y, order="C") + form.b
-    obj, cons, cone = conic.lse_epigraph(x, form.group, form.weight / scale)
-    lin = cp.sum(cp.multiply(CY / scale, Y)) if np.any(CY) else 0.0
-    unit = (n == 1) | bool(collapsed)
-    c_psd = Y >> 0
-    c_fix = Y[k:, k:] == np.eye(r)
-    cons += [c_psd, c_fix]
-    if (~unit).any():
-        cons.append(cp.diag(Y[:k, :k])[np.flatnonzero(~unit)] <= 1)
-    if unit.any():
-        cons.append(cp.diag(Y[:k, :k])[np.flatnonzero(unit)] == 1)
-    prob = cp.Problem(cp.Minimize(obj + lin + form.const / scale), cons)
-    lo = np.r_[np.where(unit, 1.0, 0.0), np.ones(r)]   # bounds on diag(Y) over the feasible set
-    hi = np.ones(k + r)
-    fixed_idx = np.arange(k, k + r)
+    # objective scaled to O(1) per sample for conditioning (constants moved out)
+    prog = _FaciallyReducedProgram(form, Gs, (n == 1) | bool(collapsed), float(n.sum()))
     state = {}
-
-    def certify(res):
-        """Rigorous gap of this solve: L at the repaired solver point minus the weak-duality lower bound."""
-        Yv = np.asarray(Y.value, dtype=np.float64)
-        Yv = 0.5 * (Yv + Yv.T)
-        Xs = L @ Yv @ L.T
-        Xf = _repair(Xs, k, Gs, unit)
-        d = np.diag(Xf)[:k]
-        feas = {"min_eig_X": float(np.linalg.eigvalsh(Xf).min()),
-                "max_diag_excess": float(np.max(np.where(unit, np.abs(d - 1.0), d - 1.0)))}
-        state["feasibility"] = feas
-        if max(-feas["min_eig_X"], feas["max_diag_excess"]) > FEAS_TOL:  # value must be at a feasible point
-            return (f"repaired X violates a constraint by {max(-feas['min_eig_X'], feas['max_diag_excess']):.1e} "
-                    f"> {FEAS_TOL:.0e}")
-        value = form.evaluate(Xf)
-        # the same point in Y coordinates (P = C V^T, C = P Vp); formY there differs from value - const only
-        # by V V^T != G_* (rounding, target_factor_error): the larger of the two is used, conservatively
-        Yf = np.eye(k + r)
-        Yf[:k, :k] = Xf[:k, :k]
-        Yf[:k, k:] = Xf[:k, k:] @ Vp
-        Yf[k:, :k] = Yf[:k, k:].T
-        value_z = max(value - form.const, formY.evaluate(Yf))
-        p = conic.lse_dual(cone, form.group, form.weight / scale)
-        if p is not None:
-            p = p * scale  # group sums = form.weight (the unscaled loss)
-        Lam = None if c_psd.dual_value is None else scale * np.asarray(c_psd.dual_value, dtype=np.float64)
-        Phd = None if c_fix.dual_value is None else scale * np.asarray(c_fix.dual_value, dtype=np.float64)
-        lb = _reduced_lower_bound(formY, Yf, p, lo, hi, fixed_idx, None if Lam is None else 0.5 * (Lam + Lam.T),
-                                  Phd)
-        gap = value_z - lb["bound"]
-        # relative to the z-dependent part (the loss minus the exact constant moved out of the log-sum-exps),
-        # which is O(n) for every n_w; relative to the whole loss (O(k n_w log n_w)) the gap would say little
-        rel_gap = gap / max(1.0, abs(value - form.const))
-        state.update(Xs=Xs, Xf=Xf, value=value, lb=lb, gap=gap, rel_gap=rel_gap,
-                     form_check=abs(form.evaluate(Xs) - res.primal * scale))
-        # gap >= 0 up to rounding (both sides are rigorous); |rel_gap| is what is bounded
-        return None if abs(rel_gap) <= gap_tol else f"rigorous relative gap {rel_gap:.1e} > {gap_tol:.0e}"
-
-    res = conic.solve(prob, solvers, what="reduced prototype SCL program", accept=certify)
-    Xs, Xf, value, lb, gap, rel_gap = (state[kk] for kk in ("Xs", "Xf", "value", "lb", "gap", "rel_gap"))
+    res = conic.solve(prog.problem, solvers, what="reduced prototype SCL program",
+                      accept=lambda r: prog.certify(r, Gs, gap_tol, state))
+    Xs, Xf, value, lb = (state[kk] for kk in ("Xs", "Xf", "value", "lb"))
     GM, P = Xf[:k, :k], Xf[:k, k:]
     a = np.where(n >= 2, (n * np.diag(GM) - 1.0) / np.maximum(n - 1, 1), 1.0)
     align = np.diag(P) / np.sqrt(np.clip(np.diag(GM), 1e-300, None))
     cert = {"status": res.status, "solver": res.solver, "value": value, "dual_bound": lb["bound"] + form.const,
-            "gap": gap, "rel_gap": rel_gap, "gap_tol": gap_tol, "constant_part": form.const,
+            "gap": state["gap"], "rel_gap": state["rel_gap"], "gap_tol": gap_tol, "constant_part": form.const,
             "rel_gap_to": "max(1, |value - constant_part|), the z-dependent part of the loss",
             "lower_bound_kind": lb["kind"], "lower_bound_lambda_min": lb["lambda_min"],
-            "solver_dual_objective": res.dual * scale, "solver_value": res.primal * scale,
+            "solver_dual_objective": res.dual * prog.scale, "solver_value": res.primal * prog.scale,
             "form_check": state["form_check"], "repair_change": float(np.abs(Xf - Xs).max()),
-            "target_factor_error": target_factor_error,
+            "target_factor_error": float(np.abs(prog.V @ prog.V.T - Gs).max()),
             **state["feasibility"], "feas_tol": FEAS_TOL, "r_prim": res.r_prim, "r_dual": res.r_dual,
             "attempts": res.attempts,
             "gap_kind": ("rigorous: L(X repaired to exact feasibility) - weak-duality lower bound from the solver's "
@@ -508,42 +481,11 @@ def finite_geometry(G_star, counts, n_w: int, tau: float = 1.0, gap_tol: float =
 
 
 # ---------------------------------------------------------------------------------------- limit
-def _limit_objective(p, y: int, Gs: np.ndarray, tau: float, form: str):
-    """cvxpy expression of f(p, y) (module docstring)."""
-    obj = cp.log_sum_exp(p / tau) - 2 * p[y] / tau
-    if form == "derived":
-        logZ = np.log(np.exp(Gs / tau).sum(1))
-        obj = obj + cp.sum(cp.exp(p / tau - logZ))
-    elif form != "paper":
-        raise InputError(f"form must be 'derived' or 'paper', got {form!r}")
-    return obj
-
-
-def limit_value(p: np.ndarray, y: int, Gs: np.ndarray, tau: float, form: str = "derived") -> float:
-    """f(p, y) in float64 (p = W h)."""
-    lg = np.asarray(p, dtype=np.float64) / tau
-    mx = lg.max()
-    val = mx + math.log(np.exp(lg - mx).sum()) - 2 * lg[y]
-    if form == "derived":
-        val += float(np.exp(lg - np.log(np.exp(Gs / tau).sum(1))).sum())
-    return float(val)
-
-
-def limit_gradient(p: np.ndarray, y: int, Gs: np.ndarray, tau: float, form: str = "derived") -> np.ndarray:
-    """grad_p f(p, y) = (softmax(p/tau) - 2 e_y [+ exp(p/tau)/Z for the derived form]) / tau."""
-    lg = np.asarray(p, dtype=np.float64) / tau
-    e = np.exp(lg - lg.max())
-    g = e / e.sum()
-    g[y] -= 2.0
-    if form == "derived":
-        g = g + np.exp(lg - np.log(np.exp(Gs / tau).sum(1)))
-    return g / tau
-
-
 def limit_class_solution(G_star, y: int, tau: float = 1.0, form: str = "derived", gap_tol: float = GAP_TOL,
                          solvers=("CLARABEL", "SCS")) -> dict:
-    """min f(p, y) over p = W h, |h| <= 1: with G_* = V V^T (V k x r on the range of G_*) this is exactly
-    p = V alpha, |alpha| <= 1 (the Gram condition [[1, p^T], [p, G_*]] PSD after facial reduction),
+    """min f(p, y) over p = W h, |h| <= 1, f = :class:`nctheory.losses.prototype_limit.PerSampleLimit` (the
+    n_w -> oo limit per sample, module docstring): with G_* = V V^T (V k x r on the range of G_*) this is
+    exactly p = V alpha, |alpha| <= 1 (the Gram condition [[1, p^T], [p, G_*]] PSD after facial reduction),
     where alpha holds the coordinates of the projection of h on span(W).
 
     Certificate (rigorous, independent of the solver's dual): alpha0 = the solver's alpha projected into
@@ -553,15 +495,13 @@ def limit_class_solution(G_star, y: int, tau: float = 1.0, form: str = "derived"
     accurate when the minimiser is on the sphere (the case here, see :func:`limit_geometry`). Relative gap
     (value - bound) / max(1, |value|) <= gap_tol, else the next solver attempt, else SolverError.
     Returns p, alpha (|alpha|^2 = 1 means h in span(W))."""
-    # nctheory.solvers.conic.solve: the project's solver driver (Clarabel, tighter Clarabel, SCS) with an
-    # accept() hook for the rigorous gap; only its retry policy is used here, not its dual objective.
-    from nctheory.solvers import conic
+    from nctheory.losses.prototype_limit import PerSampleLimit
 
     Gs = np.asarray(G_star, dtype=np.float64)
+    f = PerSampleLimit(Gs, tau, form)
     V = _range_factor(Gs)
     alpha = cp.Variable(V.shape[1])
-    p = V @ alpha
-    prob = cp.Problem(cp.Minimize(_limit_objective(p, y, Gs, tau, form)), [cp.norm(alpha, 2) <= 1])
+    prob = cp.Problem(cp.Minimize(f.cvxpy(V @ alpha, y)), [cp.norm(alpha, 2) <= 1])
     state = {}
 
     def certify(res):
@@ -570,14 +510,16 @@ def limit_class_solution(G_star, y: int, tau: float = 1.0, form: str = "derived"
         if nrm > 1:
             av = av / nrm
         pf = V @ av
-        value = limit_value(pf, y, Gs, tau, form)
-        g = V.T @ limit_gradient(pf, y, Gs, tau, form)
+        value = f.value(pf, y)
+        g = V.T @ f.gradient(pf, y)
         bound = value - float(g @ av) - float(np.linalg.norm(g))
         gap = value - bound
         rel = gap / max(1.0, abs(value))
         state.update(av=av, pf=pf, value=value, bound=bound, gap=gap, rel=rel)
         return None if abs(rel) <= gap_tol else f"rigorous relative gap {rel:.1e} > {gap_tol:.0e}"
 
+    # conic.solve: the project's solver driver (Clarabel, tighter Clarabel, SCS) with an accept() hook for the
+    # rigorous gap; only its retry policy is used here, not its dual objective.
     res = conic.solve(prob, solvers, what=f"n_w -> inf per-class program (class {y})", accept=certify)
     av = state["av"]
     return {"p": state["pf"], "alpha": av, "span_norm2": float(av @ av), "value": state["value"],
