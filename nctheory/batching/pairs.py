@@ -21,7 +21,8 @@ answers do not depend on the choice (tests/test_batching.py forces each one and 
 
 A batch holding every class as an anchor covers every pair (``complete``; nothing else is stored).
 Memory never exceeds ``max_bytes``: before the keys or the bitset would, :class:`InputError` says
-how much the plan's pairs need (CLI exit 2, one line).
+how much the plan's pairs need (CLI exit 2, one line) -- or, with ``on_limit="abandon"`` (for a
+side report such as the paper's Def. 4 graph), the set is dropped and :attr:`abandoned` says why.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ DENSE_MAX_K = 2048              # k x k bool: 4 MiB; the per-slice float32 indic
 DENSE_CELLS = 4_000_000         # (batches in a slice) x k indicator cells per product (16 MB float32)
 PAIR_CHUNK = 4_000_000          # new sparse pairs generated at once (32 MB of int64 keys)
 BLOCK = 2048                    # bitset rows/columns transposed at once in finish() (4 MiB of bool)
+SWITCH_RATIO = 1 / 64           # sparse -> bitset once keys > SWITCH_RATIO * k * kp (8 B/key vs kp/8 B/row)
 
 
 def fmt_bytes(b: float) -> str:
@@ -43,12 +45,19 @@ def fmt_bytes(b: float) -> str:
     return f"{int(b)} B"
 
 
+class _Abandoned(Exception):
+    """Raised inside :class:`ClassPairs` when an abandon-on-limit set gives up (caught by add/finish)."""
+
+
 class ClassPairs:
     """A set of unordered class pairs over k classes (module docstring). Fill with :meth:`add`, then
     call :meth:`finish` once before the queries :attr:`count`, :meth:`degree`, :meth:`missing`."""
 
-    def __init__(self, k: int, max_bytes: float | None = None, what: str = "class pairs", mode: str | None = None):
+    def __init__(self, k: int, max_bytes: float | None = None, what: str = "class pairs", mode: str | None = None,
+                 on_limit: str = "raise"):
         self.k = int(k)
+        self.on_limit = on_limit
+        self.abandoned: str | None = None
         self.max_bytes = float("inf") if max_bytes is None else float(max_bytes)
         self.what = what
         self.complete = False
@@ -68,7 +77,7 @@ class ClassPairs:
         """Add the pairs of some batches, given as their (batch, class) groups sorted by batch and class:
         gb (G,) batch ids, gc (G,) classes, anchor (G,) bool. Every pair {a, c}, a != c, of one batch with
         a the class of an anchor group and c the class of any group is added."""
-        if self.complete or gb.size == 0 or not anchor.any():
+        if self.complete or self.abandoned or gb.size == 0 or not anchor.any():
             return
         gb = np.asarray(gb, dtype=np.int64)
         gc = np.asarray(gc, dtype=np.int64)
@@ -83,12 +92,15 @@ class ClassPairs:
             self.buffer, self.buffered = [], 0
             return
         keep = asize > 0
-        if self.mode == "dense":
-            self._add_dense(gb, gc, anchor, start, csize, keep)
-        elif self.mode == "sparse":
-            self._add_sparse(gb, gc, anchor, start, csize)
-        else:
-            self._add_bits(gc, anchor, start, csize, keep)
+        try:
+            if self.mode == "dense":
+                self._add_dense(gb, gc, anchor, start, csize, keep)
+            elif self.mode == "sparse":
+                self._add_sparse(gb, gc, anchor, start, csize)
+            else:
+                self._add_bits(gc, anchor, start, csize, keep)
+        except _Abandoned:
+            pass
 
     def _add_dense(self, gb, gc, anchor, start, csize, keep):
         local = np.cumsum(np.r_[True, gb[1:] != gb[:-1]]) - 1      # batch rank within this call
@@ -147,7 +159,7 @@ class ClassPairs:
         allk.sort()
         self.keys = allk[np.r_[True, allk[1:] != allk[:-1]]] if allk.size else allk
         self.buffer, self.buffered = [], 0
-        if self.keys.size * 8 > self.kp * self.kp // 8:   # the bitset is now the smaller one
+        if self.keys.size > SWITCH_RATIO * self.k * self.kp:   # the bitset is now the smaller one
             self._to_bitset()
 
     def _to_bitset(self) -> None:
@@ -175,17 +187,27 @@ class ClassPairs:
             self.bits[cls[a], cls[a] >> 3] &= ~(1 << (cls[a] & 7)).astype(np.uint8)  # no pair {a, a}
 
     def _refuse(self, need: float) -> None:
-        raise InputError(f"the plan's {self.what} need {fmt_bytes(need)} or more (k = {self.k} classes); the "
-                         f"limit is {fmt_bytes(self.max_bytes)} (--max-memory)")
+        msg = (f"the plan's {self.what} need {fmt_bytes(need)} or more (k = {self.k} classes); the "
+               f"limit is {fmt_bytes(self.max_bytes)}")
+        if self.on_limit == "abandon":
+            self.abandoned = msg
+            self.dense = self.bits = None
+            self.keys = np.zeros(0, dtype=np.int64)
+            self.buffer, self.buffered = [], 0
+            raise _Abandoned
+        raise InputError(msg + " (--max-memory)")
 
     def finish(self) -> "ClassPairs":
         if self._finished:
             return self
         self._finished = True
-        if self.complete:
+        if self.complete or self.abandoned:
             return self
         if self.mode == "sparse":
-            self._merge()
+            try:
+                self._merge()
+            except _Abandoned:
+                return self
         if self.mode == "dense":
             self.dense |= self.dense.T
             np.fill_diagonal(self.dense, False)

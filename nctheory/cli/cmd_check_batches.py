@@ -96,7 +96,10 @@ def render(res, label_note: str | None = None) -> str:
     else:
         lines.append("every class pair is constrained to be orthogonal")
     pc = res.paper_conditions
-    lines.append(f"paper's Cor. 2.1 on the Def. 4 graph: conditions {'hold' if pc['conditions_hold'] else 'fail'}")
+    if pc["conditions_hold"] is None:
+        lines.append(f"paper's Cor. 2.1 on the Def. 4 graph: not decided ({pc['not_counted']})")
+    else:
+        lines.append(f"paper's Cor. 2.1 on the Def. 4 graph: conditions {'hold' if pc['conditions_hold'] else 'fail'}")
     verdict = {True: "UNIQUE: the OF is the unique optimum geometry",
                False: "NOT UNIQUE: an optimum that is not an OF exists",
                None: "UNDECIDED"}[res.unique]
