@@ -138,9 +138,12 @@ def main():
             parts = spec.split("+")
             scheme, opts = parts[0], set(parts[1:])
             t0 = time.perf_counter()
-            plan = make_plan(y, scheme=scheme, batch_size=args.batch, epochs=args.epochs, seed=0,
-                             bind="bind" in opts, drop_last="drop_last" in opts,
-                             m_per_class=max(1, args.batch // args.k))  # class_balanced: k classes x m fill a batch
+            m = max(1, args.batch // args.k)  # class_balanced: k classes x m fill a batch
+            # class_balanced needs a multiple of m: 1020 = 102 groups of 10, the same batches that 1024 gave
+            # before that rule (only k = 100 classes have groups)
+            bsz = args.batch if scheme != "class_balanced" else m * (args.batch // m)
+            plan = make_plan(y, scheme=scheme, batch_size=bsz, epochs=args.epochs, seed=0,
+                             bind="bind" in opts, drop_last="drop_last" in opts, m_per_class=m)
             t_make = time.perf_counter() - t0
             f = Path(tmp) / "plan.npz"
             t0 = time.perf_counter()

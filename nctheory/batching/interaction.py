@@ -165,7 +165,7 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from nctheory.batching.pairs import ClassPairs
+from nctheory.batching.pairs import ClassPairs, fmt_bytes
 from nctheory.batching.plan import Plan
 from nctheory.errors import InputError
 
@@ -178,6 +178,7 @@ MAX_COMPONENTS_SHOWN = 10
 MAX_LISTED = 100_000          # missing class pairs / disconnected classes listed in a result (counts exact)
 MAX_FIX_ENTRIES = 20_000_000  # batch entries a binding fix may add before it is not attempted
 PAPER_MAX_BYTES = 256 * 2**20  # memory for the paper's Def. 4 class pairs (a side report; dropped beyond)
+EXPANDED_BYTES_PER_ENTRY = 24  # the expanded plan's indices, its validation keys and distinct_batches' copy
 
 
 @dataclass
@@ -387,6 +388,11 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
             raise InputError(f"dimension d = {dim} is below the number of classes k = {plan.k}: no OF exists "
                              f"(Kini et al. Thm 2 assumes d >= k)")
     base = plan
+    if base.views > 1 and max_memory is not None:
+        need = EXPANDED_BYTES_PER_ENTRY * base.views * int(base.indices.size)
+        if need > max_memory:
+            raise InputError(f"expanding the plan's {base.views} views needs ~{fmt_bytes(need)}; the limit is "
+                             f"{fmt_bytes(max_memory)} (--max-memory)")
     plan = plan.expanded()
     classes = plan.label_values
     cls = plan.labels

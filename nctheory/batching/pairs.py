@@ -17,7 +17,8 @@ answers do not depend on the choice (tests/test_batching.py forces each one and 
             plus a buffer of :data:`PAIR_CHUNK` new pairs, so memory follows what the plan covers.
 ``bitset``  k rows of k bits (k^2 / 8 bytes), entered once the sparse keys would take more room
             (more than k^2 / 64 covered pairs): row a holds the partners c of a as an anchor
-            (rows of A_B are OR-ed with the packed mask of C_B), made symmetric by :meth:`finish`.
+            (rows of A_B are OR-ed with the packed mask of C_B), made symmetric by :meth:`finish`
+            (8 x 8 bit tiles transposed as 64-bit words).
 
 A batch holding every class as an anchor covers every pair (``complete``; nothing else is stored).
 Memory never exceeds ``max_bytes``: before the keys or the bitset would, :class:`InputError` says
@@ -34,8 +35,21 @@ from nctheory.errors import InputError
 DENSE_MAX_K = 2048              # k x k bool: 4 MiB; the per-slice float32 indicators are bounded below
 DENSE_CELLS = 4_000_000         # (batches in a slice) x k indicator cells per product (16 MB float32)
 PAIR_CHUNK = 4_000_000          # new sparse pairs generated at once (32 MB of int64 keys)
-BLOCK = 2048                    # bitset rows/columns transposed at once in finish() (4 MiB of bool)
 SWITCH_RATIO = 1 / 64           # sparse -> bitset once keys > SWITCH_RATIO * k * kp (8 B/key vs kp/8 B/row)
+
+
+BAND = 4096                     # bitset rows symmetrised at once (k/8 bytes each, plus 8-byte tiles)
+
+
+def _transpose8(x: np.ndarray) -> np.ndarray:
+    """Transpose every 8 x 8 bit tile held in a uint64 (byte r = row r, bit c of it = column c), in
+    three delta swaps (Hacker's Delight, transpose8)."""
+    x = x.astype("<u8", copy=True)
+    for shift, mask in ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0)):
+        sh, mk = np.uint64(shift), np.uint64(mask)
+        t = (x ^ (x >> sh)) & mk
+        x ^= t ^ (t << sh)
+    return x
 
 
 def fmt_bytes(b: float) -> str:
@@ -123,6 +137,14 @@ class ClassPairs:
         aj = np.flatnonzero(anchor)
         cnt = csize[bidx[aj]]                                      # partners of every anchor group
         ends = np.cumsum(cnt)
+        if self.keys.size + self.buffered + int(ends[-1]) > SWITCH_RATIO * self.k * self.kp:
+            # these batches alone could hold more pairs than the bitset has room for: switch before
+            # generating them (the bitset is then the smaller structure whatever the duplicates)
+            self._merge()
+            self._to_bitset()
+            if self.mode == "bitset":
+                self._add_bits(gc, anchor, start, csize, None)
+                return
         j0 = 0
         while j0 < aj.size:
             # anchors j0..j1-1 generate at most PAIR_CHUNK pairs (at least one anchor per step)
@@ -163,12 +185,12 @@ class ClassPairs:
             self._to_bitset()
 
     def _to_bitset(self) -> None:
-        need = self.k * (self.kp // 8)
+        need = self.kp * (self.kp // 8)
         if need > self.max_bytes:
             if self.mode == "sparse" and 8 * self.keys.size <= self.max_bytes:
                 return  # stay sparse while the keys fit
             self._refuse(need)
-        self.bits = np.zeros((self.k, self.kp // 8), dtype=np.uint8)
+        self.bits = np.zeros((self.kp, self.kp // 8), dtype=np.uint8)   # rows padded like the columns
         if self.keys.size:
             a, b = self.keys // self.k, self.keys % self.k
             np.bitwise_or.at(self.bits, (a, b >> 3), (1 << (b & 7)).astype(np.uint8))
@@ -216,22 +238,17 @@ class ClassPairs:
         return self
 
     def _symmetrise(self) -> None:
-        """bits |= bits^T, one pair of BLOCK x BLOCK blocks at a time (bool unpacked, transposed, packed)."""
-        k, B = self.k, BLOCK
-        for i0 in range(0, k, B):
-            i1 = min(k, i0 + B)
-            for j0 in range(i0, k, B):
-                j1 = min(k, j0 + B)
-                X = np.unpackbits(self.bits[i0:i1, j0 // 8:-(-j1 // 8)], axis=1, bitorder="little")[:, :j1 - j0]
-                Y = np.unpackbits(self.bits[j0:j1, i0 // 8:-(-i1 // 8)], axis=1, bitorder="little")[:, :i1 - i0]
-                Z = X | Y.T
-                self._put(i0, i1, j0, j1, Z)
-                self._put(j0, j1, i0, i1, Z.T)
-
-    def _put(self, r0, r1, c0, c1, Z):
-        # c0 is a multiple of 8 (BLOCK is); a partial last byte keeps its bits beyond c1 (all zero)
-        packed = np.packbits(Z, axis=1, bitorder="little")
-        self.bits[r0:r1, c0 // 8:c0 // 8 + packed.shape[1]] = packed
+        """bits |= bits^T, BAND rows at a time: the 8 x 8 bit tiles of a band of columns are transposed in
+        place as uint64 words (:func:`_transpose8`) and laid out as rows (O(k^2 / 8) bytes moved)."""
+        K = self.kp
+        for i0 in range(0, K, BAND):
+            i1 = min(K, i0 + BAND)
+            cols = self.bits[:, i0 // 8:i1 // 8]                    # rows j, the bytes of columns i0..i1
+            nb = cols.shape[1]
+            tiles = np.ascontiguousarray(cols.reshape(K // 8, 8, nb).transpose(0, 2, 1)).view("<u8")[..., 0]
+            tiles = np.ascontiguousarray(_transpose8(tiles).T)       # (nb, K/8): tile (i-block, j-byte)
+            rows = tiles[..., None].view(np.uint8).reshape(nb, K // 8, 8).transpose(0, 2, 1).reshape(nb * 8, K // 8)
+            self.bits[i0:i1] |= rows
 
     # ---- queries -------------------------------------------------------------------------------------
     @property
@@ -262,7 +279,7 @@ class ClassPairs:
         if self.mode == "sparse":
             return (np.bincount(self.keys // self.k, minlength=self.k)
                     + np.bincount(self.keys % self.k, minlength=self.k)).astype(np.int64)
-        return np.bitwise_count(self.bits).sum(1, dtype=np.int64)
+        return np.bitwise_count(self.bits[:self.k]).sum(1, dtype=np.int64)
 
     def _row(self, a: int) -> np.ndarray:
         """(k,) bool: the partners of class a."""
