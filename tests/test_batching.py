@@ -616,3 +616,13 @@ def test_recording_sampler_records_what_training_draws():
     assert sum(len(b) for b in small) == Y.size  # batches flow on ...
     with pytest.raises(InputError, match="truncated"):
         small.plan(Y)                            # ... but the plan is refused, not truncated
+
+
+def test_fix_binds_samples_with_all_their_views_and_keeps_multisets():
+    p = make_plan(Y, "fixed", 8, epochs=1, seed=0, views=2)
+    r = check_plan(p)
+    assert r.unique is False and r.n == 2 * Y.size and r.stats["samples"] == Y.size
+    assert r.fix["verified_unique"] is True and all(i < Y.size for i in r.fix["binding_examples"].values())
+    w = make_plan(Y, "weighted", 8, epochs=1, seed=0)
+    rw = check_plan(w)
+    assert rw.unique is False and rw.fix["num_unused_samples"] > 0 and rw.fix["verified_unique"] is True

@@ -44,6 +44,7 @@ def add_arguments(p):
 def run(args) -> int:
     from nctheory.batching import make_plan, read_labels, save_plan
     from nctheory.batching.limits import memory_limit
+    from nctheory.batching.plan import MAX_INDEX_ENTRIES
 
     if not (args.out.endswith(".json") or args.out.endswith(".npz")):
         raise InputError("--out must end in .json or .npz")
@@ -52,8 +53,10 @@ def run(args) -> int:
         y = read_labels(args.labels)
     else:
         counts = counts_from_text(args.counts, min_count=1)
-        if int(np.sum(counts)) > 10**9:
-            raise InputError(f"--counts sum to {int(np.sum(counts)):.3g} samples; the limit is 1e9")
+        n = int(np.sum(counts))
+        if n > MAX_INDEX_ENTRIES:  # every epoch holds every sample at least once: refuse before allocating
+            raise InputError(f"--counts sum to {n:.3g} samples: one epoch alone exceeds the plan limit of "
+                             f"{MAX_INDEX_ENTRIES:.3g} batch entries")
         y = np.repeat(np.arange(len(counts)), counts)
     plan = make_plan(y, scheme=args.scheme, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
                      bind=args.bind, drop_last=args.drop_last, views=args.views, m_per_class=args.m_per_class,
