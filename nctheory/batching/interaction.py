@@ -387,20 +387,20 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
         if dim < plan.k:
             raise InputError(f"dimension d = {dim} is below the number of classes k = {plan.k}: no OF exists "
                              f"(Kini et al. Thm 2 assumes d >= k)")
-    base = plan
+    n_batches_in, n_epochs_in = plan.num_batches, plan.num_epochs
+    n_entries_in = plan.views * int(plan.indices.size)      # entries of the expanded plan
+    repeated = plan.views * plan.num_repeated_entries()
+    base = distinct_batches(plan)   # the plan as given, each batch once (the fix binds its samples)
     if base.views > 1 and max_memory is not None:
         need = EXPANDED_BYTES_PER_ENTRY * base.views * int(base.indices.size)
         if need > max_memory:
             raise InputError(f"expanding the plan's {base.views} views needs ~{fmt_bytes(need)}; the limit is "
                              f"{fmt_bytes(max_memory)} (--max-memory)")
-    plan = plan.expanded()
+    plan = base.expanded()
     classes = plan.label_values
     cls = plan.labels
     k = plan.k
     n = plan.n
-    n_batches_in, n_epochs_in, n_entries_in = plan.num_batches, plan.num_epochs, int(plan.indices.size)
-    repeated = plan.num_repeated_entries()
-    plan = distinct_batches(plan)
     comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k, max_memory)
     comp = _relabel(comp)
     comp, equisim = _close_equisim(plan, comp, single_class, dim)
