@@ -547,25 +547,34 @@ def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, bud
     # the classes each closed group meets through an orthogonality edge, as sorted keys group * k + class
     G = int(grp.max()) + 1
     blocked = _uniq(np.r_[grp[E[:, 0]] * k + sn_class[E[:, 1]], grp[E[:, 1]] * k + sn_class[E[:, 0]]])
-    # recolour: a closed group U of a split class with no edge to class c' (classes, then groups, in order)
-    cand = _uniq(sn_class[np.isin(sn_class, split)] * G + grp[np.isin(sn_class, split)])
-    for key in cand.tolist():
-        c, gval = divmod(key, G)
-        sns = sns_of(c)
-        U = sns[grp[sns] == gval]
-        if U.size == sns.size:
-            continue
-        lo, hi = np.searchsorted(blocked, [gval * k, (gval + 1) * k])
-        bl = _uniq(np.r_[blocked[lo:hi] - gval * k, c])
-        gap = np.flatnonzero(bl != np.arange(bl.size))
-        c2 = int(gap[0]) if gap.size else bl.size   # the smallest class not blocked
-        if c2 < k:
-            coord = base.copy()
-            coord[U] = c2
-            return _set_witness(res, coord, "recolour", int(classes[c]), k,
-                                f"a component of the class takes the coordinate of class "
-                                f"{int(classes[c2])}, which it never meets as a negative",
-                                extra={"to_class": int(classes[c2])})
+    # recolour: a closed group U of a split class (not the whole class) with no edge to some class c'; the
+    # first such group in (class, group) order takes the smallest such c' (vectorised over all groups)
+    in_split = np.isin(sn_class, split)
+    cand = _uniq(sn_class[in_split] * G + grp[in_split])
+    cand_c, cand_g = cand // G, cand % G
+    whole = np.bincount(grp, minlength=G)[cand_g] == r[cand_c]
+    bk = _uniq(np.r_[blocked, cand_g * k + cand_c])          # blocked classes per group, own class included
+    b_grp, b_cls = bk // k, bk % k
+    b_start = np.flatnonzero(np.r_[True, b_grp[1:] != b_grp[:-1]])
+    b_cnt = np.diff(np.r_[b_start, bk.size])
+    rank = np.arange(bk.size) - np.repeat(b_start, b_cnt)
+    first_gap = np.full(b_start.size, -1, dtype=np.int64)    # the smallest unblocked class of each group
+    mis = np.flatnonzero(b_cls != rank)
+    if mis.size:
+        gi = np.searchsorted(b_start, mis, side="right") - 1
+        keep = np.r_[True, gi[1:] != gi[:-1]]
+        first_gap[gi[keep]] = rank[mis[keep]]
+    first_gap = np.where(first_gap >= 0, first_gap, b_cnt)
+    free = first_gap[np.searchsorted(b_grp[b_start], cand_g)]
+    ok = np.flatnonzero(~whole & (free < k))
+    if ok.size:
+        c, gval, c2 = int(cand_c[ok[0]]), int(cand_g[ok[0]]), int(free[ok[0]])
+        coord = base.copy()
+        coord[grp == gval] = c2
+        return _set_witness(res, coord, "recolour", int(classes[c]), k,
+                            f"a component of the class takes the coordinate of class "
+                            f"{int(classes[c2])}, which it never meets as a negative",
+                            extra={"to_class": int(classes[c2])})
     # permute: a connected component (orthogonality edges + equi-similarity links) holding part of a class
     if k >= 2:
         rep = np.full(G, ncomp, dtype=np.int64)
