@@ -467,7 +467,7 @@ def test_check_plan_is_the_same_with_every_pair_storage(monkeypatch):
 
 def test_many_tiny_classes_stay_within_a_small_memory_limit():
     # issue 15: 40,000 classes x 2 samples, every class its own batch (the loss is identically 0): the
-    # k x k structures used to need 11.2 GB. The right answer: not unique, no pair constrained.
+    # k x k structures failed at their first allocation. The right answer: not unique, no pair constrained.
     K = 40_000
     y = np.repeat(np.arange(K), 2)
     p = Plan.from_batches(y, np.arange(2 * K).reshape(K, 2))

@@ -5,8 +5,8 @@ batch holds both classes, one of them at least twice) and, for the paper's Def. 
 co-occur at all. A batch B contributes the pairs {a, c} with a in A_B (its "anchor" classes: those
 with a positive there, or every class present for Def. 4) and c in C_B (every class present).
 Up to this module's introduction the set was a dense k x k matrix built from (batches x k)
-indicator matrices, so memory grew with k^2 whatever the plan held: 40,000 classes x 2 samples
-needed 11.2 GB to find a few thousand pairs.
+indicator matrices, so memory grew with k^2 whatever the plan held: with 40,000 classes x 2 samples
+the check failed at its first allocation (benchmarks/RESULTS-check-batches.md).
 
 :class:`ClassPairs` holds the same set in one of three representations, chosen by size; the
 answers do not depend on the choice (tests/test_batching.py forces each one and compares):

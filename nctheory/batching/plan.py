@@ -27,7 +27,8 @@ rank of their value (``np.unique``): :attr:`Plan.labels` holds those indices (th
 labels are integers in [0, k)) and :attr:`Plan.label_values` the ids as written (class c is
 ``label_values[c]``), which is what files are saved with and what ``check-batches`` reports. So a
 label such as 10^15 costs nothing: no array is ever sized by a label's value (before this rule
-``bound`` spent 161 s and 4 GB on one label 5e8, and tried to allocate 7 PiB for 10^15).
+``bound`` took 90 s and 4.0 GiB on a plan with the label 5e8, and stopped with a traceback allocating
+7.11 PiB for the labels 10^15; benchmarks/RESULTS-check-batches.md).
 :meth:`Plan.label_note` says when a relabelling happened, with the mapping.
 
 JSON (hand-written plans)::
