@@ -8,7 +8,7 @@ Package map (dependencies point downwards only):
     batching/    batching plans, batch interaction graphs, check-batches, samplers
     symbolic/    sympy derivations of the papers' closed forms
     solvers/     certified UFM solvers (convex Gram programs, symmetry-reduced programs, Riemannian GD)
-    claims/      the claims registry: one registered check per paper statement, with verdicts
+    claims/      the claims registry: each paper statement declared once, checks attached, one verdict rule
     harness/     deep-net training harness (imports losses, metrics, batching; never the reverse)
     cli/         the `nctheory` command line
 

@@ -5,13 +5,13 @@ prototypes W are (k, d), one row per class; the class-mean matrix M is (k, d), r
 papers' G_M = M^T M (means as columns) is our M M^T. Inputs may be numpy arrays or torch tensors
 (converted to float64 numpy); every result is a Python float or a float64 array.
 
-Sources (files in ../shared/papers/):
-- Gill et al. 2023 (gill2023-prototypes.md), Def. 3: Delta_{G*} = || G_M/||G_M||_F - G*/||G*||_F ||_F.
-- Kini et al. 2023 (kini2023-relu-batching.md), §3 "Metrics": Delta_{G_M} to the OF (G* = I_k);
+Sources (the papers' own sections; nctheory.claims.registry.PAPERS gives the full references):
+- Gill et al. 2023, Def. 3: Delta_{G*} = || G_M/||G_M||_F - G*/||G*||_F ||_F.
+- Kini et al. 2023, §3 "Metrics": Delta_{G_M} to the OF (G* = I_k);
   App. E.3.1: beta_NC = tr(Sigma_W Sigma_B^+)/k; App. E.3.2: Ave_{c != c'} alpha_sim(c, c').
-- Koromilas et al. 2026 (koromilas2026-spec.md §3): effective ranks (§3.1-3.2), alignments (§3.3),
-  MIR / HDR (§3.4-3.5); the numpy reference of §3.6 is followed line by line; "code" variants
-  reproduce the authors' repository where it differs from the paper's text.
+- Koromilas et al. 2026, §5.2 "Quantifying Neural Collapse": effective ranks (after Roy & Vetterli 2007
+  and Zhang et al. 2024), alignments (NC3), MIR / HDR (after Song et al. 2024); "code" variants reproduce
+  the authors' repository where it differs from the paper's text.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def class_means(z, y, k: int, absent: str = "error") -> np.ndarray:
     """(k, d) raw class means mu_c = (1/n_c) sum_{i: y_i = c} z_i (not renormalised).
 
     This is mu_c of Kini et al. §2 and Gill et al. Def. 3 (mu_c = Ave_{y_i=c} h_i), and the raw mean of
-    unit vectors of Koromilas et al. (spec FLAG-4: *not* renormalised).
+    unit vectors of Koromilas et al. (App. A and B; *not* renormalised, although their notation marks it with a hat).
     absent="error" (default): a class with no sample raises InputError; absent="nan": its row is NaN.
     """
     Z = _features(z)
@@ -156,7 +156,7 @@ def delta_to_etf(G_M) -> float:
 
 def centre_gram(G_M) -> np.ndarray:
     """P G_M P with P = I - 1 1^T/k: the Gram matrix of the means centred by their average,
-    mu_c - (1/k) sum_c' mu_c' (Papyan's centred means, Koromilas §2.1 NC2)."""
+    mu_c - (1/k) sum_c' mu_c' (Papyan's centred means, Koromilas et al. §3.2 NC2)."""
     G = _square(G_M, "G_M")
     k = G.shape[0]
     P = np.eye(k) - np.full((k, k), 1.0 / k)
@@ -320,11 +320,11 @@ def ncc_accuracy(z_train, y_train, z_test, y_test, k: int | None = None, metric:
     return float(np.mean(pred == yte))
 
 
-# ------------------------------------------------------------------------------ Koromilas §3
+# ------------------------------------------------------------------------------ Koromilas §5.2
 def _entropy_erank(s: np.ndarray, variant: str) -> float:
     s = np.asarray(s, dtype=np.float64)
     if s.size == 0 or not np.all(np.isfinite(s)) or s.sum() <= 0:
-        raise InputError("the effective rank of the zero matrix is undefined (Koromilas spec §3.2 FLAG-19)")
+        raise InputError("the effective rank of the zero matrix is undefined (Koromilas et al. §5.2 erank needs singular values)")
     if variant == "paper":
         p = s / s.sum()
         p = p[p > 0]
@@ -338,7 +338,7 @@ def _entropy_erank(s: np.ndarray, variant: str) -> float:
 
 def effective_rank(A, variant: str = "paper") -> float:
     """erank(A) = exp(-sum_i p_i log p_i), p_i = sigma_i / sum_j sigma_j over the singular values of A
-    (Roy & Vetterli 2007; Koromilas spec §3.1).
+    (Roy & Vetterli 2007; Koromilas et al. §5.2).
 
     variant="paper": zero p_i dropped (0 log 0 = 0). variant="code": the authors' util.effective_rank,
     p = s/||s||_1 + 1e-7 then renormalised (their rescaling of s by powers of 10 does not change p).
@@ -361,12 +361,12 @@ def _cov_spectrum(X: np.ndarray) -> np.ndarray:
 
 
 def erank_intra(z, y, k: int, variant: str = "paper") -> float:
-    """Koromilas §3.2 (NC1): (1/K) sum_c erank(Cov[z_i - mu_c | y_i = c]).
+    """Koromilas et al. §5.2 (NC1): (1/K) sum_c erank(Cov[z_i - mu_c | y_i = c]).
 
     Cov is np.cov of the class-centred features (d x d, ddof = 1; erank is scale-invariant so the
     normalisation does not matter). The authors pass L2-normalised features; this function uses z as
     given. Each class needs >= 2 samples and within-class scatter above round-off (see SCATTER_ZERO;
-    else InputError: the metric is undefined, FLAG-19; its "optimum 0" is unattainable since erank >= 1).
+    else InputError: the metric is undefined; its "optimum 0" of Table 3 is unattainable since erank >= 1).
     """
     Z = _features(z)
     k = _k(k)
@@ -381,15 +381,15 @@ def erank_intra(z, y, k: int, variant: str = "paper") -> float:
         spec = _cov_spectrum(X)
         # scatter at round-off level (a class of identical rows: mean error ~ eps * ||x||) is zero
         if spec.max() <= (SCATTER_ZERO * np.abs(X).max()) ** 2:
-            raise InputError(f"class {c} has no within-class scatter beyond round-off: erank_intra undefined (FLAG-19)")
+            raise InputError(f"class {c} has no within-class scatter beyond round-off: erank_intra undefined (no scatter to take the effective rank of)")
         vals.append(_entropy_erank(spec, variant))
     return float(np.mean(vals))
 
 
 def erank_inter(z, y, k: int, variant: str = "paper", centring: str = "cov") -> float:
-    """Koromilas §3.2 (NC2): erank(Cov[mu_c - mu_G]) over the K class means.
+    """Koromilas et al. §5.2 (NC2): erank(Cov[mu_c - mu_G]) over the K class means.
 
-    centring="cov" (the code, spec §3.6): np.cov((M - mean_i z_i).T), which re-centres over the K means,
+    centring="cov" (the authors' code): np.cov((M - mean_i z_i).T), which re-centres over the K means,
       so it is the covariance of the class means (ddof = 1) whatever mu_G is.
     centring="global-mean-second-moment": (1/K) sum_c (mu_c - mu_G)(mu_c - mu_G)^T with mu_G the mean of
       all samples and no re-centring; equals "cov" up to scale when classes are balanced.
@@ -413,7 +413,7 @@ def erank_inter(z, y, k: int, variant: str = "paper", centring: str = "cov") -> 
 
 
 def erank_weights(W, variant: str = "paper", form: str = "code-centred") -> float:
-    """Koromilas §3.2 (weights): erank of the classifier / prototypes W (k, d).
+    """Koromilas et al. §5.2 (weights): erank of the classifier / prototypes W (k, d).
 
     form="code-centred" (default, the code): erank(np.cov(W_hat.T)), W_hat = rows of W normalised,
       i.e. centred over the K rows (d x d covariance).
@@ -433,9 +433,9 @@ def erank_weights(W, variant: str = "paper", form: str = "code-centred") -> floa
 
 
 def align_weight_instance(z, W, y, normalise: bool = True) -> float:
-    """Koromilas §3.3, "w-inst" (Table 3 "Instance"): (1/N) sum_i ||u_i - w_hat_{y_i}||^2.
+    """Koromilas et al. §5.2, "w-inst" (Table 3 "Instance"): (1/N) sum_i ||u_i - w_hat_{y_i}||^2.
 
-    normalise=True (the code, spec §3.6): u_i = z_i/||z_i||, w_hat_c = w_c/||w_c||.
+    normalise=True (the authors' code): u_i = z_i/||z_i||, w_hat_c = w_c/||w_c||.
     normalise=False: the Sec 5.2 formula on raw vectors, (1/N) sum_i ||z_i - w_{y_i}||^2.
     """
     Z = _features(z)
@@ -449,7 +449,7 @@ def align_weight_instance(z, W, y, normalise: bool = True) -> float:
 
 
 def align_weight_class(z, W, y, k: int | None = None) -> float:
-    """Koromilas §3.3, "w-class" (Table 3 "Weight"): (1/K) sum_c ||w_hat_c - mu_c/||mu_c|| ||^2,
+    """Koromilas et al. §5.2, "w-class" (Table 3 "Weight"): (1/K) sum_c ||w_hat_c - mu_c/||mu_c|| ||^2,
     with mu_c the raw class means of z (the code passes L2-normalised features; z is used as given)."""
     Z = _features(z)
     W = _features(W, "W")
@@ -461,7 +461,7 @@ def align_weight_class(z, W, y, k: int | None = None) -> float:
 
 
 def matrix_entropy(G, clip: float = 1e-10) -> float:
-    """Koromilas §3.4 (code, after Song et al. 2024 Def. 3.1): H(G) = -tr((G/K) log(G/K)) = -sum lam log lam
+    """Koromilas et al. §5.2 (code, after Song et al. 2024 Def. 3.1): H(G) = -tr((G/K) log(G/K)) = -sum lam log lam
     over the eigenvalues lam of (G + G^T)/(2K).
 
     clip=1e-10 (the code): eigenvalues clipped below at 1e-10 (each zero eigenvalue then adds
@@ -477,18 +477,18 @@ def matrix_entropy(G, clip: float = 1e-10) -> float:
 
 
 def normalised_gram(V) -> np.ndarray:
-    """V_hat V_hat^T with the rows of V normalised (unit diagonal), spec §3.6 gram()."""
+    """V_hat V_hat^T with the rows of V normalised (unit diagonal), the authors' code's gram()."""
     V = _features(V, "V")
     U = _rows_normalised(V, "V")
     return U @ U.T
 
 
 def mean_gram_for_information(z, y, k: int, centring: str = "raw-global-mean") -> np.ndarray:
-    """G_M of Koromilas §3.4-3.5 (unit diagonal) from features z (the authors pass L2-normalised features).
+    """G_M of Koromilas et al. §5.2's MIR / HDR (unit diagonal) from features z (the authors pass L2-normalised features).
 
-    centring="raw-global-mean" (spec §3.6 reference): gram(mu_c - mean_i z_i).
+    centring="raw-global-mean" (the paper's mu_c - mu_G): gram(mu_c - mean_i z_i).
     centring="code": the repository's util.weight_embeddings_information, gram(nrm(nrm(mu_c) - nrm(mean_i z_i)))
-      (normalising a vanishing global mean makes it an arbitrary unit vector: spec §3.5 HDR artefact).
+      (normalising a vanishing global mean makes it an arbitrary unit vector, which inflates HDR near NC).
     centring="mean-of-means": gram(mu_c - (1/K) sum_c' mu_c') (Papyan / NC2 centring). With imbalanced
       classes only this one gives the ETF Gram (hence HDR = 0) at exact NC: the sample mean is then
       not the centre of the simplex.
@@ -511,8 +511,8 @@ def mean_gram_for_information(z, y, k: int, centring: str = "raw-global-mean") -
 
 
 def mir_from_grams(G_W, G_M, clip: float = 1e-10) -> float:
-    """Koromilas §3.4: MIR = (H(G_W) + H(G_M) - H(G_W o G_M)) / min{H(G_W), H(G_M)} (o = Hadamard product),
-    H = :func:`matrix_entropy`. At exact NC (both the ETF Gram) MIR = 2 - H(G o G)/log(K-1) < 1 (FLAG-20).
+    """Koromilas et al. §5.2: MIR = (H(G_W) + H(G_M) - H(G_W o G_M)) / min{H(G_W), H(G_M)} (o = Hadamard product),
+    H = :func:`matrix_entropy`. At exact NC (both the ETF Gram) MIR = 2 - H(G o G)/log(K-1) < 1, not the optimum 1 of Table 3.
     InputError when H(G_W) or H(G_M) is 0 (rank-one Gram), e.g. always for K = 2 with centred means,
     which are antipodal; the code's clipping would instead divide round-off by round-off."""
     A, B = _square(G_W, "G_W"), _square(G_M, "G_M")
@@ -526,7 +526,7 @@ def mir_from_grams(G_W, G_M, clip: float = 1e-10) -> float:
 
 
 def hdr_from_grams(G_W, G_M, clip: float = 1e-10) -> float:
-    """Koromilas §3.4: HDR = |H(G_W) - H(G_M)| / max{H(G_W), H(G_M)}; 0 at exact NC."""
+    """Koromilas et al. §5.2: HDR = |H(G_W) - H(G_M)| / max{H(G_W), H(G_M)}; 0 at exact NC."""
     A, B = _square(G_W, "G_W"), _square(G_M, "G_M")
     if A.shape != B.shape:
         raise InputError(f"G_W is {A.shape} but G_M is {B.shape}")
@@ -538,14 +538,14 @@ def hdr_from_grams(G_W, G_M, clip: float = 1e-10) -> float:
 
 
 def mir(W, z, y, k: int | None = None, centring: str = "raw-global-mean", clip: float = 1e-10) -> float:
-    """Koromilas §3.4 MIR with G_W = gram(W) and G_M = :func:`mean_gram_for_information` (z, y, k, centring)."""
+    """Koromilas et al. §5.2 MIR with G_W = gram(W) and G_M = :func:`mean_gram_for_information` (z, y, k, centring)."""
     W = _features(W, "W")
     k = W.shape[0] if k is None else _k(k)
     return mir_from_grams(normalised_gram(W), mean_gram_for_information(z, y, k, centring), clip)
 
 
 def hdr(W, z, y, k: int | None = None, centring: str = "raw-global-mean", clip: float = 1e-10) -> float:
-    """Koromilas §3.4 HDR with G_W = gram(W) and G_M = :func:`mean_gram_for_information` (z, y, k, centring)."""
+    """Koromilas et al. §5.2 HDR with G_W = gram(W) and G_M = :func:`mean_gram_for_information` (z, y, k, centring)."""
     W = _features(W, "W")
     k = W.shape[0] if k is None else _k(k)
     return hdr_from_grams(normalised_gram(W), mean_gram_for_information(z, y, k, centring), clip)

@@ -1,13 +1,21 @@
-"""Registered claims. Each module here registers the checks of one paper topic with
-:func:`nctheory.claims.registry.claim`; :func:`nctheory.claims.registry.load_all` imports them all."""
+"""Registered claims. Each module here declares the claims of one paper topic and attaches their checks
+(:mod:`nctheory.claims.registry`, whose docstring states the verdict rule); :func:`load_all` imports them
+all. The registry never imports this package, so importing it from here makes no cycle."""
 
 from nctheory.claims.registry import (  # noqa: F401
+    CHECK_KINDS,
+    PAPERS,
     VERDICTS,
     Budget,
     Claim,
+    Source,
     Verdict,
+    Witness,
     assert_claim,
+    check,
+    cite,
     claim,
+    declare,
     load_all,
     run_claim,
 )

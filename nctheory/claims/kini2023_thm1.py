@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from nctheory.bounds import full_batch_bound
 from nctheory.counts import longtail_counts, step_counts
 from nctheory.geometry import orthogonal_frame, simplex_etf
-from nctheory.claims.registry import Budget, Verdict, claim
+from nctheory.claims.registry import Budget, Verdict, cite, claim
 from nctheory.claims.search import smallest_counterexample
 from nctheory.losses import scl
 
@@ -77,7 +77,8 @@ def _gap(H, y, counts, tau, stated=True) -> float:
 
 @claim(
     "kini2023.thm1",
-    source="kini2023-relu-batching.md, Theorem 1 (Eq. 2-3), with temperature tau",
+    source=cite("kini2023", "§4.1, Theorem 1; proof in App. A", "Eq. (2)-(3)",
+                "with temperature: e^{-1} becomes e^{-1/tau}, Remark 2 and App. E.4.1"),
     hypotheses=[
         "d >= k",
         "n_c >= 2 for every class c (paper's standing assumption, §2)",
@@ -90,6 +91,8 @@ def _gap(H, y, counts, tau, stated=True) -> float:
         "satisfies NC and the class means form a k-OF."
     ),
     expected="confirmed",
+    kind="search",
+    derivations=("kini2023.thm1",),
 )
 def check_thm1(budget: Budget) -> Verdict:
     details: dict = {}

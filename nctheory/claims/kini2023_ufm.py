@@ -20,7 +20,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from nctheory.bounds import full_batch_bound
-from nctheory.claims.registry import Budget, Verdict, claim
+from nctheory.claims.registry import Budget, Verdict, check, cite, claim
 from nctheory.claims.search import smallest_counterexample
 from nctheory.counts import longtail_counts, step_counts
 from nctheory.errors import SolverError
@@ -61,15 +61,9 @@ def _rel(a, b):
 
 
 # ----------------------------------------------------------------------------------------------------
-@claim(
-    "kini2023.thm1_certified",
-    source="kini2023-relu-batching.md §4.1 Theorem 1 (Eq. 2-3), App. A; with temperature tau",
-    hypotheses=["UFM+: unit features, H >= 0", "d >= k", "n_c >= 2 for every class", "full-batch SCL (Eq. 2)",
-                "tau > 0 (the paper's e^{-1} becomes e^{-1/tau})"],
-    statement="min over UFM+ of L_full equals sum_c n_c log(n_c - 1 + (n - n_c) e^{-1/tau}) and the minimisers "
-              "are exactly NC + k-OF, for any class counts",
-    expected="confirmed",
-)
+# kini2023.thm1 (declared in kini2023_thm1.py): min over UFM+ of L_full equals the bound and the minimisers are
+# exactly NC + k-OF, for any class counts -- certified by the symmetry-reduced and the full Gram programs.
+@check("kini2023.thm1", kind="certified")
 def check_thm1_certified(budget: Budget) -> Verdict:
     ks = {"quick": [2, 3, 10], "standard": [2, 3, 4, 5, 10, 20], "full": [2, 3, 4, 5, 10, 20, 50, 100]}[budget.level]
     taus = {"quick": [0.1, 1.0], "standard": [0.1, 0.5, 1.0, 2.0], "full": [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]}[budget.level]
@@ -179,11 +173,13 @@ def check_thm1_certified(budget: Budget) -> Verdict:
 # ----------------------------------------------------------------------------------------------------
 @claim(
     "graf2021.balanced_etf",
-    source="Graf et al. 2021 (ICML) Thm 2, as cited in kini2023-relu-batching.md §1, Remark 1 and App. D.1.2",
+    source=cite("graf2021", "Theorem 2",
+                note="as cited by Kini et al. 2023 §1, Remark 1 and App. D.1.2; the loss is Kini et al.'s Eq. (2)"),
     hypotheses=["UFM: unit features, no sign constraint", "balanced classes n_c = m >= 2", "d >= k - 1",
                 "full-batch SCL (Kini Eq. 2) with temperature tau > 0"],
     statement="the global minimisers of full-batch SCL in the UFM are NC with class means forming a simplex ETF",
     expected="confirmed",
+    kind="certified",
 )
 def check_graf_balanced(budget: Budget) -> Verdict:
     ks = {"quick": [2, 3, 5], "standard": [2, 3, 4, 5, 10, 20], "full": [2, 3, 4, 5, 10, 20, 50, 100]}[budget.level]
@@ -255,11 +251,13 @@ def check_graf_balanced(budget: Budget) -> Verdict:
 # ----------------------------------------------------------------------------------------------------
 @claim(
     "kini2023.lemma_d2",
-    source="kini2023-relu-batching.md App. D.1.3 Lemma D.2, proof in App. C.2",
+    source=cite("kini2023", "App. D.1.3, Lemma D.2; proof in App. C.2", "Eq. (2)"),
     hypotheses=["UFM (no H >= 0), full-batch SCL, tau = 1", "k = 3, STEP counts [R n_min, n_min, n_min]",
                 "n_min >= 2", "R >= 10"],
     statement="the simplex ETF is not the global UFM optimum (H_tilde = [mu; -mu; -mu] has lower loss)",
     expected="confirmed",
+    kind="certified",
+    derivations=("kini2023.lemma_d2",),
 )
 def check_lemma_d2(budget: Budget) -> Verdict:
     from nctheory.solvers.reduced import reduced_scl_value
@@ -314,7 +312,8 @@ def check_lemma_d2(budget: Budget) -> Verdict:
 # ----------------------------------------------------------------------------------------------------
 @claim(
     "kini2023.open.ufm_imbalanced_geometry",
-    source="open question: kini2023-relu-batching.md §7 and App. D.1.3 (no paper gives the UFM optimum under imbalance)",
+    source=cite("kini2023", "§7 and App. D.1.3: the UFM geometry under imbalance, left open", "Eq. (2)",
+                "an open question: no paper gives this optimum; the values are measured"),
     hypotheses=["UFM (no H >= 0), full-batch SCL", "R-STEP counts, R >= 2, k >= 3", "tau in {0.1, 1}"],
     statement="every UFM optimum under STEP imbalance satisfies NC, and neither the OF nor the simplex ETF is "
               "optimal (a feasible point beats both); an optimum exists whose class means are block-equiangular "
@@ -322,6 +321,7 @@ def check_lemma_d2(budget: Budget) -> Verdict:
               "(two minority classes), c_Mm (majority-minority), with c_mm > c_MM -- the values are measured, no "
               "paper predicts them",
     expected="confirmed",
+    kind="certified",
 )
 def check_open_geometry(budget: Budget) -> Verdict:
     ks = {"quick": [3, 4], "standard": [3, 4, 10], "full": [3, 4, 6, 10, 20, 100]}[budget.level]

@@ -1,10 +1,12 @@
-"""Kini et al. 2023: the symbolic claims (nctheory.symbolic.scl_bounds), each backed by numbers.
+"""Kini et al. 2023: the symbolic checks (nctheory.symbolic.scl_bounds), each backed by numbers.
 
-kini2023.thm1_symbolic   Thm 1's bound derived from the loss with tau, compared with Eq. (3)
-kini2023.thm2_symbolic   Thm 2's per-batch bound, compared with Eq. (5)
-kini2023.lemma_d1        centred k-OF = simplex ETF, symbolic k
-kini2023.lemma_d2_closed_form   App. C.2's two closed forms and the inequality for R >= 10
-kini2023.remark2         tau changes the value of the bound, not the optimiser
+Attached to claims declared elsewhere:
+  kini2023.thm1       (symbolic check) Thm 1's bound derived from the loss with tau, compared with Eq. (3)
+  kini2023.thm2       (symbolic check) Thm 2's per-batch bound, compared with Eq. (5)
+  kini2023.lemma_d2   (symbolic check) App. C.2's two closed forms and the inequality for R >= 10
+Declared here:
+  kini2023.lemma_d1   centred k-OF = simplex ETF, symbolic k
+  kini2023.remark2    tau changes the value of the bound, not the optimiser
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from nctheory.bounds import batch_bound, full_batch_bound
-from nctheory.claims.registry import Budget, Verdict, claim
+from nctheory.claims.kini2023_batching import THM2_USED_BEYOND, THM2_WITNESS, TOL
+from nctheory.claims.registry import Budget, Verdict, check, cite, claim
 from nctheory.claims.search import smallest_counterexample
 from nctheory.losses import scl, scl_batches
 from nctheory.symbolic import scl_bounds as sb
@@ -51,16 +54,9 @@ def _counts_strategy(min_count=2):
     return st.lists(st.integers(min_count, 5), min_size=2, max_size=4)
 
 
-@claim(
-    "kini2023.thm1_symbolic",
-    source="kini2023-relu-batching.md §4.1 Thm 1 (Eq. 3), App. A; tau per Remark 2",
-    hypotheses=["UFM+: unit rows, H >= 0", "d >= k", "n_c >= 2 for every class",
-                "k >= 2 (k-class classification; App. A's strict convexity of f_3 needs n - n_c > 0)",
-                "tau > 0 (Remark 2)"],
-    statement="Derived from the loss: L_full(H) >= sum_c n_c log(n_c - 1 + (n - n_c) e^{-1/tau}), with equality "
-              "iff NC and the class means form a k-OF",
-    expected="confirmed",
-)
+# kini2023.thm1 (declared in kini2023_thm1.py), derived from the loss: the sympy derivation of the bound with
+# tau, the Jensen chain checked on searched configurations, equality at NC + OF.
+@check("kini2023.thm1", kind="symbolic")
 def check_thm1_symbolic(budget: Budget) -> Verdict:
     d = sb.thm1_derivation()
     if not d.agree:
@@ -164,13 +160,9 @@ def check_thm1_symbolic(budget: Budget) -> Verdict:
     )
 
 
-@claim(
-    "kini2023.thm2_symbolic",
-    source="kini2023-relu-batching.md §4.2 Thm 2 (Eq. 5), App. B",
-    hypotheses=["UFM+", "d >= k", "n_{B,c} >= 2 for every class in every batch", "tau > 0"],
-    statement="L_batch(H) >= sum_B sum_c n_{B,c} log(n_{B,c} - 1 + (n_B - n_{B,c}) e^{-1/tau})",
-    expected="confirmed-under-hypotheses",
-)
+# kini2023.thm2 (declared in kini2023_batching.py): the sympy per-batch derivation, a search inside the
+# hypotheses, and the printed formula tested at a batch where a class appears once.
+@check("kini2023.thm2", kind="symbolic", witness=THM2_WITNESS)
 def check_thm2_symbolic(budget: Budget) -> Verdict:
     d = sb.thm2_derivation()
     if not d.agree:
@@ -192,31 +184,38 @@ def check_thm2_symbolic(budget: Budget) -> Verdict:
     cex = smallest_counterexample(strat, holds, budget)
     if cex is not None:
         return Verdict("refuted", f"batch loss below the bound inside the hypotheses: {cex}", counterexample={"ex": list(cex)})
-    # outside: a batch where a class appears once; OF attains the derived bound, the stated one is above it
+    # outside: a batch where a class appears once; the OF attains the derived bound (the minimum); whether the
+    # printed formula exceeds it there is tested, not assumed
     y = np.array([0, 0, 0, 1])
     batches = [[0, 1, 2, 3]]
     H = np.eye(2)[y]
     L = float(scl_batches(H, y, batches, 1.0))
     stated = batch_bound(y, batches, 1.0, stated=True)
+    inside = (f"sympy: per batch and class the derived bound equals Eq. (5) (simplify == 0) when n_(B,c) >= 2; "
+              f"{budget.examples} random UFM+ configurations with batches satisfying the hypotheses stay above it.")
+    if not stated > L + TOL:
+        return Verdict("confirmed", inside + f" Outside, labels {y.tolist()} in one batch (class 1 once): the printed "
+                       f"formula {stated:.6f} does not exceed the OF loss {L:.6f} by more than {TOL:g}.",
+                       details={"loss_at_OF": L, "stated": stated})
     return Verdict(
         "confirmed-under-hypotheses",
-        f"sympy: per batch and class the derived bound equals Eq. (5) (simplify == 0) when n_(B,c) >= 2; "
-        f"{budget.examples} random UFM+ configurations with batches satisfying the hypotheses stay above it. Outside: "
-        f"labels {y.tolist()} in one batch (class 1 once), OF loss {L:.6f} < stated {stated:.6f} (derived "
-        f"{batch_bound(y, batches, 1.0):.6f}).",
+        inside + f" Outside: labels {y.tolist()} in one batch (class 1 once), OF loss (the minimum: it attains the "
+        f"derived bound {batch_bound(y, batches, 1.0):.6f}) {L:.6f} < stated {stated:.6f}, by {stated - L:.4f} > "
+        f"{TOL:g}.",
+        used_beyond=THM2_USED_BEYOND,
         counterexample={"labels": y.tolist(), "batches": batches, "tau": 1.0, "loss_at_OF": L, "stated": stated,
                         "derived": batch_bound(y, batches, 1.0)},
-        corrected_statement="sum over batches of the Thm 1 bound over classes with n_{B,c} >= 2 (one-sample classes "
-                            "count only as negatives); classes absent from a batch contribute 0",
-    )
+    )  # the corrected statement is the search check's (kini2023_batching.check_thm2), which covers the equality clause
 
 
 @claim(
     "kini2023.lemma_d1",
-    source="kini2023-relu-batching.md App. D.1.2 Lemma D.1, App. C.1",
+    source=cite("kini2023", "App. D.1.2, Lemma D.1; proof in App. C.1"),
     hypotheses=["v_1..v_k form a k-OF in R^d, d >= k"],
     statement="the centred vectors v_c - v_G form a simplex ETF spanning a (k-1)-dimensional subspace",
     expected="confirmed",
+    kind="symbolic",
+    derivations=("kini2023.lemma_d1",),
 )
 def check_lemma_d1(budget: Budget) -> Verdict:
     d = sb.lemma_d1_derivation()
@@ -237,14 +236,10 @@ def check_lemma_d1(budget: Budget) -> Verdict:
     return Verdict("refuted", f"symbolic agree={d.agree}, numeric deviation {worst}", counterexample={"worst": worst})
 
 
-@claim(
-    "kini2023.lemma_d2_closed_form",
-    source="kini2023-relu-batching.md App. C.2 (Lemma D.2)",
-    hypotheses=["k = 3, counts [R n_min, n_min, n_min]", "n_min >= 2", "R >= 10", "tau = 1, UFM (no H >= 0)"],
-    statement="L_full(H_ETF) and L_full(H_tilde) equal the printed closed forms, and L_full(H_tilde) < L_full(H_ETF)",
-    expected="confirmed",
-)
-def check_lemma_d2(budget: Budget) -> Verdict:
+# kini2023.lemma_d2 (declared in kini2023_ufm.py): App. C.2's proof -- L_full(H_ETF) and L_full(H_tilde) equal the
+# printed closed forms, and L_full(H_tilde) < L_full(H_ETF) for R >= 10, n_min >= 2 (sympy, and torch at explicit H).
+@check("kini2023.lemma_d2", kind="symbolic")
+def check_lemma_d2_closed_form(budget: Budget) -> Verdict:
     d = sb.lemma_d2_derivation()
     # numeric: closed forms = torch scl at explicit configurations
     worst = 0.0
@@ -267,11 +262,13 @@ def check_lemma_d2(budget: Budget) -> Verdict:
 
 @claim(
     "kini2023.remark2",
-    source="kini2023-relu-batching.md App. E.4.1 Remark 2",
+    source=cite("kini2023", "App. E.4.2, Remark 2", "Eq. (2)-(3)"),
     hypotheses=["UFM+", "tau > 0"],
     statement="the temperature is a rescaling of the norm (||h||^2 = 1/tau); it changes the optimal value but not "
               "the global optimisers (NC + OF)",
     expected="confirmed",
+    kind="symbolic",
+    derivations=("kini2023.remark2",),
 )
 def check_remark2(budget: Budget) -> Verdict:
     d = sb.remark2_derivation()

@@ -9,7 +9,12 @@ Each subcommand lives in its own module ``nctheory/cli/cmd_<name>.py`` that defi
 
 Modules are discovered, so adding a command touches no shared file. Exit codes:
 0 success; 1 a checked claim or condition fails; 2 bad input (one line, no traceback);
-3 a solver did not reach a certified optimum (one line, no number).
+3 a solver did not reach a certified optimum (one line, no number); 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM, handled like Ctrl-C: clean-up runs and worker processes are stopped);
+141 output pipe closed.
+
+Every subcommand also takes ``--max-memory SIZE`` (e.g. 8G): the limit every memory estimate of the
+command is checked against (:func:`nctheory.validate.check_budget`); without it, the available memory.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         mod = importlib.import_module(f"nctheory.cli.{info.name}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
+        if not any("--max-memory" in a.option_strings for a in p._actions):
+            p.add_argument("--max-memory", metavar="SIZE", default=None,
+                           help="refuse work whose memory estimate exceeds SIZE (e.g. 8G, 512M; default: the "
+                                "memory available now)")
         handlers[mod.NAME] = mod.run
     return parser, handlers
 
@@ -52,12 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from nctheory.cli.signals import Terminated, stop_worker_processes, terminate_as_interrupt
+    from nctheory.validate import memory_limit_set
+
     try:
-        code = handlers[args.command](args)
-    except NCTheoryError as exc:
-        print(f"nctheory {args.command}: error: {exc}", file=sys.stderr)
+        with terminate_as_interrupt(), memory_limit_set(getattr(args, "max_memory", None)):
+            code = handlers[args.command](args)
+    except NCTheoryError as exc:  # one line, whatever the message holds
+        msg = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        print(f"nctheory {args.command}: error: {msg}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        stop_worker_processes()
+        print(f"nctheory {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
+        stop_worker_processes()
         print(f"nctheory {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early: no traceback, and not

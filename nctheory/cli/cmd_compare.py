@@ -1,9 +1,15 @@
-"""`nctheory compare RUN...`: overlay runs (one panel per metric) and print their final values side by side."""
+"""`nctheory compare RUN...`: overlay runs (one panel per metric) and print their final values side by side.
+
+``--out`` is checked first (:func:`nctheory.validate.output_file`: .png/.pdf/.svg, not a folder, its folder
+exists and is writable, not a run's data file; an existing file inside a run folder is replaced only
+with ``--force``); every run's metrics.csv is checked (:func:`nctheory.runfolder.read_metrics_csv`:
+epochs 1..N, whole numbers) before anything is drawn; the overlay is written atomically and the
+message names the file written.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from nctheory.errors import InputError
 
@@ -16,7 +22,10 @@ def add_arguments(p):
     p.add_argument("runs", metavar="RUN", nargs="+", help="run folders written by `nctheory train`")
     p.add_argument("--metric", action="append", metavar="COLUMN",
                    help=f"metrics.csv column to overlay (repeatable; default {' '.join(DEFAULT_COLUMNS)})")
-    p.add_argument("--out", default="compare.png", metavar="FILE.png", help="overlay plot (default %(default)s)")
+    p.add_argument("--out", default="compare.png", metavar="FILE.png",
+                   help="overlay plot, .png, .pdf or .svg (default %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it is an existing file inside a run folder (never a run's data)")
     p.add_argument("--json", action="store_true", help="print the final values as JSON")
     p.add_argument("--at", metavar="E1,E2,...",
                    help="also give the metrics at these epochs (one row per run and epoch; '-' where the "
@@ -25,13 +34,12 @@ def add_arguments(p):
 
 
 def _parse_epochs(text: str) -> list[int]:
-    try:
-        eps = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise InputError(f"--at takes comma-separated epochs, e.g. 10,50,200; got {text!r}") from None
-    if not eps or min(eps) < 1:
-        raise InputError(f"--at takes epochs >= 1, got {text!r}")
-    return eps
+    from nctheory.runfolder import MAX_EPOCH
+    from nctheory.validate import number_list
+
+    if not text.strip():
+        raise InputError(f"--at takes comma-separated epochs, e.g. 10,50,200; got {text!r}")
+    return number_list(text, "--at", kind="int", lo=1, hi=MAX_EPOCH)
 
 
 def _value(row, c):
@@ -45,7 +53,9 @@ def _cell(v) -> str:
 
 def run(args) -> int:
     from nctheory.harness.plots import compare_runs, read_metrics
+    from nctheory.validate import PLOT_SUFFIXES, output_file
 
+    output_file(args.out, "--out", suffixes=PLOT_SUFFIXES, force=args.force)
     cols = args.metric or DEFAULT_COLUMNS
     at = _parse_epochs(args.at) if args.at is not None else None
     finals, table = {}, []
@@ -68,7 +78,7 @@ def run(args) -> int:
                 table.append((str(r), e, {c: (_value(row, c) if row else None) for c in cols}))
         else:
             table.append((str(r), finals[str(r)]["epochs"], last))
-    out = compare_runs(args.runs, cols, args.out)
+    out = compare_runs(args.runs, cols, args.out, force=args.force)
     if args.json:
         res = {"plot": str(out), "runs": finals}
         if at:

@@ -21,6 +21,8 @@ DESCRIPTION = (
 
 def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print a JSON list of claim objects")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the verdict table as Markdown (the README's table is this output)")
     p.add_argument("--only", action="append", metavar="PATTERN", help="claim ids to run (glob, repeatable)")
     p.add_argument("--budget", default="standard", choices=["quick", "standard", "full"], help="search effort")
     p.add_argument("--report", default="nctheory_verify_report.md", metavar="FILE.md",
@@ -145,6 +147,8 @@ def run(args) -> int:
             rows.append(run_claim(c, budget).to_json())
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif args.markdown:
+        print(verdict_table(rows))
     else:
         print(table(rows))
     if args.report != "-":
@@ -153,14 +157,43 @@ def run(args) -> int:
             path.write_text(markdown_report(rows, budget.level))
         except OSError as exc:
             raise InputError(f"cannot write report {path}: {exc.strerror}") from None
-        if not args.json:
+        if not (args.json or args.markdown):
             print(f"\nreport written to {path}")
     bad = [r for r in rows if not r["matches_expected"]]
-    if bad and not args.json:
+    if bad and not (args.json or args.markdown):
         for r in bad:
             why = r.get("error") or f"verdict {r['verdict']!r}, committed {r['expected']!r}"
             print(f"CHANGED OR FAILED: {r['id']}: {why}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _kinds(r) -> str:
+    return ", ".join(dict.fromkeys(c["kind"] for c in r.get("checks", [])))
+
+
+def verdict_table(rows) -> str:
+    """The Markdown verdict table (README.md holds this output): one row per claim, its verdict, the kinds of
+    its checks and its source, then the counts. ``rows`` are `verify --json` rows (or the registry's
+    committed verdicts in the same shape, see :func:`committed_rows`)."""
+    out = ["| claim | verdict | checks | source |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| `{r['id']}` | {r['verdict']} | {_kinds(r)} | {r['source']} |")
+    counts = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    out += ["", f"{len(rows)} claims: " + ", ".join(f"{counts[v]} {v}" for v in
+                                                     ("confirmed", "confirmed-under-hypotheses", "refuted", "unchecked")
+                                                     if v in counts) + "."]
+    return "\n".join(out)
+
+
+def committed_rows() -> list[dict]:
+    """Rows of every registered claim with its committed verdict, in the shape of `verify --json` rows: when
+    `verify` exits 0 these are its verdicts, so the README table can be checked without running the claims."""
+    from nctheory.claims.registry import load_all
+
+    return [{"id": c.id, "verdict": c.expected, "source": str(c.source),
+             "checks": [{"kind": k.kind} for k in c.checks]} for c in load_all().values()]
 
 
 def table(rows) -> str:
@@ -172,7 +205,7 @@ def table(rows) -> str:
         ev = r["evidence"].replace("\n", " ")
         if len(ev) > 160:
             ev = ev[:157] + "..."
-        lines.append(f"{r['id'].ljust(w)}  {r['verdict'].ljust(vw)}  {ev}{flag}")
+        lines.append(f"{r['id'].ljust(w)}  {r['verdict'].ljust(vw)}  [{_kinds(r)}] {ev}{flag}")
     counts = {}
     for r in rows:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
@@ -184,10 +217,10 @@ def table(rows) -> str:
 def markdown_report(rows, level: str) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = ["# nctheory verdict report\n", f"Generated {now}, budget `{level}`.\n",
-           "| claim | source | verdict | seconds |", "|---|---|---|---|"]
+           "| claim | source | verdict | checks | seconds |", "|---|---|---|---|---|"]
     for r in rows:
         mark = "" if r["matches_expected"] else " (changed!)"
-        out.append(f"| `{r['id']}` | {r['source']} | **{r['verdict']}**{mark} | {r['seconds']} |")
+        out.append(f"| `{r['id']}` | {r['source']} | **{r['verdict']}**{mark} | {_kinds(r)} | {r['seconds']} |")
     for r in rows:
         out.append(f"\n## `{r['id']}`: {r['verdict']}\n")
         out.append(f"*Source:* {r['source']}\n")
@@ -199,6 +232,18 @@ def markdown_report(rows, level: str) -> str:
             out.append("*Smallest counterexample:*\n\n```json\n" + json.dumps(r["counterexample"], indent=1) + "\n```\n")
         if r.get("corrected_statement"):
             out.append(f"*Corrected statement:* {r['corrected_statement']}\n")
+        if r.get("used_beyond"):
+            out.append(f"*Used beyond its hypotheses:* {r['used_beyond']}\n")
+        if r.get("derivations"):
+            out.append(f"*Derivations:* {', '.join(f'`nctheory derive {d}`' for d in r['derivations'])}\n")
+        for c in r.get("checks", []):
+            line = f"- *{c['kind']} check* `{c['name']}`: {c['verdict']} ({c['seconds']} s)"
+            if c.get("violation") is not None:
+                line += (f"; its counterexample re-evaluates to a violation of {c['violation']:.3g} "
+                         f"(tolerance {c['tolerance']:g}: {c['tolerance_reason']})")
+            out.append(line)
+        if r.get("checks"):
+            out.append("")
         if r.get("details"):
             out.append("<details><summary>numbers</summary>\n\n```json\n" + json.dumps(r["details"], indent=1)
                        + "\n```\n</details>\n")

@@ -1,25 +1,7 @@
-"""Executable theorems: Koromilas et al. 2026 (nctheory/claims/koromilas2026.py)."""
-
-from nctheory.claims import assert_claim
-
-
-def test_koromilas2026_closed_forms():
-    assert_claim("koromilas2026.closed_forms")
+"""Claim texts that are built from what a check measured: their builders, fed results that differ from the
+committed run, state only what those results show (nctheory/claims/koromilas2026.py)."""
 
 
-def test_koromilas2026_thm4_1():
-    assert_claim("koromilas2026.thm4_1")
-
-
-def test_koromilas2026_fp_classifier():
-    assert_claim("koromilas2026.fp_classifier")
-
-
-def test_koromilas2026_table3_optima():
-    assert_claim("koromilas2026.table3_optima")
-
-
-# The claim texts state only what was measured: their builders, fed results that differ from the committed run.
 def _thm41_result(counts, excess=0.01):
     return {"counts": list(counts), "nc_excess": excess, "nc3_min_cosine": 0.99, "delta_etf_means": 0.02}
 
