@@ -186,7 +186,7 @@ def test_check_batches_refuses_beyond_max_memory_with_the_need(tmp_path, capsys)
     assert run(["make-plan", "--counts", ",".join(["2"] * 3000), "--batch-size", "1000", "--epochs", "3",
                 "--out", f], capsys)[0] == 0
     code, _, err = run(["check-batches", f, "--max-memory", "64K"], capsys)
-    one_line_exit_2(code, err, "need", "the limit is 64 KiB")
+    one_line_exit_2(code, err, "needs ~", "limit 64.0 kB (--max-memory)")
 
 
 def test_sparse_label_values_one_rule_everywhere(tmp_path, capsys):

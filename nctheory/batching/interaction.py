@@ -165,7 +165,7 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from nctheory.batching.pairs import ClassPairs, fmt_bytes
+from nctheory.batching.pairs import ClassPairs
 from nctheory.batching.plan import Plan
 from nctheory.errors import InputError
 
@@ -251,7 +251,7 @@ def _groups(bl: np.ndarray, lab: np.ndarray, nbc: int, k: int):
     return gkey // k, gkey % k, gcnt, inv
 
 
-def _scan(plan: Plan, cls: np.ndarray, k: int, max_bytes: float | None = None):
+def _scan(plan: Plan, cls: np.ndarray, k: int, max_bytes: float | None = None, source: str = "--max-memory"):
     """One pass over the batches (chunked). Returns, for the exact rules and for the paper's Def. 4
     graph: component labels (ALIGNMENT / same-class co-occurrence) and the class-pair coverage
     (ORTHOGONALITY / any co-occurrence) as :class:`ClassPairs`; plus the single-class batches of
@@ -264,7 +264,7 @@ def _scan(plan: Plan, cls: np.ndarray, k: int, max_bytes: float | None = None):
     off = plan.offsets
     nb = plan.num_batches
     comp = pcomp = None
-    cov = ClassPairs(k, max_bytes, "orthogonality class pairs")
+    cov = ClassPairs(k, max_bytes, "orthogonality class pairs", limit_source=source)
     # the paper's graph is a side report: it gets a quarter of the budget (at most PAPER_MAX_BYTES) and is
     # dropped, not refused, beyond it
     pbytes = PAPER_MAX_BYTES if max_bytes is None else min(PAPER_MAX_BYTES, max_bytes / 4)
@@ -371,15 +371,20 @@ def _count_per_class(cls_of: np.ndarray, comp_of: np.ndarray, k: int) -> np.ndar
 
 
 def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
-               search_budget: int = SEARCH_BUDGET, max_memory: float | None = None) -> CheckResult:
+               search_budget: int = SEARCH_BUDGET, max_memory=None) -> CheckResult:
     """Decide whether the OF is the unique optimum geometry of UFM+ with mini-batch SCL on ``plan``.
 
     dim: the embedding dimension d (None: unbounded, d >= k + max r_c). Must be >= k (Thm 2 needs an
     OF to exist). A plan with views is decided on its expansion (rows v * n + i), a multiset plan with
-    the copies' semantics (module docstring, section 4). max_memory: bytes the class-pair structures
-    may take (default unbounded; the CLI passes the available memory or --max-memory). See the module
-    docstring for the derivation and the witnesses.
+    the copies' semantics (module docstring, section 4). max_memory: the memory the check may take
+    (bytes or '8G'; default :func:`nctheory.validate.memory_limit`: --max-memory, $NCTHEORY_MAX_MEMORY or
+    the available memory); beyond it InputError says what the plan needs. See the module docstring
+    for the derivation and the witnesses.
     """
+    from nctheory.validate import check_budget, memory_limit
+
+    limit_arg = max_memory
+    max_memory, source = memory_limit(limit_arg)
     if dim is not None:
         if isinstance(dim, bool) or int(dim) != dim or dim < 1:
             raise InputError(f"--dim must be a positive integer, got {dim!r}")
@@ -391,17 +396,16 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
     n_entries_in = plan.views * int(plan.indices.size)      # entries of the expanded plan
     repeated = plan.views * plan.num_repeated_entries()
     base = distinct_batches(plan)   # the plan as given, each batch once (the fix binds its samples)
-    if base.views > 1 and max_memory is not None:
-        need = EXPANDED_BYTES_PER_ENTRY * base.views * int(base.indices.size)
-        if need > max_memory:
-            raise InputError(f"expanding the plan's {base.views} views needs ~{fmt_bytes(need)}; the limit is "
-                             f"{fmt_bytes(max_memory)} (--max-memory)")
+    if base.views > 1:
+        check_budget(EXPANDED_BYTES_PER_ENTRY * base.views * int(base.indices.size),
+                     f"the plan's {base.views} views expanded ({base.views * int(base.indices.size):.3g} entries)",
+                     limit=limit_arg)
     plan = base.expanded()
     classes = plan.label_values
     cls = plan.labels
     k = plan.k
     n = plan.n
-    comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k, max_memory)
+    comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k, max_memory, source)
     comp = _relabel(comp)
     comp, equisim = _close_equisim(plan, comp, single_class, dim)
     used = np.zeros(n, bool)
@@ -457,7 +461,7 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
     else:
         _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, search_budget)
     if with_fix and res.unique is False:
-        res.fix = suggest_fix(base, res, cov, dim, max_memory)
+        res.fix = suggest_fix(base, res, cov, dim, limit_arg)
     return res
 
 

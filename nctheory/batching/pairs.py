@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from nctheory.errors import InputError
+from nctheory.validate import format_bytes
 
 DENSE_MAX_K = 2048              # k x k bool: 4 MiB; the per-slice float32 indicators are bounded below
 DENSE_CELLS = 4_000_000         # (batches in a slice) x k indicator cells per product (16 MB float32)
@@ -52,13 +53,6 @@ def _transpose8(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def fmt_bytes(b: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= size:
-            return f"{b / size:.3g} {unit}"
-    return f"{int(b)} B"
-
-
 class _Abandoned(Exception):
     """Raised inside :class:`ClassPairs` when an abandon-on-limit set gives up (caught by add/finish)."""
 
@@ -68,8 +62,9 @@ class ClassPairs:
     call :meth:`finish` once before the queries :attr:`count`, :meth:`degree`, :meth:`missing`."""
 
     def __init__(self, k: int, max_bytes: float | None = None, what: str = "class pairs", mode: str | None = None,
-                 on_limit: str = "raise"):
+                 on_limit: str = "raise", limit_source: str = "--max-memory"):
         self.k = int(k)
+        self.limit_source = limit_source
         self.on_limit = on_limit
         self.abandoned: str | None = None
         self.max_bytes = float("inf") if max_bytes is None else float(max_bytes)
@@ -209,15 +204,15 @@ class ClassPairs:
             self.bits[cls[a], cls[a] >> 3] &= ~(1 << (cls[a] & 7)).astype(np.uint8)  # no pair {a, a}
 
     def _refuse(self, need: float) -> None:
-        msg = (f"the plan's {self.what} need {fmt_bytes(need)} or more (k = {self.k} classes); the "
-               f"limit is {fmt_bytes(self.max_bytes)}")
+        msg = (f"needs ~{format_bytes(need)} or more for the plan's {self.what} (k = {self.k} classes); "
+               f"limit {format_bytes(self.max_bytes)} ({self.limit_source})")
         if self.on_limit == "abandon":
             self.abandoned = msg
             self.dense = self.bits = None
             self.keys = np.zeros(0, dtype=np.int64)
             self.buffer, self.buffered = [], 0
             raise _Abandoned
-        raise InputError(msg + " (--max-memory)")
+        raise InputError(msg)
 
     def finish(self) -> "ClassPairs":
         if self._finished:

@@ -372,6 +372,8 @@ def load_plan(path) -> Plan:
         raise InputError(f"plan file {str(p)!r} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read plan file {str(p)!r}: {exc.strerror}") from None
+    except ValueError as exc:  # e.g. an embedded NUL byte
+        raise InputError(f"cannot read plan file {str(p)!r}: {exc}") from None
     if not p.is_file():
         raise InputError(f"plan {str(p)!r} is not a file")
     try:

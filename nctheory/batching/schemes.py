@@ -44,8 +44,8 @@ from __future__ import annotations
 import numpy as np
 
 from nctheory.batching.plan import MAX_INDEX_ENTRIES, Plan, _int_array, expand_views
-from nctheory.batching.pairs import fmt_bytes
 from nctheory.errors import InputError
+from nctheory.validate import SEED_MAX, check_budget, format_bytes, integer
 
 SCHEMES = ("full", "fixed", "reshuffle", "class_balanced")   # the schemes a training run may use
 PLAN_SCHEMES = SCHEMES + ("weighted",)                      # make-plan: also with-replacement plans
@@ -59,15 +59,11 @@ _BIND_STREAM = 2**31 - 1
 
 
 def _positive_int(v, what):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise InputError(f"{what} must be a positive integer, got {v!r}")
-    return int(v)
+    return integer(v, what, lo=1)
 
 
 def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    return integer(seed, "seed", lo=0, hi=SEED_MAX)
 
 
 def _check(labels, scheme, batch_size, m_per_class=2, seed=0):
@@ -237,20 +233,20 @@ def make_plan(labels, scheme: str = "reshuffle", batch_size: int | None = 256, e
               binding_examples: dict | None = None, max_memory: float | None = None, fmt: str = "npz") -> Plan:
     """A :class:`Plan` of ``epochs`` epochs of ``scheme`` (see module docstring), epochs grouped; views as a
     plan attribute; a multiset plan for the with-replacement schemes. Refuses, before drawing anything,
-    a plan whose estimate (:func:`plan_size`) exceeds the entry or batch limits or ``max_memory`` bytes."""
+    a plan whose estimate (:func:`plan_size`) exceeds the entry or batch limits or the memory limit
+    (``max_memory``: bytes or '8G'; default :func:`nctheory.validate.memory_limit`)."""
     y = _check(labels, scheme, batch_size, m_per_class, seed)
     epochs = _positive_int(epochs, "epochs")
     views = _positive_int(views, "views")
     est = plan_size(y, scheme, batch_size, epochs, bind or binding_examples is not None, views, m_per_class, fmt)
     what = f"{epochs} epoch(s) of {scheme} on n = {y.size}"
     if est["entries"] > MAX_INDEX_ENTRIES:
-        raise InputError(f"{what} make {est['entries']:.3g} batch entries (~{fmt_bytes(est['bytes'])}); "
+        raise InputError(f"{what} make {est['entries']:.3g} batch entries (~{format_bytes(est['bytes'])}); "
                          f"the limit is {MAX_INDEX_ENTRIES:.3g} entries")
     if est["batches"] > MAX_BATCHES:
         raise InputError(f"{what} make {est['batches']:.3g} batches; the limit is {MAX_BATCHES:.3g}")
-    if max_memory is not None and est["bytes"] > max_memory:
-        raise InputError(f"{what} need ~{fmt_bytes(est['bytes'])} to build and save "
-                         f"({est['entries']:.3g} entries); the limit is {fmt_bytes(max_memory)} (--max-memory)")
+    check_budget(est["bytes"], f"building and saving {what} ({est['entries']:.3g} batch entries)",
+                 limit=max_memory)
     eps = [epoch_batches(y, scheme, batch_size, e, seed, drop_last, m_per_class) for e in range(epochs)]
     meta = {"name": f"{scheme} b={batch_size} epochs={epochs} seed={seed}" + (" +binding" if bind else "")
             + (f" views={views}" if views != 1 else "")}

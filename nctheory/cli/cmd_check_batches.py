@@ -33,19 +33,16 @@ def add_arguments(p):
                    help="embedding dimension d (>= k); default: the plan's 'dim' key, else unbounded")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-fix", action="store_true", help="do not compute the binding fix")
-    p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="memory the check may use, e.g. 2G (default: the available memory); beyond it, exit 2 "
-                        "with what the plan needs")
 
 
 def run(args) -> int:
+    # --max-memory (every command's, set by the dispatcher) bounds the check: beyond it, exit 2 with
+    # what the plan needs (nctheory.validate.memory_limit)
     from nctheory.batching import check_plan, load_plan
-    from nctheory.batching.limits import memory_limit
 
-    limit = memory_limit(args.max_memory)
     plan = load_plan(args.plan)
     dim = args.dim if args.dim is not None else plan.meta.get("dim")
-    res = check_plan(plan, dim=dim, with_fix=not args.no_fix, max_memory=limit)
+    res = check_plan(plan, dim=dim, with_fix=not args.no_fix)
     note = plan.label_note()
     if args.json:
         out = res.to_json()

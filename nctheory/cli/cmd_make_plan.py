@@ -1,8 +1,9 @@
 """`nctheory make-plan`: write a batching plan of a standard scheme (see nctheory.batching.schemes).
 
-The plan's size is estimated from the counts before anything is drawn (nctheory.batching.plan_size);
-a plan beyond the entry or batch limits, or beyond --max-memory (default: the available memory),
-is refused with the estimate (exit 2). Views are written as the plan attribute "views" (no
+The output path is checked first (nctheory.validate.output_file: .json or .npz, a writable folder,
+never a run folder's own file). The plan's size is estimated from the counts before anything is
+drawn (nctheory.batching.plan_size); a plan beyond the entry or batch limits, or beyond --max-memory
+(every command's option; default: the available memory), is refused with the estimate (exit 2). Views are written as the plan attribute "views" (no
 duplicated indices), so --views costs nothing here.
 """
 
@@ -35,20 +36,16 @@ def add_arguments(p):
     p.add_argument("--m-per-class", type=int, default=2,
                    help="class_balanced: samples per class per batch (batch size must be a multiple)")
     p.add_argument("--bind", action="store_true", help="batch-binding (Kini Alg. 1)")
-    p.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="memory building and saving the plan may use, e.g. 2G (default: the available memory)")
     p.add_argument("--out", "-o", required=True, metavar="PLAN", help="output file (.json or .npz)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
 def run(args) -> int:
     from nctheory.batching import make_plan, read_labels, save_plan
-    from nctheory.batching.limits import memory_limit
     from nctheory.batching.plan import MAX_INDEX_ENTRIES
+    from nctheory.validate import output_file
 
-    if not (args.out.endswith(".json") or args.out.endswith(".npz")):
-        raise InputError("--out must end in .json or .npz")
-    limit = memory_limit(args.max_memory)
+    output_file(args.out, "--out", suffixes=(".json", ".npz"))  # checked before any work (run folders too)
     if args.labels:
         y = read_labels(args.labels)
     else:
@@ -60,7 +57,7 @@ def run(args) -> int:
         y = np.repeat(np.arange(len(counts)), counts)
     plan = make_plan(y, scheme=args.scheme, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
                      bind=args.bind, drop_last=args.drop_last, views=args.views, m_per_class=args.m_per_class,
-                     max_memory=limit, fmt="npz" if args.out.endswith(".npz") else "json")
+                     fmt="npz" if args.out.endswith(".npz") else "json")
     save_plan(plan, args.out)
     summ = {"out": args.out, **plan.summary(), "scheme": args.scheme}
     if args.json:
