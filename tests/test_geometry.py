@@ -231,8 +231,8 @@ def test_prototype_bad_input(call):
 
 
 # ---------------------------------------------------------------- issue 15: sizes and types refused
-@pytest.mark.parametrize("call", [lambda: etf_gram(10**6), lambda: simplex_etf(10**6),
-                                  lambda: orthogonal_frame(10**6), lambda: orthogonal_frame(4, 10**6, nonnegative=False),
+@pytest.mark.parametrize("call", [lambda: etf_gram(10**6), lambda: simplex_etf(10**6), lambda: orthogonal_frame(10**6),
+                                  lambda: orthogonal_frame(4, 10**6, nonnegative=False),
                                   lambda: prototype_gram("minority-angles", 10**6),
                                   lambda: prototype_gram("majority-collapse", 10**6)])
 def test_huge_geometries_are_refused_before_allocation(call):

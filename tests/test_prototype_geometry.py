@@ -400,7 +400,8 @@ def test_sizes_are_refused_before_allocation():
 
 @pytest.mark.parametrize("content,name,words", [
     ('{"a": 1}', "g.json", "nested list"), ("[[1, 0], [0]]", "g.json", "rectangular"),
-    ("not a matrix", "g.txt", "cannot read a Gram matrix"), (np.eye(2) * 1j, "g.npy", "complex"),
+    ("not a matrix", "g.txt", "cannot read a Gram matrix"), ("", "g.txt", "no data"),
+    (np.eye(2) * 1j, "g.npy", "complex"),
     (np.eye(2, dtype=bool), "g.npy", "booleans"), (b"\x93NUMPY garbage", "g.npy", "cannot read"),
 ])
 def test_cli_geometry_file_bad_content_exit_2(tmp_path, capsys, content, name, words):

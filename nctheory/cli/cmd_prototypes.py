@@ -24,6 +24,7 @@ allocation failure). The plot is written atomically (:func:`nctheory.runfolder.a
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,10 @@ def load_gram(path: str) -> np.ndarray:
                 raise ValueError(f"expected a nested list (one list per row), got a JSON {type(G).__name__}")
         else:
             text = f.read_text(encoding="utf-8")
-            G = np.loadtxt(f, delimiter="," if "," in text else None, ndmin=2)
-    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+            with warnings.catch_warnings():  # "input contained no data" is a warning there: an error here
+                warnings.simplefilter("error")
+                G = np.loadtxt(f, delimiter="," if "," in text else None, ndmin=2)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, UserWarning) as exc:
         msg = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
         raise InputError(f"--geometry {path}: cannot read a Gram matrix ({msg})") from None
     return np.asarray(real_array(G, f"--geometry {path}", ndim=2), dtype=np.float64)

@@ -8,8 +8,8 @@ array, a label array and a positive number are defined), then converts it with `
 features computes in :func:`nctheory.losses._precision.at_least_float32`:
 
 - :func:`features`: a real 2-D array (numpy, nested list or torch tensor; complex, bool, object and
-  string dtypes refused; finite), at least ``min_rows`` rows; returned as ``_inputs.as_features`` does
-  (numpy: float64; torch: its device, dtype promoted to float32 at least).
+  string dtypes refused; finite, as ``as_features`` checks) with at least ``min_rows`` rows, returned
+  as ``_inputs.as_features`` does (numpy: float64; torch: its device, dtype promoted to float32 at least).
 - :func:`labels`: a 1-D real array (complex, bool and strings refused; integer dtypes checked against
   int64, so a uint64 2**64 - 1 is reported as itself), then ``_inputs.as_labels`` (integral floats
   accepted as before, negative labels and labels >= k refused).
@@ -33,7 +33,7 @@ from nctheory.losses._precision import at_least_float32
 
 def features(z, name: str = "z", *, min_rows: int = 0) -> torch.Tensor:
     """An (n, d) real tensor with n >= ``min_rows`` (module docstring)."""
-    validate.real_array(z, name, ndim=2)
+    validate.real_array(z, name, ndim=2, finite=False)  # the dtype; as_features checks finiteness (one pass)
     t = as_features(z, name)
     if t.shape[0] < min_rows:
         raise InputError(f"{name} must have at least {min_rows} row{'s' if min_rows != 1 else ''} "

@@ -296,8 +296,9 @@ def _memory(s: "_CheckedProblem", method: str, dim: int | None = None) -> tuple[
         d = dim if dim is not None else (s.p.dim if s.p.dim is not None else s.size)
         pair, what = _pair_elements(s)
         need = 8 * ((POINT_COPIES + s.p.restarts) * s.size * d + PAIR_COPIES * pair)
-        return need, (f"riemannian ({s.size} x {d} unit features{' (--dim defaults to the size)' if s.p.dim is None and dim is None else ''}, "
-                      f"{what} per evaluation, {s.p.restarts} restarts)")
+        default = " (--dim defaults to the size)" if s.p.dim is None and dim is None else ""
+        return need, (f"riemannian ({s.size} x {d} unit features{default}, {what} per evaluation, "
+                      f"{s.p.restarts} restarts)")
     if method == "enumerate":
         return 8 * 3 * s.size ** 2 * SIGN_CHUNK, f"enumerate ({s.size} signs, {SIGN_CHUNK} patterns at a time)"
     raise ValueError(f"no memory model for method {method!r}")  # a programming error
@@ -313,13 +314,13 @@ def _what_fits(s: "_CheckedProblem", method: str, limit: int) -> str:
     if method != "reduced" and s.spec.name == "scl" and s.batches is None and _fits(s, "reduced", limit):
         tips.append(f"--method reduced fits (~{validate.format_bytes(_memory(s, 'reduced')[0])}; full-batch scl, "
                     "any counts)")
-    if method != "riemannian" or s.p.dim is None or s.p.dim > 2:
-        for d in (64, 16, 8, 2):
-            if (method != "riemannian" or s.p.dim is None or d < s.p.dim) and d < s.size \
-                    and _fits(s, "riemannian", limit, d):
-                tips.append(f"--method riemannian --dim {d} fits (~{validate.format_bytes(_memory(s, 'riemannian', d)[0])}"
-                            f", an upper bound in dimension {d})")
-                break
+    # a smaller dimension for the first-order search (below the --dim already refused, if that was riemannian)
+    dims = [d for d in (64, 16, 8, 2) if d < s.size and (method != "riemannian" or s.p.dim is None or d < s.p.dim)]
+    fitting = [d for d in dims if _fits(s, "riemannian", limit, d)]
+    if fitting:
+        d = fitting[0]
+        tips.append(f"--method riemannian --dim {d} fits (~{validate.format_bytes(_memory(s, 'riemannian', d)[0])}, "
+                    f"an upper bound in dimension {d})")
     if method != "gram" and s.size <= GRAM_SIZE_LIMIT and _fits(s, "gram", limit):
         tips.append(f"--method gram fits (~{validate.format_bytes(_memory(s, 'gram')[0])})")
     if tips:
