@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nctheory import validate
 from nctheory.errors import InputError
 
 # Relative tolerance for "G is PSD" and for the numerical rank: eigenvalues of a float64 symmetric
@@ -36,16 +37,14 @@ GEOMETRIES = ("etf", "minority-angles", "majority-collapse", "from_gram")
 
 
 def as_float64(a, name: str = "array") -> np.ndarray:
-    """numpy float64 copy of a numpy array, nested list or torch tensor (detached, moved to CPU)."""
+    """numpy float64 copy of a numpy array, nested list or torch tensor (detached, moved to CPU).
+
+    The array must be real and finite (:func:`nctheory.validate.real_array`): complex values (whose
+    imaginary part a cast would drop), booleans and strings are refused (InputError), not converted."""
+    a = validate.real_array(a, name)
     if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch.Tensor, without importing torch here
         a = a.detach().cpu().double().numpy()  # .double() first: numpy has no bfloat16
-    try:
-        arr = np.array(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be a numeric array: {exc}") from None
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} contains NaN or infinite entries")
-    return arr
+    return np.array(a, dtype=np.float64)
 
 
 def _check_k(k, minimum: int = 1) -> int:
@@ -68,6 +67,13 @@ def _check_d(d, default: int, minimum: int, what: str) -> int:
     return d
 
 
+def _check_size(rows: int, cols: int, what: str, copies: int) -> None:
+    """Refuse (InputError, one line) before allocating ``copies`` float64 arrays of rows x cols beyond the
+    memory limit (:func:`nctheory.validate.check_budget`: --max-memory, $NCTHEORY_MAX_MEMORY or the
+    memory available): --k 1000000 asks for 8 TB per k x k matrix."""
+    validate.check_budget(validate.estimate_bytes((rows, cols), copies=copies), f"{what} ({rows} x {cols}, float64)")
+
+
 def _rotation(d: int, seed) -> np.ndarray:
     """A Haar-random d x d orthogonal matrix (QR of a Gaussian matrix, signs fixed), seeded."""
     rng = np.random.default_rng(seed)
@@ -88,6 +94,7 @@ def _centred_basis(k: int) -> np.ndarray:
 def etf_gram(k: int) -> np.ndarray:
     """Gram matrix of the simplex ETF: (k/(k-1)) (I_k - 1 1^T / k), i.e. 1 on the diagonal, -1/(k-1) off it."""
     k = _check_k(k, 2)
+    _check_size(k, k, "the simplex-ETF Gram matrix", 3)
     return (k / (k - 1.0)) * (np.eye(k) - np.full((k, k), 1.0 / k))
 
 
@@ -101,6 +108,7 @@ def simplex_etf(k: int, d: int | None = None, seed=None) -> np.ndarray:
     """
     k = _check_k(k, 2)
     d = _check_d(d, k, k - 1, f"a simplex ETF of k = {k} vectors")
+    _check_size(k, max(k, d), "a simplex ETF", 4 if seed is None else 4 + 3 * d // max(k, 1))
     E = np.sqrt(k / (k - 1.0)) * (np.eye(k) - np.full((k, k), 1.0 / k))
     if d >= k:
         V = np.zeros((k, d))
@@ -122,6 +130,7 @@ def orthogonal_frame(k: int, d: int | None = None, nonnegative: bool = True, see
     """
     k = _check_k(k, 1)
     d = _check_d(d, k, k, f"an orthogonal frame of k = {k} vectors")
+    _check_size(k if nonnegative else d, d, "an orthogonal frame", 1 if nonnegative else 4)
     if nonnegative:
         V = np.zeros((k, d))
         V[np.arange(k), np.arange(k)] = 1.0
@@ -199,6 +208,7 @@ def majority_collapse_gram(k: int, n_major: int | None = None) -> np.ndarray:
     """
     k = _check_k(k, 2)
     m, r = _split(k, n_major)
+    _check_size(k, k, "the majority-collapse Gram matrix", 2)
     G = np.full((k, k), -1.0 / r)
     G[:m, :m] = 1.0
     np.fill_diagonal(G, 1.0)
@@ -220,12 +230,8 @@ def minority_angles_gram(k: int, n_major: int | None = None, t: float = 0.5) -> 
     Gill et al. give no numbers for their Fig. 3; this one-parameter family is our definition.
     """
     k = _check_k(k, 2)
-    try:
-        t = float(t)
-    except (TypeError, ValueError):
-        raise InputError(f"t must be a number in [0, 1], got {t!r}") from None
-    if not 0.0 <= t <= 1.0:
-        raise InputError(f"t must lie in [0, 1], got {t}")
+    t = validate.real(t, "t", lo=0.0, hi=1.0)
+    _check_size(k, k, "the minority-angles Gram matrix", 6)
     return (1.0 - t) * etf_gram(k) + t * majority_collapse_gram(k, n_major)
 
 
@@ -239,9 +245,10 @@ def block_gram(
     """
     k = _check_k(k, 2)
     m, _ = _split(k, n_major)
-    G = np.full((k, k), float(cos_cross))
-    G[:m, :m] = float(cos_major)
-    G[m:, m:] = float(cos_minor)
+    _check_size(k, k, "the block Gram matrix", 5)
+    G = np.full((k, k), validate.real(cos_cross, "cos_cross", lo=-1.0, hi=1.0))
+    G[:m, :m] = validate.real(cos_major, "cos_major", lo=-1.0, hi=1.0)
+    G[m:, m:] = validate.real(cos_minor, "cos_minor", lo=-1.0, hi=1.0)
     np.fill_diagonal(G, 1.0)
     return check_gram(G, unit_diagonal=True, name="the block Gram matrix")
 
@@ -272,7 +279,8 @@ def prototype_gram(name: str, k: int, n_major: int | None = None, **params) -> n
         if cos_keys & set(params):
             if set(params) != cos_keys:
                 raise InputError("give all three of cos_major, cos_minor, cos_cross (and nothing else)")
-            if not float(params["cos_minor"]) < float(params["cos_major"]):
+            if not (validate.real(params["cos_minor"], "cos_minor", lo=-1.0, hi=1.0)
+                    < validate.real(params["cos_major"], "cos_major", lo=-1.0, hi=1.0)):
                 raise InputError("minority-angles needs cos_minor < cos_major (larger angles between minorities)")
             return block_gram(k, n_major, **params)
         extra = set(params) - {"t"}

@@ -329,9 +329,20 @@ def _class_sums(Z: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _unit_and_norms(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows normalised, row norms), each row first scaled by a power of two as :mod:`nctheory.metrics`
+    normalises rows, so rows of any finite size normalise and their norms neither underflow nor overflow;
+    a zero row stays zero (the Koromilas metrics then refuse it)."""
+    big = np.abs(Z).max(axis=1, keepdims=True)
+    e = np.frexp(np.where(big > 0, big, 1.0))[1]
+    U = np.ldexp(Z, -e)
+    norms = np.linalg.norm(U, axis=1, keepdims=True)
+    unit = np.where(norms > 0, U / np.where(norms > 0, norms, 1.0), 0.0)
+    return unit, np.ldexp(norms, e)[:, 0]
+
+
 def _unit(Z: np.ndarray) -> np.ndarray:
-    """Rows normalised; a zero row stays zero (as the trainer normalises before the Koromilas metrics)."""
-    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-300)
+    return _unit_and_norms(Z)[0]
 
 
 @dataclass
@@ -346,7 +357,7 @@ class FeatureStatistics:
     sample_sum: np.ndarray        # (d,)
     unit_sums: np.ndarray         # (k, d) class sums of h_i / ||h_i|| (Koromilas metrics)
     unit_sample_sum: np.ndarray
-    total_sq: float               # sum_i ||h_i||^2
+    max_abs: float                # max_i,j |h_ij|
     min_entry: float
     max_norm_deviation: float     # max_i | ||h_i|| - 1 |
     zero_rows: int
@@ -356,6 +367,21 @@ class FeatureStatistics:
     @property
     def means(self) -> np.ndarray:
         return self.sums / self.counts[:, None]
+
+    @property
+    def exponent(self) -> int:
+        """e with max |h_ij| in [2^(e-1), 2^e): the scale-invariant metrics are computed on h * 2^-e, as
+        :mod:`nctheory.metrics` computes them (its _pow2_scaled), so features of any finite size give them."""
+        return int(np.frexp(self.max_abs)[1]) if 0 < self.max_abs < math.inf else 0
+
+    @property
+    def scaled_means(self) -> np.ndarray:
+        return np.ldexp(self.means, -self.exponent)
+
+    def scaled_gram(self) -> np.ndarray:
+        """G_M of the features times 2^-exponent (for the scale-invariant Delta and geometry names)."""
+        Ms = self.scaled_means
+        return Ms @ Ms.T
 
     @property
     def unit_means(self) -> np.ndarray:
@@ -370,9 +396,11 @@ class FeatureStatistics:
         return bool(self.max_norm_deviation <= UNIT_TOL)
 
     def gram(self) -> np.ndarray:
-        """G_M = M M^T of the raw class means (:func:`nctheory.metrics.class_mean_gram`)."""
+        """G_M = M M^T of the raw class means (:func:`nctheory.metrics.class_mean_gram`; not scale-invariant:
+        for features near 1e-200 / 1e200 its entries underflow to 0 / overflow to inf, as that function's do)."""
         Mm = self.means
-        return Mm @ Mm.T
+        with np.errstate(over="ignore", under="ignore"):
+            return Mm @ Mm.T
 
 
 def _progress(it, total, desc, progress):
@@ -401,16 +429,16 @@ def accumulate(rows: FeatureRows, y: np.ndarray, k: int, *, W=None, chunk_rows: 
     nchunks = -(-n // chunk_rows)
     for start, Z in _progress(rows.chunks(chunk_rows), nchunks, "pass 1/2: class sums", progress):
         yc = y[start:start + Z.shape[0]]
-        norms = np.linalg.norm(Z, axis=1)
-        U = _unit(Z)
+        U, norms = _unit_and_norms(Z)
         st.sums += _class_sums(Z, yc, k)
         st.unit_sums += _class_sums(U, yc, k)
         st.sample_sum += Z.sum(0)
         st.unit_sample_sum += U.sum(0)
-        st.total_sq += float(np.sum(norms**2))
+        big = np.abs(Z).max(axis=1)
+        st.max_abs = max(st.max_abs, float(big.max()))
         st.min_entry = min(st.min_entry, float(Z.min()))
         st.max_norm_deviation = max(st.max_norm_deviation, float(np.abs(norms - 1.0).max()))
-        st.zero_rows += int(np.sum(norms == 0))
+        st.zero_rows += int(np.sum(big == 0))
     _second_pass(st, rows, y, W, chunk_rows, koromilas, progress, nchunks)
     if koromilas:
         _class_eranks(st, rows, y, chunk_rows, progress)
@@ -424,10 +452,12 @@ def _check_chunk(chunk_rows) -> int:
 
 
 def _second_pass(st: FeatureStatistics, rows, y, W, chunk_rows, koromilas, progress, nchunks):
-    Mm = st.means
-    dirs = {v: M.beta_nc_directions(Mm, st.sample_sum / st.n, st.n, v) for v in ("kini", "papyan")}
-    sec = {"within": 0.0, "ncc_correct": 0, "beta_sq": {v: (np.zeros(len(dd.s)) if dd is not None else None)
-                                                        for v, dd in dirs.items()},
+    # the scale-invariant sums on the rows times 2^-exponent (FeatureStatistics.exponent; exact)
+    e = st.exponent
+    Mm = st.scaled_means
+    dirs = {v: M.beta_nc_directions(Mm, np.ldexp(st.sample_sum / st.n, -e), st.n, v) for v in ("kini", "papyan")}
+    sec = {"within": 0.0, "total": 0.0, "ncc_correct": 0,
+           "beta_sq": {v: (np.zeros(len(dd.s)) if dd is not None else None) for v, dd in dirs.items()},
            "beta_dirs": dirs, "align_instance": 0.0, "align_error": None}
     if koromilas:
         Wk = _fp_classifier(st) if W is None else as_float64(W, "W")
@@ -436,15 +466,18 @@ def _second_pass(st: FeatureStatistics, rows, y, W, chunk_rows, koromilas, progr
         sec["W"], sec["W_given"] = Wk, W is not None
     for start, Z in _progress(rows.chunks(chunk_rows), nchunks, "pass 2/2: within-class sums", progress):
         yc = y[start:start + Z.shape[0]]
+        U = _unit(Z)
+        Z = np.ldexp(Z, -e)
         D = Z - Mm[yc]
         sec["within"] += float(np.sum(D**2))
+        sec["total"] += float(np.sum(Z**2))
         for v, dd in dirs.items():
             if dd is not None:
                 sec["beta_sq"][v] += np.sum((D @ dd.V.T) ** 2, axis=0)
         sec["ncc_correct"] += int(np.sum(M.ncc_predict(Mm, Z) == yc))
         if koromilas and sec["align_error"] is None:
             try:  # (1/N) sum_i ||u_i - w_hat_{y_i}||^2 is a mean over samples: chunk means weighted by size
-                sec["align_instance"] += M.align_weight_instance(_unit(Z), sec["W"], yc) * Z.shape[0]
+                sec["align_instance"] += M.align_weight_instance(U, sec["W"], yc) * Z.shape[0]
             except InputError as exc:  # a zero row has no direction
                 sec["align_error"] = str(exc)
     st.second = sec
@@ -566,7 +599,7 @@ def nc_metrics(st: FeatureStatistics, koromilas: bool = True) -> dict:
     """Every metric of :mod:`nctheory.metrics`, grouped by paper and named by variant, from the statistics.
     An undefined value is None, its reason under "undefined"."""
     Mm, k = st.means, st.k
-    G = st.gram()
+    G = st.scaled_gram()  # the Deltas and the geometry name are scale-invariant
     undefined: dict = {}
 
     def put(group, key, fn, *a, **kw):
@@ -597,7 +630,7 @@ def nc_metrics(st: FeatureStatistics, koromilas: bool = True) -> dict:
     if k >= 2:
         put(kini, "mean_class_cosine", M.mean_pairwise_cosine, Mm)
         put(papyan, "mean_class_cosine_centred", M.mean_pairwise_cosine, Mm - Mm.mean(0))
-    ours["nc_within_class_spread"] = M.nc_within_class_spread_from_sums(sec["within"], st.total_sq)
+    ours["nc_within_class_spread"] = M.nc_within_class_spread_from_sums(sec["within"], sec["total"])
     out = {"kini2023": kini, "gill2023": gill, "papyan2020": papyan, "nctheory": ours}
     if koromilas:
         Um, g = st.unit_means, st.unit_sample_sum / st.n
@@ -801,13 +834,13 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
         report["excess"] = None
     report["metrics"] = nc_metrics(st)
     report["delta_to_of"] = report["metrics"]["kini2023"].get("delta_to_of")
-    G = st.gram()
-    report["class_mean_gram"] = G
+    report["class_mean_gram"] = st.gram()
     if ufm and progress:
         import sys
 
         print(f"certifying the UFM and UFM+ optima for {k} class sizes in dimension {rows.d} ...", file=sys.stderr)
-    report["ufm_optimum"] = ufm_optima(y, tau, G, rows.d) if ufm else {"status": "not requested (--no-ufm)"}
+    report["ufm_optimum"] = (ufm_optima(y, tau, st.scaled_gram(), rows.d) if ufm
+                             else {"status": "not requested (--no-ufm)"})
     ncc = {"train": st.second["ncc_correct"] / rows.n}
     if test_features is not None:
         trows = as_rows(test_features, "test features")
@@ -819,7 +852,7 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
         yt, _ = encode_labels(traw, classes, "test labels")
         if yt.size != trows.n:
             raise InputError(f"{yt.size} test labels for {trows.n} test feature rows")
-        ncc["test"] = ncc_streamed(st.means, trows, yt, chunk_rows) / trows.n
+        ncc["test"] = ncc_streamed(st, trows, yt, chunk_rows) / trows.n
     report["ncc_accuracy"] = ncc
     report["seconds"] = time.perf_counter() - t0
     return report
@@ -839,11 +872,14 @@ def memory_estimate(n: int, d: int, k: int, chunk_rows: int, loss: bool = True) 
             + estimate_bytes((d, d), copies=2) + estimate_bytes((n,), dtype="int64", copies=4))
 
 
-def ncc_streamed(means, rows: FeatureRows, y, chunk_rows: int = CHUNK_ROWS) -> int:
-    """Number of rows whose nearest class centre (:func:`nctheory.metrics.ncc_predict`) is their class."""
+def ncc_streamed(st: FeatureStatistics, rows: FeatureRows, y, chunk_rows: int = CHUNK_ROWS) -> int:
+    """Number of rows whose nearest class centre among the training means of ``st``
+    (:func:`nctheory.metrics.ncc_predict`) is their class; rows and centres scaled by the same power of two
+    (the rule is invariant under a common scale)."""
     correct = 0
     for start, Z in rows.chunks(_check_chunk(chunk_rows)):
-        correct += int(np.sum(M.ncc_predict(means, Z) == y[start:start + Z.shape[0]]))
+        pred = M.ncc_predict(st.scaled_means, np.ldexp(Z, -st.exponent))
+        correct += int(np.sum(pred == y[start:start + Z.shape[0]]))
     return correct
 
 
@@ -887,17 +923,17 @@ def geometry_from_statistics(st: FeatureStatistics, *, test_features=None, test_
     erank_inter paper/cov, erank_weights code-centred, mir / hdr raw-global-mean) on the normalised rows.
     An undefined value is NaN."""
     m = nc_metrics(st, koromilas=koromilas)
-    G = st.gram()
+    G, Gs = st.gram(), st.scaled_gram()
 
     def num(v):
         return math.nan if v is None else v
 
     row = {"delta_to_of": num(m["kini2023"].get("delta_to_of")), "delta_to_etf": num(m["gill2023"].get("delta_to_etf")),
            "beta_nc": num(m["kini2023"]["beta_nc"]), "mean_class_cosine": num(m["kini2023"].get("mean_class_cosine"))}
-    for col, Gs in (("delta_to_prototypes", G_proto), ("delta_to_ufm", G_ufm)):
-        if Gs is not None:
+    for col, target in (("delta_to_prototypes", G_proto), ("delta_to_ufm", G_ufm)):
+        if target is not None:
             try:
-                row[col] = M.delta_to_gram(G, Gs)
+                row[col] = M.delta_to_gram(Gs, target)
             except InputError:
                 row[col] = math.nan
     row["ncc_train"] = st.second["ncc_correct"] / st.n
@@ -908,7 +944,7 @@ def geometry_from_statistics(st: FeatureStatistics, *, test_features=None, test_
             raise InputError(f"{yt.size} test labels for {trows.n} test feature rows")
         if trows.d != st.d:
             raise InputError(f"test features have dimension {trows.d}, features {st.d}")
-        row["ncc_test"] = ncc_streamed(st.means, trows, yt, chunk_rows) / trows.n
+        row["ncc_test"] = ncc_streamed(st, trows, yt, chunk_rows) / trows.n
     if pre is not None and pre_test is not None:
         row["ncc_test_pre"] = M.ncc_accuracy(pre, y, pre_test, test_labels, st.k)
     row["geometry"] = m["nctheory"].get("geometry", "unclassified (k = 1)")

@@ -3,7 +3,19 @@
 Conventions: features z are (n, d), one row per sample; labels y integers in [0, k); classifiers /
 prototypes W are (k, d), one row per class; the class-mean matrix M is (k, d), row c = mu_c, so the
 papers' G_M = M^T M (means as columns) is our M M^T. Inputs may be numpy arrays or torch tensors
-(converted to float64 numpy); every result is a Python float or a float64 array.
+(converted to float64 numpy; complex, boolean and string arrays are refused); every result is a Python
+float or a float64 array.
+
+Scale: the metrics whose definition is invariant under z -> s z (s > 0) are computed on z times one
+power of two (:func:`_pow2_scaled`: the largest entry then lies in [1/2, 1); multiplying by a power of two
+is exact), so they give the same number for features of any finite size, 1e-200 and 1e200 included
+(squares of such entries would underflow to 0 or overflow to inf): beta_nc (both variants),
+nc_within_class_spread, classify_features, ncc_accuracy (train and test scaled together), erank_intra,
+erank_inter, mean_gram_for_information (and so mir, hdr), and every function that normalises rows
+(:func:`_rows_normalised`: mean_class_cosine and its centred variant, align_weight_instance with
+normalise=True, align_weight_class, erank_weights, normalised_gram); delta_to_gram / delta_to_of /
+delta_to_etf scale each Gram matrix on its own. Not scale-invariant (and not rescaled): class_means,
+class_mean_gram, align_weight_instance with normalise=False, matrix_entropy.
 
 Sources (the papers' own sections; nctheory.claims.registry.PAPERS gives the full references):
 - Gill et al. 2023, Def. 3: Delta_{G*} = || G_M/||G_M||_F - G*/||G*||_F ||_F.
@@ -88,11 +100,26 @@ def _square(G, name: str) -> np.ndarray:
     return G
 
 
+def _pow2_scaled(*arrays: np.ndarray) -> tuple:
+    """The arrays times one common power of two 2**-e, e chosen so that the largest |entry| of all of them
+    lies in [1/2, 1) (unchanged when every entry is 0). Exact (no rounding) except for entries that become
+    subnormal; so a scale-invariant metric computed on the result is the metric of the input, and its
+    squares neither underflow (features ~1e-200) nor overflow (~1e200)."""
+    m = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
+    if m == 0 or not np.isfinite(m):
+        return arrays
+    e = int(np.frexp(m)[1])
+    return tuple(np.ldexp(a, -e) for a in arrays)
+
+
 def _rows_normalised(V: np.ndarray, name: str) -> np.ndarray:
-    norms = np.linalg.norm(V, axis=1, keepdims=True)
-    if np.any(norms == 0):
-        raise InputError(f"{name} has a zero row, which cannot be normalised (row {int(np.argmin(norms[:, 0]))})")
-    return V / norms
+    """Each row over its norm, the row first scaled by a power of two (:func:`_pow2_scaled`, per row), so
+    rows of any finite size normalise; a zero row is refused."""
+    big = np.abs(V).max(axis=1, keepdims=True) if V.shape[1] else np.zeros((V.shape[0], 1))
+    if np.any(big == 0):
+        raise InputError(f"{name} has a zero row, which cannot be normalised (row {int(np.argmin(big[:, 0]))})")
+    U = np.ldexp(V, -np.frexp(big)[1])
+    return U / np.linalg.norm(U, axis=1, keepdims=True)
 
 
 # ------------------------------------------------------------------------------ class means, Grams
@@ -135,6 +162,7 @@ def delta_to_gram(G_M, G_star) -> float:
     B = _square(G_star, "G_star")
     if A.shape != B.shape:
         raise InputError(f"G_M is {A.shape} but G_star is {B.shape}")
+    (A,), (B,) = _pow2_scaled(A), _pow2_scaled(B)  # each on its own: the metric is invariant in each
     na, nb = np.linalg.norm(A), np.linalg.norm(B)
     if na == 0 or nb == 0:
         raise InputError("Delta_{G*} is undefined for a zero Gram matrix")
@@ -178,9 +206,10 @@ def beta_nc(z, y, k: int, variant: str = "kini", rtol: float = PINV_RTOL) -> flo
     Sigma_B^+ keeps singular directions of the centred means with s_j > rtol * s_max (see PINV_RTOL);
     computed as sum_j ||(Z - M[y]) v_j||^2 / s_j^2 over the right singular vectors v_j of the centred
     means. Returns 0 at exact NC (Sigma_W = 0); NaN when all class means coincide (Sigma_B = 0).
-    Every class must have a sample.
+    Every class must have a sample. Scale-invariant (computed on z scaled by a power of two, module
+    docstring): features of size 1e-200 or 1e200 give the same number.
     """
-    Z = _features(z)
+    (Z,) = _pow2_scaled(_features(z))
     k = _k(k)
     yy = _labels(y, Z.shape[0], k)
     M = class_means(Z, yy, k)
@@ -233,10 +262,11 @@ def beta_nc_from_projections(sq, directions: BetaNCDirections) -> float:
 def nc_within_class_spread(z, y, k: int) -> float:
     """Relative within-class spread sum_i ||z_i - mu_{y_i}||^2 / sum_i ||z_i||^2, in [0, 1].
 
-    0 exactly at NC (z_i = mu_{y_i}, Kini Def. 1); scale-invariant; 1 - sum_c (n_c/n) ||mu_c||^2 for unit
-    features. Our own summary of NC1 (not a paper metric); NaN if every feature is zero.
+    0 exactly at NC (z_i = mu_{y_i}, Kini Def. 1); scale-invariant (computed on z scaled by a power of
+    two, module docstring); 1 - sum_c (n_c/n) ||mu_c||^2 for unit features. Our own summary of NC1 (not
+    a paper metric); NaN if every feature is zero.
     """
-    Z = _features(z)
+    (Z,) = _pow2_scaled(_features(z))
     k = _k(k)
     yy = _labels(y, Z.shape[0], k)
     M = class_means(Z, yy, k, absent="nan")
@@ -315,7 +345,8 @@ def classify_geometry(G_M, tol: float = CLASSIFY_TOL) -> dict:
 def classify_features(z, y, k: int, tol: float = CLASSIFY_TOL) -> dict:
     """:func:`classify_geometry` of :func:`class_mean_gram` (z, y, k), plus within-class collapse:
     "nc_spread" = :func:`nc_within_class_spread` and "nc" = (nc_spread <= tol)."""
-    out = classify_geometry(class_mean_gram(z, y, k), tol)
+    (Z,) = _pow2_scaled(_features(z))  # scale-invariant; G_M of features ~1e-200 would underflow to 0
+    out = classify_geometry(class_mean_gram(Z, y, k), tol)
     spread = nc_within_class_spread(z, y, k)
     out["nc_spread"] = spread
     out["nc"] = bool(spread <= out["tol"])
@@ -334,6 +365,7 @@ def ncc_accuracy(z_train, y_train, z_test, y_test, k: int | None = None, metric:
     Ztr, Zte = _features(z_train, "z_train"), _features(z_test, "z_test")
     if Ztr.shape[1] != Zte.shape[1]:
         raise InputError(f"z_train has dimension {Ztr.shape[1]} but z_test has {Zte.shape[1]}")
+    Ztr, Zte = _pow2_scaled(Ztr, Zte)  # one common factor: the rule is invariant under z -> s z
     ytr = _labels(y_train, Ztr.shape[0], None, "y_train")
     yte = _labels(y_test, Zte.shape[0], None, "y_test")
     if k is None:
@@ -416,8 +448,9 @@ def erank_intra(z, y, k: int, variant: str = "paper") -> float:
     normalisation does not matter). The authors pass L2-normalised features; this function uses z as
     given. Each class needs >= 2 samples and within-class scatter above round-off (see SCATTER_ZERO;
     else InputError: the metric is undefined; its "optimum 0" of Table 3 is unattainable since erank >= 1).
+    Scale-invariant (computed on z scaled by a power of two, module docstring).
     """
-    Z = _features(z)
+    (Z,) = _pow2_scaled(_features(z))
     k = _k(k)
     yy = _labels(y, Z.shape[0], k)
     counts = np.bincount(yy, minlength=k)
@@ -456,9 +489,9 @@ def erank_inter(z, y, k: int, variant: str = "paper", centring: str = "cov") -> 
       so it is the covariance of the class means (ddof = 1) whatever mu_G is.
     centring="global-mean-second-moment": (1/K) sum_c (mu_c - mu_G)(mu_c - mu_G)^T with mu_G the mean of
       all samples and no re-centring; equals "cov" up to scale when classes are balanced.
-    Exact ETF or OF class means: K - 1.
+    Exact ETF or OF class means: K - 1. Scale-invariant (computed on z scaled by a power of two).
     """
-    Z = _features(z)
+    (Z,) = _pow2_scaled(_features(z))
     k = _k(k)
     M = class_means(Z, y, k)
     return erank_inter_from_means(M, Z.mean(0), variant, centring)
@@ -570,13 +603,15 @@ def mean_gram_for_information(z, y, k: int, centring: str = "raw-global-mean") -
       classes only this one gives the ETF Gram (hence HDR = 0) at exact NC: the sample mean is then
       not the centre of the simplex.
     centring="none": gram(mu_c).
+    Scale-invariant in z (computed on z scaled by a power of two, module docstring).
     """
-    Z = _features(z)
+    (Z,) = _pow2_scaled(_features(z))
     return mean_gram_for_information_from_means(class_means(Z, y, k), Z.mean(0), centring)
 
 
 def mean_gram_for_information_from_means(M, sample_mean, centring: str = "raw-global-mean") -> np.ndarray:
-    """:func:`mean_gram_for_information` from the (k, d) class means M and the mean of all samples."""
+    """:func:`mean_gram_for_information` from the (k, d) class means M and the mean of all samples (both of
+    features scaled by one power of two, as the array function does)."""
     M = _features(M, "M")
     g = np.asarray(sample_mean, dtype=np.float64)
     if centring == "raw-global-mean":
@@ -642,10 +677,11 @@ def nc_summary(z, y, k: int, W=None, tol: float = CLASSIFY_TOL) -> dict:
     also delta_to_prototypes (Gill Def. 3 with G* = W W^T), erank_weights (code-centred),
     align_weight_instance (normalised), align_weight_class, mir, hdr (raw-global-mean centring, clip 1e-10).
     A metric that is undefined for these inputs (InputError from its function, e.g. erank_intra at exact
-    NC, MIR for k = 2) is NaN and its reason is listed under "undefined". Bad input (shapes, labels,
+    NC, MIR for k = 2) is NaN and its reason is listed under "undefined". Every value is scale-invariant
+    in z, so z is first scaled by a power of two (module docstring). Bad input (shapes, labels,
     an absent class) still raises InputError.
     """
-    Z = _features(z)
+    (Z,) = _pow2_scaled(_features(z))  # every metric here is scale-invariant in z (module docstring)
     k = _k(k)
     yy = _labels(y, Z.shape[0], k)
     G = class_mean_gram(Z, yy, k)  # raises on an absent class

@@ -14,6 +14,7 @@ from nctheory.batching import (
     PlanBatchSampler,
     batch_binding,
     check_plan,
+    duplicate_views,
     epoch_batches,
     load_plan,
     make_plan,
@@ -283,12 +284,21 @@ def test_class_balanced_groups_and_drop_last():
 
 
 def test_views_duplicate_every_batch():
-    p = make_plan(Y, scheme="reshuffle", batch_size=7, epochs=1, seed=0, views=2)
+    # views are a plan attribute; the expansion (rows v * n + i) is one definition, used by
+    # Plan.expanded and duplicate_views alike
+    p = make_plan(Y, scheme="reshuffle", batch_size=7, epochs=2, seed=0, views=3)
+    base = make_plan(Y, scheme="reshuffle", batch_size=7, epochs=2, seed=0)
     n = Y.size
-    assert p.n == 2 * n and np.array_equal(p.labels, np.tile(Y, 2))
-    for b in p.batches:
-        s = set(b.tolist())
-        assert all((i + n) in s for i in s if i < n) and all((i - n) in s for i in s if i >= n)
+    assert p.views == 3 and p.n == n and [b.tolist() for b in p.batches] == [b.tolist() for b in base.batches]
+    e = p.expanded()
+    assert e.n == 3 * n and e.views == 1 and np.array_equal(e.labels, np.tile(Y, 3))
+    for b, b0 in zip(e.batches, base.batches):
+        assert b.tolist() == [i + v * n for v in range(3) for i in b0.tolist()]
+    ys, eps = duplicate_views(Y, base.epochs, 3)
+    assert np.array_equal(ys, e.labels)
+    assert [[b.tolist() for b in ep] for ep in eps] == [[b.tolist() for b in ep] for ep in e.epochs]
+    assert check_plan(p, with_fix=False).to_json() == check_plan(e, with_fix=False).to_json() | {
+        "stats": check_plan(p, with_fix=False).stats}
 
 
 def test_binding_guarantee_on_fixed_partitions():
@@ -362,3 +372,257 @@ def test_undecided_case_is_reported_not_guessed():
     r = check_plan(q, dim=3)
     assert r.unique is None and "undecided" in r.reason
     assert check_plan(q, dim=4).unique is False
+
+
+# ---- labels: one rule (ranked to 0..k-1, reported as given) --------------------------------------------------
+def test_class_ids_are_ranked_and_reported_as_given(tmp_path):
+    big = 10**15
+    p = Plan.from_batches([5, 5, big, big, 7], [[0, 1, 2, 3], [1, 3, 4]])
+    assert p.labels.tolist() == [0, 0, 2, 2, 1] and p.label_values.tolist() == [5, 7, big]
+    assert "1000000000000000 -> 2" in p.label_note() and Plan.from_batches([0, 1], [[0, 1]]).label_note() is None
+    for suffix in (".json", ".npz"):
+        q = load_plan(save_plan(p, tmp_path / f"p{suffix}"))
+        assert q.original_labels().tolist() == [5, 5, big, big, 7] and np.array_equal(q.labels, p.labels)
+    r = check_plan(p, with_fix=True)
+    assert r.classes == [5, 7, big] and set(r.class_super_nodes) == {5, 7, big}
+    assert all(c in (5, 7, big) for pair in r.missing_class_pairs for c in pair)
+    dense = Plan.from_batches(p.labels, p.batches)
+    assert batch_bound(p.labels, p.batches, 0.5) == batch_bound([5, 5, big, big, 7], p.batches, 0.5)
+    assert check_plan(dense, with_fix=False).unique == r.unique
+
+
+# ---- the class-pair coverage: three storages, one answer ------------------------------------------------------
+def _random_groups(rng, k, nb):
+    gb, gc, an = [], [], []
+    for b in range(nb):
+        cls = np.sort(rng.choice(k, int(rng.integers(1, min(k, 12) + 1)), replace=False))
+        gb += [b] * cls.size
+        gc += cls.tolist()
+        an += (rng.random(cls.size) < 0.4).tolist()
+    return np.array(gb), np.array(gc), np.array(an, dtype=bool)
+
+
+def _naive_pairs(gb, gc, an):
+    s = set()
+    for b in np.unique(gb):
+        m = gb == b
+        for a in gc[m & an]:
+            for c in gc[m]:
+                if a != c:
+                    s.add((min(a, c), max(a, c)))
+    return s
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "bitset", "switch"])
+def test_class_pairs_storages_agree_with_a_naive_set(mode, monkeypatch):
+    import nctheory.batching.pairs as pairs
+
+    rng = np.random.default_rng(0)
+    for k in (2, 7, 70, 133):
+        gb, gc, an = _random_groups(rng, k, 40)
+        want = _naive_pairs(gb, gc, an)
+        if mode == "switch":   # sparse keys first, then the bitset once the first merge happens
+            monkeypatch.setattr(pairs, "PAIR_CHUNK", 7)
+            monkeypatch.setattr(pairs, "SWITCH_RATIO", 0.0)
+        cp = pairs.ClassPairs(k, mode=None if mode == "switch" else mode)
+        if mode == "switch":
+            cp.mode = "sparse"
+            cp.dense = None
+        for lo in range(0, 40, 9):  # in several calls, as the chunked scan does
+            m = (gb >= lo) & (gb < lo + 9)
+            cp.add(gb[m], gc[m], an[m])
+        cp.finish()
+        if mode == "switch" and want:
+            assert cp.mode == "bitset" or cp.complete
+        assert cp.count == len(want)
+        deg = np.zeros(k, dtype=int)
+        for a, b in want:
+            deg[a] += 1
+            deg[b] += 1
+        assert cp.degree().tolist() == deg.tolist()
+        allmiss = sorted(set(itertools.combinations(range(k), 2)) - want)
+        assert cp.missing(10**9).tolist() == [list(x) for x in allmiss]
+        assert cp.missing(5).tolist() == [list(x) for x in allmiss[:5]]
+        for a, b in list(want)[:20]:
+            assert cp.covered(a, b) and cp.covered(b, a)
+
+
+def test_check_plan_is_the_same_with_every_pair_storage(monkeypatch):
+    import nctheory.batching.interaction as inter
+    import nctheory.batching.pairs as pairs
+
+    rng = np.random.default_rng(4)
+    plans = [random_plan(rng, n_max=12, k_max=6, nb_max=6) for _ in range(60)]
+    plans += [make_plan(np.arange(300) % 40, "reshuffle", 16, epochs=2, seed=s) for s in range(3)]
+    ref = [check_plan(p, dim=d, with_fix=True).to_json() for p in plans for d in (None, p.k)]
+    monkeypatch.setattr(pairs, "DENSE_MAX_K", 0)            # sparse keys
+    monkeypatch.setattr(inter, "DENSE_GROUP_CELLS", 0)     # groups by sorting
+    got = [check_plan(p, dim=d, with_fix=True).to_json() for p in plans for d in (None, p.k)]
+    strip = lambda js: {**js, "stats": {k: v for k, v in js["stats"].items() if k != "class_pairs_storage"}}  # noqa: E731
+    assert [strip(a) for a in got] == [strip(a) for a in ref]
+    monkeypatch.setattr(pairs, "SWITCH_RATIO", 0.0)         # the bitset from the first merge on
+    got = [check_plan(p, dim=d, with_fix=True).to_json() for p in plans for d in (None, p.k)]
+    assert [strip(a) for a in got] == [strip(a) for a in ref]
+
+
+def test_many_tiny_classes_stay_within_a_small_memory_limit():
+    # issue 15: 40,000 classes x 2 samples, every class its own batch (the loss is identically 0): the
+    # k x k structures failed at their first allocation. The right answer: not unique, no pair constrained.
+    K = 40_000
+    y = np.repeat(np.arange(K), 2)
+    p = Plan.from_batches(y, np.arange(2 * K).reshape(K, 2))
+    r = check_plan(p, with_fix=True, max_memory=64 * 2**20)
+    assert r.unique is False and r.num_missing_class_pairs == K * (K - 1) // 2
+    assert r.num_disconnected_classes == K and len(r.missing_class_pairs) == 100_000
+    assert r.missing_class_pairs[:2] == [[0, 1], [0, 2]] and r.fix["scope"] is None and "skipped" in r.fix
+    # reshuffled into batches of 256: a few hundred pairs covered, stored sparsely
+    q = make_plan(y, "reshuffle", 256, epochs=1, seed=0)
+    rq = check_plan(q, with_fix=False, max_memory=64 * 2**20)
+    assert rq.unique is False and rq.stats["class_pairs_storage"] == "sparse"
+    assert 0 < K * (K - 1) // 2 - rq.num_missing_class_pairs < 100_000  # ~128 classes meet twice: ~32,000 pairs
+
+
+def test_pair_memory_limit_refuses_with_what_the_plan_needs():
+    p = make_plan(np.repeat(np.arange(3000), 2), "full", None)
+    assert check_plan(p, with_fix=False, max_memory=2**20).unique is True   # one complete batch: no storage
+    q = make_plan(np.repeat(np.arange(3000), 2), "reshuffle", 1000, epochs=3, seed=0)
+    with pytest.raises(InputError, match=r"needs ~.* orthogonality class pairs .*limit 65.5 kB \(--max-memory\)"):
+        check_plan(q, with_fix=False, max_memory=2**16)
+
+
+# ---- make_plan sizes, seeds and options --------------------------------------------------------------------------
+def test_make_plan_refuses_before_drawing_and_validates_options():
+    from nctheory.batching import plan_size
+
+    with pytest.raises(InputError, match="limit is"):
+        make_plan([0, 0, 1, 1], "reshuffle", 2, epochs=10**9)
+    with pytest.raises(InputError, match="seed"):
+        make_plan([0, 0, 1, 1], "reshuffle", 2, seed=-1)
+    with pytest.raises(InputError, match="multiple of m_per_class"):
+        make_plan(Y, "class_balanced", 2, m_per_class=4)
+    with pytest.raises(InputError, match="multiple of m_per_class"):
+        PlanBatchSampler(Y, scheme="class_balanced", batch_size=7, m_per_class=2)
+    with pytest.raises(InputError, match="--max-memory"):
+        make_plan(Y, "reshuffle", 4, epochs=50, max_memory=10_000)
+    with pytest.raises(InputError, match="seed must be an integer in"):
+        PlanBatchSampler(Y, seed=2**63)
+    for scheme, kw in (("reshuffle", {}), ("fixed", {"bind": True}), ("full", {}), ("weighted", {}),
+                       ("class_balanced", {"m_per_class": 2})):
+        est = plan_size(Y, scheme, 8, epochs=3, **kw)
+        p = make_plan(Y, scheme, 8, epochs=3, seed=2, **kw)
+        assert p.indices.size <= est["entries"] and p.num_batches <= est["batches"], scheme
+        if scheme in ("reshuffle", "full", "weighted"):
+            assert (p.indices.size, p.num_batches) == (est["entries"], est["batches"])
+    p = make_plan(Y, "reshuffle", 8, views=10**8)  # views are an attribute: nothing is duplicated
+    assert p.views == 10**8 and p.indices.size == Y.size
+    with pytest.raises(InputError, match="views make"):
+        p.expanded()
+
+
+def test_weighted_scheme_is_a_multiset_plan_with_balanced_classes():
+    p = make_plan(Y, "weighted", 8, epochs=40, seed=0)
+    assert p.multiset and p.num_repeated_entries() > 0
+    share = np.bincount(p.labels[p.indices]) / p.indices.size
+    assert np.all(np.abs(share - 0.2) < 0.05)  # each class drawn with probability 1/5 (1640 draws: sd 0.01)
+    s = PlanBatchSampler(Y, scheme="weighted", batch_size=8, seed=0)
+    for e in range(3):
+        s.set_epoch(e)
+        assert [list(b) for b in s] == [b.tolist() for b in p.epochs[e]]
+
+
+# ---- recording the batches of any sampler ------------------------------------------------------------------------
+class MPerClass(torch.utils.data.Sampler):
+    """A tiny sampler in the style of pytorch-metric-learning's MPerClassSampler: each "batch" of
+    batch_size indices holds m samples of batch_size // m classes, drawn with replacement from a class
+    smaller than m; it yields single indices (a DataLoader groups them)."""
+
+    def __init__(self, labels, m, batch_size, length, seed=0):
+        self.labels, self.m, self.bs, self.length = np.asarray(labels), m, batch_size, length
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        classes = np.unique(self.labels)
+        out = []
+        while len(out) < self.length:
+            for c in self.rng.permutation(classes)[: self.bs // self.m]:
+                members = np.flatnonzero(self.labels == c)
+                out.extend(self.rng.choice(members, self.m, replace=members.size < self.m).tolist())
+        return iter(out[: self.length])
+
+
+def _loader(sampler=None, batch_sampler=None, batch_size=8):
+    ds = torch.utils.data.TensorDataset(torch.arange(Y.size), torch.as_tensor(Y))
+    if batch_sampler is not None:
+        return torch.utils.data.DataLoader(ds, batch_sampler=batch_sampler)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler)
+
+
+def test_record_plan_from_loaders_batch_samplers_and_samplers():
+    from nctheory.batching import record_plan
+
+    # a PlanBatchSampler: the recorded plan is make_plan's (epochs via set_epoch)
+    s = PlanBatchSampler(Y, scheme="fixed", batch_size=8, seed=3, bind=True, views=2)
+    want = make_plan(Y, "fixed", 8, epochs=3, seed=3, bind=True, views=2)
+    for src in (s, _loader(batch_sampler=PlanBatchSampler(Y, scheme="fixed", batch_size=8, seed=3, bind=True))):
+        got = record_plan(src, Y, epochs=3, views=2)
+        assert [b.tolist() for b in got.batches] == [b.tolist() for b in want.batches]
+        assert got.views == 2 and not got.multiset and got.num_epochs == 3
+    assert [b.tolist() for b in s.to_plan(3).batches] == [b.tolist() for b in want.batches] and s.to_plan(3).views == 2
+    # a sampler yielding single indices: grouped by batch_size like a DataLoader (drop_last too)
+    g = torch.Generator().manual_seed(0)
+    rs = torch.utils.data.RandomSampler(range(Y.size), generator=g)
+    p = record_plan(rs, Y, epochs=2, batch_size=8, drop_last=True)
+    assert all(b.size == 8 for b in p.batches) and p.num_batches == 2 * (Y.size // 8)
+    with pytest.raises(InputError, match="batch_size"):
+        record_plan(rs, Y)
+    # with replacement: a multiset plan, checked and bounded with the copies' semantics (never refused)
+    w = 1.0 / np.bincount(Y)[Y]
+    wl = _loader(torch.utils.data.WeightedRandomSampler(w, Y.size, replacement=True,
+                                                        generator=torch.Generator().manual_seed(1)))
+    pw = record_plan(wl, Y, epochs=2)
+    assert pw.multiset and pw.num_repeated_entries() > 0
+    assert check_plan(pw).unique in (True, False)
+    assert batch_bound(pw.labels, pw.batches, 1.0, multiset=True) > 0
+    # an m-per-class sampler whose classes 3, 4 (3 and 2 samples) are smaller than m = 4: repeats
+    pm = record_plan(_loader(MPerClass(Y, 4, 8, 40)), Y, epochs=2)
+    assert pm.multiset and all(np.max(np.bincount(pm.labels[b])) <= 4 for b in pm.batches)
+    assert check_plan(pm).unique in (True, False)
+    with pytest.raises(InputError, match="outside"):
+        record_plan(_loader(MPerClass(Y, 4, 8, 40)), Y[:10], epochs=1)
+    with pytest.raises(InputError, match="limit"):
+        record_plan(rs, Y, epochs=10**8, batch_size=8)
+
+
+def test_recording_sampler_records_what_training_draws():
+    from nctheory.batching import RecordingSampler
+
+    w = 1.0 / np.bincount(Y)[Y]
+    rec = RecordingSampler(torch.utils.data.WeightedRandomSampler(w, 30, generator=torch.Generator().manual_seed(2)),
+                           batch_size=8)
+    loader = _loader(batch_sampler=rec)
+    seen = []
+    for epoch in range(3):
+        rec.set_epoch(epoch)
+        seen += [xb.tolist() for xb, _ in loader]
+    p = rec.plan(Y)
+    assert [b.tolist() for b in p.batches] == seen and p.num_epochs == 3 and p.multiset
+    assert len(rec) == 4 and [len(b) for b in seen[:4]] == [8, 8, 8, 6]
+    with pytest.raises(InputError, match="labels"):
+        rec.plan()
+    small = RecordingSampler(torch.utils.data.BatchSampler(range(Y.size), 8, False), max_entries=20)
+    assert sum(len(b) for b in small) == Y.size  # batches flow on ...
+    with pytest.raises(InputError, match="truncated"):
+        small.plan(Y)                            # ... but the plan is refused, not truncated
+
+
+def test_fix_binds_samples_with_all_their_views_and_keeps_multisets():
+    p = make_plan(Y, "fixed", 8, epochs=1, seed=0, views=2)
+    r = check_plan(p)
+    assert r.unique is False and r.n == 2 * Y.size and r.stats["samples"] == Y.size
+    assert r.fix["verified_unique"] is True and all(i < Y.size for i in r.fix["binding_examples"].values())
+    w = make_plan(Y, "weighted", 8, epochs=1, seed=0)
+    rw = check_plan(w)
+    assert rw.unique is False and rw.fix["num_unused_samples"] > 0 and rw.fix["verified_unique"] is True

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nctheory.batching import load_plan
 from nctheory.cli import main
 
 PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
@@ -140,7 +141,9 @@ def test_make_plan_then_check(tmp_path, capsys):
     outv = str(tmp_path / "pv.json")
     assert run(["make-plan", "--counts", "3,3", "--scheme", "reshuffle", "--batch-size", "2", "--views", "2",
                 "--epochs", "3", "--out", outv], capsys)[0] == 0
-    assert json.loads(Path(outv).read_text())["labels"] == [0, 0, 0, 1, 1, 1] * 2
+    written = json.loads(Path(outv).read_text())
+    assert written["labels"] == [0, 0, 0, 1, 1, 1] and written["views"] == 2  # views: an attribute, not indices
+    assert all(max(b) < 6 for ep in written["epochs"] for b in ep)
     lab = tmp_path / "labels.json"
     lab.write_text("[0, 1, 1, 0.5]")
     code, _, err = run(["make-plan", "--labels", str(lab), "--out", str(tmp_path / "x.json")], capsys)
@@ -153,3 +156,109 @@ def test_undecided_exits_3(tmp_path, capsys):
     f = write(tmp_path, "u.json", '{"labels": [0,0,0,1,1], "batches": [[0,1,2],[0,3,4],[1,3,4],[2,3,4]], "dim": 3}')
     code, _, err = run(["check-batches", f], capsys)
     assert code == 3 and "undecided" in err and err.count("\n") == 1
+
+
+# ---- issue 15: tiny inputs that used to blow up; each gets exit 2 with one line or the right answer -----------
+def one_line_exit_2(code, err, *msgs):
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    for m in msgs:
+        assert m in err, err
+
+
+def test_many_tiny_classes_plan_answers_within_a_memory_limit(tmp_path, capsys):
+    K = 40_000
+    f = tmp_path / "many.json"
+    labels = [c for c in range(K) for _ in range(2)]
+    f.write_text(json.dumps({"labels": labels, "batches": [[2 * c, 2 * c + 1] for c in range(K)]}))
+    assert 0.9e6 < f.stat().st_size < 1.2e6           # the issue's 1.1 MB file
+    code, out, err = run(["check-batches", str(f), "--json", "--max-memory", "256M"], capsys)
+    js = json.loads(out)
+    assert code == 1 and js["num_missing_class_pairs"] == K * (K - 1) // 2 and js["unique"] is False
+    assert js["fix"]["scope"] is None and "binding would add" in js["fix"]["skipped"]
+    code, out, _ = run(["check-batches", str(f), "--max-memory", "256M"], capsys)
+    assert code == 1 and f"({K * (K - 1) // 2} in all)" in out and "fix:     not attempted" in out
+    code, _, err = run(["check-batches", str(f), "--max-memory", "lots"], capsys)
+    one_line_exit_2(code, err, "--max-memory")
+
+
+def test_check_batches_refuses_beyond_max_memory_with_the_need(tmp_path, capsys):
+    f = str(tmp_path / "p.npz")
+    assert run(["make-plan", "--counts", ",".join(["2"] * 3000), "--batch-size", "1000", "--epochs", "3",
+                "--out", f], capsys)[0] == 0
+    code, _, err = run(["check-batches", f, "--max-memory", "64K"], capsys)
+    one_line_exit_2(code, err, "needs ~", "limit 64.0 kB (--max-memory)")
+
+
+def test_sparse_label_values_one_rule_everywhere(tmp_path, capsys):
+    f = write(tmp_path, "big.json", '{"labels": [0, 500000000], "batches": [[0, 1]]}')   # the 95-byte plan
+    code, out, _ = run(["bound", "--plan", f, "--json"], capsys)
+    js = json.loads(out)
+    assert code == 0 and js["bound"] == 0.0 and "500000000 -> 1" in js["label_note"]
+    g = write(tmp_path, "huge.json", '{"labels": [0, 0, 1000000000000000, 1000000000000000], "batches": [[0, 1, 2, 3]]}')
+    code, out, _ = run(["bound", "--plan", g, "--json"], capsys)
+    want = 4 * math.log(1 + 2 * math.exp(-1))
+    assert code == 0 and abs(json.loads(out)["bound"] - want) < 1e-12
+    code, out, _ = run(["check-batches", g, "--json"], capsys)
+    js = json.loads(out)
+    assert code == 0 and js["classes"] == [0, 10**15] and "label_note" in js
+    code, out, _ = run(["solve", "--loss", "scl", "--plan", g, "--relu", "--json"], capsys)
+    js = json.loads(out)
+    assert code == 0 and js["k"] == 2 and abs(js["value"] - want) < 1e-6
+    code, _, err = run(["bound", "--plan", write(tmp_path, "x.json", '{"labels": [0, 99999999999999999999], '
+                                                                    '"batches": [[0, 1]]}')], capsys)
+    one_line_exit_2(code, err, "int64")
+
+
+def test_make_plan_refuses_impossible_requests_in_one_line(tmp_path, capsys):
+    out = str(tmp_path / "p.json")
+    for argv, msg in ((["--epochs", "1000000000"], "limit is"), (["--seed", "-1"], "seed"),
+                      (["--scheme", "class_balanced", "--batch-size", "2", "--m-per-class", "4"], "multiple"),
+                      (["--epochs", "0"], "epochs"), (["--max-memory", "1K", "--epochs", "100"], "--max-memory")):
+        code, _, err = run(["make-plan", "--counts", "3,3"] + argv + ["--out", out], capsys)
+        one_line_exit_2(code, err, msg)
+    # views are an attribute: --views 1e8 writes a tiny plan; check-batches refuses to expand it, bound answers
+    code, _, _ = run(["make-plan", "--counts", "3,3", "--batch-size", "3", "--views", "100000000", "--out", out], capsys)
+    assert code == 0 and Path(out).stat().st_size < 300
+    code, _, err = run(["check-batches", out], capsys)
+    one_line_exit_2(code, err, "views make")
+    code, js, _ = run(["bound", "--plan", out, "--json"], capsys)
+    assert code == 0 and json.loads(js)["views"] == 10**8 and math.isfinite(json.loads(js)["bound"])
+
+
+def test_views_example_is_native_and_equals_its_expansion(capsys):
+    p = load_plan(PLANS / "kini2023_remark1_two_views.json")
+    e = p.expanded()
+    assert p.views == 2 and e.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert [b.tolist() for b in e.batches] == [[0, 1, 3, 4], [0, 2, 3, 5], [1, 2, 4, 5]]
+    code, out, _ = run(["check-batches", str(PLANS / "kini2023_remark1_two_views.json")], capsys)
+    assert code == 0 and "3 samples x 2 views = 6 feature rows" in out
+
+
+def test_multiset_plans_are_checked_never_refused(tmp_path, capsys):
+    f = write(tmp_path, "m.json", '{"labels": [0, 1], "multiset": true, "batches": [[0, 0, 1]]}')
+    code, out, _ = run(["check-batches", f], capsys)
+    assert code == 0 and "multiset: 1 batch entries repeat" in out
+    code, out, _ = run(["bound", "--plan", f, "--tau", "0.5", "--json"], capsys)
+    assert code == 0 and abs(json.loads(out)["bound"] - 2 * math.log(1 + math.exp(-2))) < 1e-12
+    g = write(tmp_path, "nomark.json", '{"labels": [0, 1], "batches": [[0, 0, 1]]}')
+    code, _, err = run(["check-batches", g], capsys)
+    one_line_exit_2(code, err, '"multiset": true')
+    # a recorded WeightedRandomSampler plan, saved and checked through the CLI
+    import torch
+
+    from nctheory.batching import record_plan
+
+    y = np.repeat(np.arange(4), [30, 5, 3, 2])
+    w = 1.0 / np.bincount(y)[y]
+    ds = torch.utils.data.TensorDataset(torch.arange(y.size))
+    for seed in range(5):
+        s = torch.utils.data.WeightedRandomSampler(w, y.size, generator=torch.Generator().manual_seed(seed))
+        p = record_plan(torch.utils.data.DataLoader(ds, batch_size=10, sampler=s), y, epochs=2, views=2)
+        out = str(tmp_path / f"rec{seed}.npz")
+        p.save(out)
+        for cmd in (["check-batches", out], ["check-batches", out, "--dim", "4"], ["bound", "--plan", out]):
+            assert run(cmd, capsys)[0] in (0, 1, 3)
+    code, _, _ = run(["make-plan", "--counts", "30,5,3,2", "--scheme", "weighted", "--batch-size", "8",
+                      "--epochs", "3", "--out", str(tmp_path / "w.json")], capsys)
+    assert code == 0 and json.loads((tmp_path / "w.json").read_text())["multiset"] is True
+    assert run(["check-batches", str(tmp_path / "w.json")], capsys)[0] in (0, 1)

@@ -182,6 +182,30 @@ def test_sigterm_to_verify_jobs_2_stops_its_workers(tmp_path):
     assert not [w for w in workers if _alive(w)], "worker processes still running after SIGTERM"
 
 
+def test_sigkill_to_verify_jobs_2_leaves_no_worker(tmp_path):
+    """kill -9 of `verify --jobs 2` runs no clean-up in the parent at all: its workers, started with
+    nctheory.cli.signals.worker_initializer, get SIGTERM from the kernel (PR_SET_PDEATHSIG) and end."""
+    cmd = [sys.executable, "-m", "nctheory", "verify", "--jobs", "2", "--only", "kini2023.thm1_certified",
+           "--only", "kini2023.remark1", "--only", "graf2021.balanced_etf", "--report", "-", "--no-progress"]
+    proc = _start(cmd, cwd=tmp_path)
+    try:
+        deadline = time.time() + 90
+        workers = []
+        while time.time() < deadline and proc.poll() is None:
+            workers = _children(proc.pid)
+            if len(workers) >= 3:  # two pool workers and the spawn start method's resource tracker
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and len(workers) >= 3, "verify finished or started no workers"
+        time.sleep(1.0)
+    finally:
+        _kill(proc)  # SIGKILL
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)], "worker processes outlived their SIGKILLed parent"
+
+
 WORKER_PARENT = r"""
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor

@@ -228,3 +228,27 @@ def test_from_gram():
 def test_prototype_bad_input(call):
     with pytest.raises(InputError):
         call()
+
+
+# ---------------------------------------------------------------- issue 15: sizes and types refused
+@pytest.mark.parametrize("call", [lambda: etf_gram(10**6), lambda: simplex_etf(10**6), lambda: orthogonal_frame(10**6),
+                                  lambda: orthogonal_frame(4, 10**6, nonnegative=False),
+                                  lambda: prototype_gram("minority-angles", 10**6),
+                                  lambda: prototype_gram("majority-collapse", 10**6)])
+def test_huge_geometries_are_refused_before_allocation(call):
+    """k x k matrices of k = 1e6 (8 TB each) failed only at allocation: refused with the estimate."""
+    with pytest.raises(InputError, match=r"needs ~.* TB for"):
+        call()
+
+
+@pytest.mark.parametrize("kw,words", [(dict(t="0.5"), "t must be a number"), (dict(t=True), "the boolean True"),
+                                      (dict(cos_major="x", cos_minor=0.0, cos_cross=0.0), "cos_minor|cos_major"),
+                                      (dict(cos_major=0.5, cos_minor="-0.1", cos_cross=0.0), "the string")])
+def test_geometry_parameters_of_the_wrong_type(kw, words):
+    with pytest.raises(InputError, match=words):
+        prototype_gram("minority-angles", 4, **kw)
+
+
+def test_complex_input_is_refused_not_cast():
+    with pytest.raises(InputError, match="complex"):
+        check_gram(np.eye(2) * (1 + 1j))

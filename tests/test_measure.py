@@ -91,19 +91,20 @@ def test_streamed_loss_is_the_scl_definition(chunk):
     assert ms.scl_streamed(ms.ArrayRows(H[:1]), np.array([0]), 0.5) == 0.0
 
 
-def _array_metrics(H, y, k):
-    """Every metric of the report from the array functions of nctheory.metrics (the reference)."""
-    U = H / np.linalg.norm(H, axis=1, keepdims=True)
+def _array_metrics(H, y, k, U=None):
+    """Every metric of the report from the array functions of nctheory.metrics (the reference); U: the
+    normalised rows (default: H's)."""
+    U = H / np.linalg.norm(H, axis=1, keepdims=True) if U is None else U
     Mu = M.class_means(U, y, k)
     W = Mu / np.linalg.norm(Mu, axis=1, keepdims=True)
-    G = M.class_mean_gram(H, y, k)
+    cls = M.classify_features(H, y, k)  # the Deltas of G_M, computed on H scaled by a power of two
     return {
-        ("kini2023", "delta_to_of"): M.delta_to_of(G), ("kini2023", "beta_nc"): M.beta_nc(H, y, k),
+        ("kini2023", "delta_to_of"): cls["delta_of"], ("kini2023", "beta_nc"): M.beta_nc(H, y, k),
         ("kini2023", "mean_class_cosine"): M.mean_class_cosine(H, y, k),
-        ("gill2023", "delta_to_etf"): M.delta_to_etf(G),
+        ("gill2023", "delta_to_etf"): cls["delta_etf"],
         ("papyan2020", "beta_nc"): M.beta_nc(H, y, k, "papyan"),
         ("papyan2020", "mean_class_cosine_centred"): M.mean_class_cosine_centred(H, y, k),
-        ("papyan2020", "delta_to_etf_centred"): M.classify_geometry(G)["delta_etf_centred"],
+        ("papyan2020", "delta_to_etf_centred"): cls["delta_etf_centred"],
         ("nctheory", "nc_within_class_spread"): M.nc_within_class_spread(H, y, k),
         ("koromilas2026", "erank_intra", "paper"): M.erank_intra(U, y, k),
         ("koromilas2026", "erank_intra", "code"): M.erank_intra(U, y, k, "code"),
@@ -140,6 +141,25 @@ def test_every_streamed_metric_equals_its_array_definition(chunk):
         assert _get(r, key) == pytest.approx(want, rel=RTOL, abs=1e-13), key
     assert r["ncc_accuracy"]["train"] == M.ncc_accuracy(H, y, H, y, 4)
     assert r["metrics"]["undefined"] == {}
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_streamed_metrics_keep_the_array_functions_scale_invariance(scale):
+    """Features of size 1e-200 or 1e200 (squares under/overflow): the streamed metrics still equal the array
+    functions (which compute on the features times a power of two) and the metrics of the unscaled features."""
+    rng = np.random.default_rng(8)
+    y = np.repeat(np.arange(3), [7, 6, 5])
+    H = _unit_rows(rng, y.size, 4, nonneg=False) + 0.4 * np.eye(4)[y]
+    U = H / np.linalg.norm(H, axis=1, keepdims=True)
+    base = ms.measure(H, y, tau=0.5, chunk_rows=4, loss=False, ufm=False)
+    big = ms.measure(H * scale, y, tau=0.5, chunk_rows=4, loss=False, ufm=False,
+                     test_features=H[:5] * scale, test_labels=y[:5])
+    for key, want in _array_metrics(H * scale, y, 3, U=U).items():
+        assert _get(big, key) == pytest.approx(want, rel=RTOL, abs=1e-13), key
+        assert _get(big, key) == pytest.approx(_get(base, key), rel=RTOL, abs=1e-13), key
+    assert big["ncc_accuracy"]["train"] == base["ncc_accuracy"]["train"]
+    assert big["ncc_accuracy"]["test"] == M.ncc_accuracy(H, y, H[:5], y[:5], 3)
+    assert big["bound"]["is_theorem"] is False and big["checks"]["zero_rows"] == 0
 
 
 def test_memory_mapped_npy_far_larger_than_the_chunk_gives_the_in_memory_answers(tmp_path):

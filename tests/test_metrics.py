@@ -511,3 +511,62 @@ def test_nc_summary_at_exact_nc_and_torch_dtypes():
         assert G.dtype == np.float64 and delta_to_etf(G) < 1e-2
     with pytest.raises(InputError):
         nc_summary(Z, y, k, W=E[:3])
+
+
+# ------------------------------------------------------------------------------ issue 15: scale and types
+import nctheory.metrics as _M  # noqa: E402
+
+SCALE_INVARIANT = {
+    "beta_nc_kini": lambda z, y, W: _M.beta_nc(z, y, 3),
+    "beta_nc_papyan": lambda z, y, W: _M.beta_nc(z, y, 3, "papyan"),
+    "nc_within_class_spread": lambda z, y, W: _M.nc_within_class_spread(z, y, 3),
+    "mean_class_cosine": lambda z, y, W: _M.mean_class_cosine(z, y, 3),
+    "mean_class_cosine_centred": lambda z, y, W: _M.mean_class_cosine_centred(z, y, 3),
+    "classify_features.delta_of": lambda z, y, W: _M.classify_features(z, y, 3)["delta_of"],
+    "classify_features.nc_spread": lambda z, y, W: _M.classify_features(z, y, 3)["nc_spread"],
+    "ncc_accuracy": lambda z, y, W: _M.ncc_accuracy(z[::2], y[::2], z[1::2], y[1::2], 3),
+    "erank_intra": lambda z, y, W: _M.erank_intra(z, y, 3),
+    "erank_inter": lambda z, y, W: _M.erank_inter(z, y, 3),
+    "erank_inter_second_moment": lambda z, y, W: _M.erank_inter(z, y, 3, centring="global-mean-second-moment"),
+    "align_weight_instance": lambda z, y, W: _M.align_weight_instance(z, W, y),
+    "align_weight_class": lambda z, y, W: _M.align_weight_class(z, W, y),
+    "mir": lambda z, y, W: _M.mir(W, z, y),
+    "hdr_code": lambda z, y, W: _M.hdr(W, z, y, centring="code"),
+    "nc_summary.beta_nc_kini": lambda z, y, W: _M.nc_summary(z, y, 3, W=W)["beta_nc_kini"],
+    "nc_summary.delta_to_prototypes": lambda z, y, W: _M.nc_summary(z, y, 3, W=W)["delta_to_prototypes"],
+}
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-150, 1e150, 1e200])
+@pytest.mark.parametrize("name", sorted(SCALE_INVARIANT))
+def test_scale_invariant_metrics_at_extreme_scales(name, scale):
+    """beta_nc and the within-class spread were NaN for features scaled by 1e-200 (squares underflow to 0,
+    0/0), beta_nc also at 1e200 (inf/inf). Every metric whose definition is invariant under z -> s z is
+    computed on z times a power of two, so it equals its value at s = 1 up to the rounding of z * s
+    (relative 1e-12: a handful of roundings of 1e-16 each)."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(12, 5)) + np.repeat(np.eye(3, 5) * 2, 4, axis=0)
+    y = np.repeat(np.arange(3), 4)
+    W = rng.normal(size=(3, 5))
+    fn = SCALE_INVARIANT[name]
+    ref = fn(z, y, W)
+    got = fn(z * scale, y, W)
+    assert np.isfinite(got) and got == pytest.approx(ref, rel=1e-12, abs=1e-14)
+
+
+def test_delta_to_gram_scales_each_argument_on_its_own():
+    G = class_mean_gram(np.repeat(np.eye(3), 2, axis=0), np.repeat(np.arange(3), 2), 3)
+    ref = delta_to_gram(G + 0.1, G)
+    for a, b in ((1e-300, 1.0), (1e300, 1e-300), (1e-170, 1e170)):
+        assert delta_to_gram((G + 0.1) * a, G * b) == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad,words", [(np.eye(3) * 1j, "complex"), (np.eye(3, dtype=bool), "booleans"),
+                                       (torch.eye(3, dtype=torch.complex64), "complex"), (np.array([["a"]]), "strings")])
+def test_complex_and_boolean_arrays_are_refused(bad, words):
+    """as_float64 cast complex to real (dropping the imaginary part, with only a ComplexWarning) and booleans
+    to 0/1; both are refused now."""
+    with pytest.raises(InputError, match=words):
+        delta_to_of(bad)
+    with pytest.raises(InputError, match=words):
+        class_means(bad, [0, 1, 2][: len(bad)], 3)

@@ -350,3 +350,86 @@ def test_finite_trends_states_only_what_holds():
     assert t["below_limit"] == ["minority-angles R=100 n_w=100"]
     assert "shrinks" not in t["statement"] and "grows with R" not in t["statement"]
     assert "at least its limit" not in t["statement"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 15: the n_w = inf limit at small tau, sizes refused before allocation, the --geometry file
+@pytest.mark.parametrize("geometry", ["etf", "minority-angles", "majority-collapse"])
+@pytest.mark.parametrize("tau", [2e-3, 1.3e-3, 1e-3, 1e-4])
+def test_limit_certifies_below_tau_1_4e_3(geometry, tau):
+    """The n_w -> inf limit overflowed in exp below tau ~1.4e-3 (np.log(np.exp(G/tau).sum())) and ended in
+    exit 3 where tau = 2e-3 certified. PerSampleLimit's log r_c is a stable log-sum-exp: every per-class
+    program certifies (rigorous gap <= 1e-6), the minimisers lie in span(W), and the learnt geometry is close
+    to the target (measured Delta_G* <= 1.2e-4 for k = 10 at these tau; 1e-3 allows for the solver)."""
+    Gs = prototype_gram(geometry, 10)
+    r = limit_geometry(Gs, [3] * 10, tau)
+    assert r.certificate["per_class_rel_gap_max"] <= 1e-6 and r.certificate["span_norm2_min"] >= 1 - 1e-3
+    assert r.delta <= 1e-3
+
+
+def test_limit_at_a_temperature_the_solvers_cannot_take_is_a_clean_solver_error(capfd):
+    """tau = 1e-300: the logits are 1e300; no solver converges. SolverError (exit 3, one line), with the
+    solvers' own printing captured (SCS printed it on stdout)."""
+    from nctheory.errors import SolverError
+
+    capfd.readouterr()
+    with pytest.raises(SolverError, match="not solved to a certified optimum"):
+        limit_geometry(prototype_gram("etf", 3), [2, 2, 2], 1e-300)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_sizes_are_refused_before_allocation():
+    """prototypes --k 1000000 failed only at allocation (G_* alone is 8 TB). The library refuses with the
+    estimate: G_* itself (nctheory.geometry), and the programs (memory_estimate), naming n_w = inf when only
+    that fits."""
+    from nctheory import validate
+    from nctheory.solvers.prototypes import check_memory, memory_estimate
+
+    with pytest.raises(InputError, match=r"needs ~.* for the simplex-ETF Gram matrix \(1000000 x 1000000"):
+        prototype_gram("etf", 10**6)
+    with validate.memory_limit_set("1G"):
+        with pytest.raises(InputError, match=r"reduced prototype program of 100 classes .*; n_w = inf fits"):
+            check_memory(100, [1, math.inf])
+        with pytest.raises(InputError, match=r"reduced prototype program of 100 classes"):
+            learned_geometry(prototype_gram("etf", 100), [2] * 100, 1, 0.5)
+        check_memory(100, [math.inf])  # 5 MB: fits
+    need, what = memory_estimate(30, 1)
+    assert need >= 218 * 10**6 and "60 x 60 PSD cone" in what  # measured 218 MB at k = 30 (module docstring)
+
+
+@pytest.mark.parametrize("content,name,words", [
+    ('{"a": 1}', "g.json", "nested list"), ("[[1, 0], [0]]", "g.json", "rectangular"),
+    ("not a matrix", "g.txt", "cannot read a Gram matrix"), ("", "g.txt", "no data"),
+    (np.eye(2) * 1j, "g.npy", "complex"),
+    (np.eye(2, dtype=bool), "g.npy", "booleans"), (b"\x93NUMPY garbage", "g.npy", "cannot read"),
+])
+def test_cli_geometry_file_bad_content_exit_2(tmp_path, capsys, content, name, words):
+    f = tmp_path / name
+    if isinstance(content, np.ndarray):
+        np.save(f, content)
+    elif isinstance(content, bytes):
+        f.write_bytes(content)
+    else:
+        f.write_text(content)
+    capsys.readouterr()
+    assert main(["prototypes", "--geometry", str(f), "--k", "2", "--nw", "1"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_cli_plot_is_checked_before_solving_and_written_atomically(tmp_path, capsys, monkeypatch):
+    import nctheory.solvers.prototypes as P
+
+    calls = []
+    monkeypatch.setattr(P, "learned_geometry", lambda *a, **k: calls.append(a))
+    base = ["prototypes", "--geometry", "etf", "--k", "2", "--counts", "2,2", "--nw", "1", "--plot"]
+    for bad, words in ((str(tmp_path / "nodir" / "x.png"), "does not exist"), ("/proc/x.png", "cannot write"),
+                       (str(tmp_path / "x.xyz"), "unsupported file extension")):
+        capsys.readouterr()
+        assert main(base + [bad]) == 2 and words in capsys.readouterr().err
+    assert calls == [] and not (tmp_path / "nodir").exists()
+    monkeypatch.undo()
+    out = tmp_path / "g.pdf"
+    assert main(base + [str(out), "--json"]) == 0
+    assert out.read_bytes()[:4] == b"%PDF" and [p.name for p in tmp_path.iterdir()] == ["g.pdf"]

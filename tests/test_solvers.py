@@ -432,3 +432,87 @@ def test_ideal_class_gram_uses_geometry():
 
     assert np.array_equal(ideal_class_gram("ETF", 4), etf_gram(4))
     assert np.array_equal(ideal_class_gram("OF", 4), np.eye(4))
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 15: solve_ufm refuses too-large problems itself, before allocating (memory models in solvers.ufm)
+def test_memory_estimates_follow_the_models():
+    from nctheory.solvers import ufm
+
+    p = UFMProblem("scl", labels=labels([10000, 10000]), dim=8)
+    need, what = ufm.memory_estimate(p, "riemannian")
+    assert need == 8 * ((ufm.POINT_COPIES + 8) * 20000 * 8 + ufm.PAIR_COPIES * 20000 ** 2)
+    assert "20000 x 20000 logits" in what
+    need, what = ufm.memory_estimate(UFMProblem("scl", labels=labels([30, 34])), "gram")
+    assert need == ufm.PSD_BYTES * 64 ** 4 + ufm.LOGIT_BYTES * 64 ** 2 and "64 x 64 PSD cone" in what
+    # the reduced program's cone has one row per distinct count (orbits), its form k^2 logits
+    need, what = ufm.memory_estimate(UFMProblem("scl", labels=labels([3] * 5 + [4] * 5)), "reduced")
+    assert need == ufm.PSD_BYTES * 2 ** 4 + ufm.LOGIT_BYTES * 100 and "2 x 2 PSD cone" in what
+    # normface: n x k logits, but a point of n + k rows in dimension n + k by default
+    need, what = ufm.memory_estimate(UFMProblem("normface", labels=labels([10**6, 10**6])), "riemannian")
+    assert need > 10**15 and "--dim defaults to the size" in what
+
+
+@pytest.mark.parametrize("problem,method,words", [
+    (dict(loss="scl", labels=labels([10000, 10000]), dim=8), "riemannian", ["riemannian", "--method reduced fits"]),
+    (dict(loss="normface", labels=labels([10**6, 10**6])), "auto", ["riemannian", "--dim"]),
+    (dict(loss="normface", labels=labels([100, 100])), "gram", ["202 x 202 PSD cone", "--method riemannian --dim"]),
+])
+def test_too_large_problems_are_refused_with_an_estimate_and_what_fits(problem, method, words):
+    """The issue's examples (10 GB, an allocation failure) at a 4 GB limit: one line naming the estimate, the
+    limit and the method (or --dim) that fits; nothing is allocated (the refusal is immediate)."""
+    from nctheory import validate
+
+    with validate.memory_limit_set("4G"):
+        with pytest.raises(InputError) as exc:
+            solve_ufm(UFMProblem(**problem), method)
+    msg = str(exc.value)
+    assert msg.startswith("needs ~") and "limit 4.0 GB (--max-memory)" in msg and "\n" not in msg
+    assert all(w in msg for w in words), msg
+
+
+def test_auto_keeps_the_lower_bound_when_the_first_order_search_does_not_fit():
+    """auto with --dim 2: the reduced program's optimum (an ETF of 4 needs dimension 3) is not attained, so
+    auto adds riemannian's upper bound; when that search does not fit the limit, the certified lower bound
+    alone is reported (exit 1) with the reason, instead of allocating."""
+    from nctheory import validate
+    from nctheory.solvers import ufm
+
+    p = UFMProblem("scl", labels=labels([2, 2, 2, 2]), dim=2)
+    full = solve_ufm(p)
+    assert "upper_bound" in full.data and full.exit_code == 0
+    limit = (ufm.memory_estimate(p, "reduced")[0] + ufm.memory_estimate(p, "riemannian")[0]) // 2
+    with validate.memory_limit_set(limit):
+        r = solve_ufm(p)
+    assert r.exit_code == 1 and "upper_bound" not in r.data and r.lower_bound == full.lower_bound
+    assert "would need ~" in r.data["note_method"]
+
+
+def test_labels_with_huge_gaps_are_refused_without_allocating():
+    """Labels 0, 0, 1e15, 1e15 made solve allocate 8 PB (a bincount sized by the largest label); the empty
+    classes are found from the distinct labels alone."""
+    with pytest.raises(InputError, match=r"class 1 is empty; relabel the 2 classes present 0\.\.1"):
+        solve_ufm(UFMProblem("scl", labels=np.array([0, 0, 10**15, 10**15])))
+    with pytest.raises(InputError, match="18446744073709551615"):
+        solve_ufm(UFMProblem("scl", labels=np.array([0, 2**64 - 1], dtype=np.uint64)))
+    with pytest.raises(InputError, match="booleans"):
+        solve_ufm(UFMProblem("scl", labels=np.array([True, False, True])))
+
+
+@pytest.mark.parametrize("field,value,words", [("tau", "0.1", "the string"), ("tau", True, "the boolean"),
+                                               ("dim", 2.5, "--dim must be an integer"),
+                                               ("seed", -1, r"--seed must be an integer in \[0, "),
+                                               ("restarts", True, "--restarts must be an integer")])
+def test_problem_fields_of_the_wrong_type_are_refused(field, value, words):
+    with pytest.raises(InputError, match=words):
+        solve_ufm(UFMProblem("scl", labels=labels([2, 2]), **{field: value}))
+
+
+def test_solver_output_is_captured_and_a_failed_solve_is_a_solver_error(capfd):
+    """At tau = 1e-300 SCS printed its error text on stdout (mixed into --json output). Solver output is
+    captured (fd level): the solve is a SolverError (exit 3) quoting it, and nothing reaches stdout."""
+    capfd.readouterr()
+    with pytest.raises(SolverError, match="it printed: KKT matrix"):
+        solve_ufm(UFMProblem("scl", labels=labels([2, 2]), tau=1e-300))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -6,17 +6,26 @@
   docstring), with witnesses and a fix;
 - :mod:`~nctheory.batching.schemes`: ``make_plan`` (full, fixed, reshuffle, class_balanced;
   drop_last, two-view duplication, batch-binding = Kini Alg. 1);
-- :mod:`~nctheory.batching.sampler`: ``PlanBatchSampler``, the same batches for a torch DataLoader.
+- :mod:`~nctheory.batching.sampler`: ``PlanBatchSampler``, the same batches for a torch DataLoader;
+- :mod:`~nctheory.batching.record`: ``record_plan`` / ``RecordingSampler``, the plan of any torch
+  DataLoader, batch sampler or sampler (with replacement too: multiset plans);
+- :mod:`~nctheory.batching.pairs`: ``ClassPairs``, the class-pair coverage in memory that follows the plan.
+
+Plans carry ``views`` (every batch holds each sample in V views) and ``multiset`` (batches may repeat
+a sample; each occurrence is a copy with the same feature) as attributes; see plan.py.
 """
 
 from nctheory.batching.interaction import CheckResult, check_plan, of_embedding, witness_embedding  # noqa: F401
-from nctheory.batching.plan import Plan, load_plan, plan_from_json, read_labels, save_plan  # noqa: F401
+from nctheory.batching.plan import Plan, expand_views, load_plan, plan_from_json, read_labels, save_plan  # noqa: F401
 from nctheory.batching.schemes import (  # noqa: F401
+    PLAN_SCHEMES,
     SCHEMES,
     batch_binding,
     choose_binding_examples,
     duplicate_views,
     epoch_batches,
     make_plan,
+    plan_size,
 )
 from nctheory.batching.sampler import PlanBatchSampler  # noqa: F401
+from nctheory.batching.record import RecordingSampler, record_plan  # noqa: F401

@@ -88,6 +88,72 @@ Paper's literal Cor. 2.1 (Def. 4 graph: any co-occurrence is an edge) is reporte
 ``paper_conditions``; the two agree on plans in which every batch holds every class it contains
 at least twice and at least two classes (the paper's assumption n_{B,c} >= 2 with k >= 2) and
 d >= k+1.
+
+4. Batches with repeated samples (multisets) and views
+------------------------------------------------------
+A sampler with replacement (torch's WeightedRandomSampler, an m-per-class sampler on a class
+smaller than m) puts a sample into a batch more than once. Convention (``Plan.multiset``): a batch
+B is a multiset, mult_B(i) >= 0 occurrences of sample i, N = |B| = sum_i mult_B(i) *positions*;
+every occurrence is a *copy* of the sample with the same feature h_i. Mini-batch SCL (Eq. 4) is read
+over positions p with sample s(p):
+
+    L_B(H) = sum_{p: P(p) != {}} [ LSE_{q != p}(h_{s(p)}.h_{s(q)}/tau) - mean_{q in P(p)} h_{s(p)}.h_{s(q)}/tau ],
+    P(p) = {q != p : y_{s(q)} = y_{s(p)}},
+
+so a copy is an anchor, a positive of its sample's other copies (similarity h_i.h_i = 1) and of its
+class, and a term of every other anchor's denominator. This is L_B of the *expanded* batch, one row
+per position, with the rows of copies constrained equal (``scl_batches(..., multiset=True)``, tested
+equal to that expanded loss). Class counts count positions: n_{B,c} = sum_{i: y_i = c} mult_B(i).
+
+What changes in the proof. App. B applies App. A (Eqs. 6-9) to each batch; every step there is over
+the "other members" l != i of the batch and never uses that two members are different samples:
+(6) and the means a_i, b_i run over positions (a_i includes the other copies of i, i.e. h_i itself);
+the Jensen steps (7), (8) and the monotone step (9), or (a)-(c) of section 1, hold verbatim; in (9)
+Cauchy-Schwarz h_i.h_l <= 1 is an equality for a copy l of i whatever H is. Hence
+
+    Thm 2 with multiplicities:  L_batch(H) >= sum_B sum_{c: n_{B,c} >= 2} n_{B,c} log(n_{B,c} - 1 + (N_B - n_{B,c}) e^{-1/tau})
+
+with n_{B,c}, N_B counted with multiplicity (``nctheory.bounds.batch_bound(..., multiset=True)``), attained
+by every OF (copies are equal in any H), so it is the minimum. What differs from the distinct case:
+a class present as ONE sample drawn twice has n_{B,c} = 2 and contributes 2 log(1 + (N_B - 2) e^{-1/tau})
+(it is no longer a class appearing once), and the equality conditions, which section 1 states for
+pairs of positions, are vacuous between the copies of one sample. Per batch they become:
+
+  * mixed batch, class c with n_{B,c} >= 2 positions: ALIGNMENT of the *distinct* samples of class c in
+    B (none when c is one sample drawn several times) and ORTHOGONALITY of every sample of class c in
+    B to every sample of another class in B;
+  * class with one position: no condition of its own; orthogonal to the anchors with a positive;
+  * single-class batch with m = N positions: all similarities s(p).s(q), q != p, equal for every anchor
+    p (section 1). m <= 2: vacuous ({i, i}: T = log e^{1/tau} - 1/tau = 0). m >= 3 with a repeated
+    sample: the copies' similarity is 1, so every similarity is 1: ALIGNMENT of the whole batch
+    (t_B = 1; vacuous if it holds one distinct sample). m >= 3, all distinct: EQUI-SIMILARITY as before.
+
+So the uniqueness condition of section 3 holds as stated once "n_{B,c} >= 2" counts positions and
+alignment edges join distinct samples only: unique iff (1') every class is one super-node after the
+closure and (2') every class pair co-occurs in a batch where one of the two has >= 2 positions. The
+implementation needs no separate rule: the per-(batch, class) counts of section 2 count entries, a
+hub edge from two copies joins nothing, and the closure's "two members already aligned" test sees
+two copies as aligned. Consequences: repetition can *create* orthogonality (labels [0, 1], batch
+{0, 0, 1}: class 0 has a positive, so h_0 . h_1 = 0 and the OF is unique, while {0, 1} leaves the loss
+identically 0), never alignment between distinct samples except through a single-class batch of >= 3
+positions with a repeat. Checked in tests/test_batching_multiset.py: the loss against its expansion
+and a naive loop, the bound against hypothesis-searched (shrunk) and optimised H, and against
+certified UFM+ optima; the verdict against the max-deviation program (unique) and explicit witnesses
+(not unique).
+
+Views (``Plan.views = V``): every batch holds each of its samples in V views, each view a feature row of
+its own (sample i's view v is row v * n + i) with the sample's multiplicity; ``check_plan`` decides the
+expanded plan (:meth:`Plan.expanded`), and the bound counts n_{B,c} and N_B times V without expanding.
+
+5. Memory
+---------
+Nothing here is sized by k^2 unless the plan needs it: per-(batch, class) groups come from a
+bincount over (batch, class) cells when a chunk has few of them and a sort otherwise; alignment hubs
+are one node per group; the class-pair coverage is a :class:`nctheory.batching.pairs.ClassPairs`
+(dense for k <= 2048, sparse keys while the plan covers few pairs, a k^2-bit set otherwise). Every
+per-class step is vectorised (one sort of the samples by class), and lists in the result are capped
+(``MAX_LISTED``; the counts are exact). ``max_memory`` bounds the coverage: beyond it InputError says
+what the plan needs.
 """
 
 from __future__ import annotations
@@ -99,38 +165,47 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from nctheory.batching.pairs import ClassPairs
 from nctheory.batching.plan import Plan
 from nctheory.errors import InputError
 
 CHUNK_ENTRIES = 2_000_000     # batch entries processed at once (bounds memory, see benchmark)
+DENSE_GROUP_CELLS = 4_000_000  # (batches x k) cells below which a chunk's groups come from a bincount
 SEARCH_BUDGET = 200_000       # backtracking nodes for the d = k colouring search
 MAX_SEARCH_NODES = 5000       # super-nodes beyond which the colouring search is not attempted
 MAX_EXAMPLES = 5              # sample indices shown per component witness
 MAX_COMPONENTS_SHOWN = 10
+MAX_LISTED = 100_000          # missing class pairs / disconnected classes listed in a result (counts exact)
+MAX_FIX_ENTRIES = 20_000_000  # batch entries a binding fix may add before it is not attempted
+PAPER_MAX_BYTES = 256 * 2**20  # memory for the paper's Def. 4 class pairs (a side report; dropped beyond)
+EXPANDED_BYTES_PER_ENTRY = 24  # the expanded plan's indices, its validation keys and distinct_batches' copy
 
 
 @dataclass
 class CheckResult:
     unique: bool | None
     reason: str
-    n: int
+    n: int                                  # feature rows (samples x views)
     k: int
     dim: int | None
     classes: list
     class_super_nodes: dict                 # class -> r_c (1 = connected)
-    disconnected_classes: list              # [{class, num_components, components: [{size, examples}]}]
-    missing_class_pairs: list               # [[c1, c2], ...] (class labels)
+    disconnected_classes: list              # [{class, num_components, components: [{size, examples}]}] (first MAX_LISTED)
+    missing_class_pairs: list               # [[c1, c2], ...] (class labels; first MAX_LISTED)
     witness: dict | None                    # a non-OF optimum (one coordinate per super-node), if any
     paper_conditions: dict                  # Cor. 2.1 on the literal Def. 4 graph
     stats: dict
     fix: dict | None = None
+    num_missing_class_pairs: int = 0
+    num_disconnected_classes: int = 0
     # internals for witness construction (not serialised)
     comp: np.ndarray | None = field(default=None, repr=False)
     coord: dict | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         out = {k: getattr(self, k) for k in ("unique", "reason", "n", "k", "dim", "classes",
-                                              "disconnected_classes", "missing_class_pairs", "witness",
+                                              "disconnected_classes", "num_disconnected_classes",
+                                              "missing_class_pairs", "num_missing_class_pairs", "witness",
                                               "paper_conditions", "stats", "fix")}
         out["class_super_nodes"] = {str(c): int(r) for c, r in self.class_super_nodes.items()}
         out["connected_classes"] = [c for c, r in self.class_super_nodes.items() if r == 1]
@@ -159,10 +234,28 @@ def _forest(n: int, edges_u, edges_v, prev: np.ndarray | None, extra_nodes: int 
     return lab[:n].astype(np.int64)
 
 
-def _scan(plan: Plan, cls: np.ndarray, k: int):
+def _groups(bl: np.ndarray, lab: np.ndarray, nbc: int, k: int):
+    """The (batch, class) groups of a chunk: batch, class, entry count (copies counted) of each group,
+    sorted by (batch, class), and every entry's group. A bincount over the nbc x k cells when there
+    are few, a sort otherwise (same result; never an array sized nbc x k for large k)."""
+    key = bl * k + lab
+    if nbc * k <= DENSE_GROUP_CELLS:
+        cnt = np.bincount(key, minlength=nbc * k)
+        nz = cnt > 0
+        gkey = np.flatnonzero(nz)
+        inv = (np.cumsum(nz) - 1)[key]
+        gcnt = cnt[gkey]
+    else:
+        gkey, inv, gcnt = np.unique(key, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+    return gkey // k, gkey % k, gcnt, inv
+
+
+def _scan(plan: Plan, cls: np.ndarray, k: int, max_bytes: float | None = None, source: str = "--max-memory"):
     """One pass over the batches (chunked). Returns, for the exact rules and for the paper's Def. 4
-    graph: component labels (ALIGNMENT / same-class co-occurrence) and the k x k class-pair coverage
-    (ORTHOGONALITY / any co-occurrence); plus the single-class batches of size >= 3 and stats.
+    graph: component labels (ALIGNMENT / same-class co-occurrence) and the class-pair coverage
+    (ORTHOGONALITY / any co-occurrence) as :class:`ClassPairs`; plus the single-class batches of
+    >= 3 entries and the count of entries without a positive.
 
     Alignment is joined through one auxiliary hub node per (batch, class) group: every aligning entry
     gets one edge to its group's hub (no sorting, no clique); after each chunk the components are
@@ -171,48 +264,44 @@ def _scan(plan: Plan, cls: np.ndarray, k: int):
     off = plan.offsets
     nb = plan.num_batches
     comp = pcomp = None
-    cov = np.zeros((k, k), dtype=bool)
-    pcov = np.zeros((k, k), dtype=bool)
+    cov = ClassPairs(k, max_bytes, "orthogonality class pairs", limit_source=source)
+    # the paper's graph is a side report: it gets a quarter of the budget (at most PAPER_MAX_BYTES) and is
+    # dropped, not refused, beyond it
+    pbytes = PAPER_MAX_BYTES if max_bytes is None else min(PAPER_MAX_BYTES, max_bytes / 4)
+    pcov = ClassPairs(k, pbytes, "co-occurring class pairs (Def. 4 graph)", on_limit="abandon")
     single_class = []
     n_single_anchor_entries = 0
     sizes = np.diff(off)
     mean = max(1.0, float(sizes.mean()))
-    step = int(max(1, min(CHUNK_ENTRIES / mean, 20_000_000 // max(k, 1))))
+    step = int(max(1, CHUNK_ENTRIES / mean))
     for b0 in range(0, nb, step):
         b1 = min(nb, b0 + step)
         seg = plan.indices[off[b0]:off[b1]]
         bl = np.repeat(np.arange(b1 - b0, dtype=np.int64), sizes[b0:b1])
-        lab = cls[seg]
-        key = bl * k + lab
-        G = (b1 - b0) * k
-        counts = np.bincount(key, minlength=G).reshape(b1 - b0, k)
-        present = counts > 0
-        presf = present.astype(np.float32)
-        ncls = present.sum(1)
-        pos = (counts >= 2) & (ncls >= 2)[:, None]
-        n_single_anchor_entries += int(np.sum(counts == 1))
+        gb, gc, gcnt, inv = _groups(bl, cls[seg], b1 - b0, k)
+        ncls = np.bincount(gb, minlength=b1 - b0)
+        pos = (gcnt >= 2) & (ncls[gb] >= 2)
+        n_single_anchor_entries += int(np.sum(gcnt == 1))
         sc = np.flatnonzero((ncls == 1) & (sizes[b0:b1] >= 3))
         single_class.extend((sc + b0).tolist())
-        cov |= (pos.astype(np.float32).T @ presf) > 0
-        pcov |= (presf.T @ presf) > 0
-        cnt_e = counts.ravel()[key]
-        al = pos.ravel()[key]
-        comp = _forest(n, seg[al], n + key[al], comp, G)
-        pal = cnt_e >= 2
-        pcomp = _forest(n, seg[pal], n + key[pal], pcomp, G)
-    cov = cov | cov.T
-    np.fill_diagonal(cov, True)
-    np.fill_diagonal(pcov, True)
-    return comp, cov, pcomp, pcov, single_class, n_single_anchor_entries
+        cov.add(gb, gc, pos)
+        pcov.add(gb, gc, np.ones(gb.size, dtype=bool))
+        al = pos[inv]
+        comp = _forest(n, seg[al], n + inv[al], comp, gb.size)
+        pal = gcnt[inv] >= 2
+        pcomp = _forest(n, seg[pal], n + inv[pal], pcomp, gb.size)
+    return comp, cov.finish(), pcomp, pcov.finish(), single_class, n_single_anchor_entries
 
 
 def _relabel(comp: np.ndarray) -> np.ndarray:
     _, inv = np.unique(comp, return_inverse=True)
-    return inv.astype(np.int64)
+    return inv.reshape(-1).astype(np.int64)
 
 
 def _close_equisim(plan: Plan, comp: np.ndarray, single_class: list, dim: int | None):
-    """Fixpoint of the equi-similarity closure. Returns (comp, surviving equi-similarity batch ids)."""
+    """Fixpoint of the equi-similarity closure. Returns (comp, surviving equi-similarity batch ids).
+    A batch whose entries are not all in distinct components (two aligned members, or two copies of
+    one sample in a multiset batch) has t_B = 1: it aligns (section 1 and 4)."""
     if not single_class:
         return comp, []
     n = plan.n
@@ -237,37 +326,86 @@ def _close_equisim(plan: Plan, comp: np.ndarray, single_class: list, dim: int | 
     return _relabel(comp), alive
 
 
-def _components_witness(idx_of_class: np.ndarray, comp: np.ndarray) -> list:
-    cm = comp[idx_of_class]
-    u, inv, cnt = np.unique(cm, return_inverse=True, return_counts=True)
-    order = np.argsort(-cnt, kind="stable")
+def _disconnected_list(cs: np.ndarray, r: np.ndarray, order: np.ndarray, start: np.ndarray, comp: np.ndarray,
+                       classes: np.ndarray) -> list:
+    """[{class, num_components, components: [{size, examples}]}] for the classes cs (vectorised): per class
+    its MAX_COMPONENTS_SHOWN largest components (ties: smaller component label first), each with its
+    first MAX_EXAMPLES sample indices."""
+    if cs.size == 0:
+        return []
+    lens = start[cs + 1] - start[cs]
+    pos = np.repeat(start[cs] - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+    m = order[pos]                              # members, class by class (index increasing)
+    m_cls = np.repeat(np.arange(cs.size), lens)
+    m_comp = comp[m]
+    o = np.lexsort((m, m_comp, m_cls))
+    m, m_comp, m_cls = m[o], m_comp[o], m_cls[o]
+    gstart = np.flatnonzero(np.r_[True, (m_cls[1:] != m_cls[:-1]) | (m_comp[1:] != m_comp[:-1])])
+    gsize = np.diff(np.r_[gstart, m.size])
+    g_cls = m_cls[gstart]
+    go = np.lexsort((m_comp[gstart], -gsize, g_cls))    # within a class: largest first
+    cstart = np.searchsorted(g_cls[go], np.arange(cs.size))
+    cend = np.r_[cstart[1:], go.size]
     out = []
-    for j in order[:MAX_COMPONENTS_SHOWN]:
-        out.append({"size": int(cnt[j]), "examples": idx_of_class[inv == j][:MAX_EXAMPLES].tolist()})
+    m, go, gstart, gsize = m.tolist(), go.tolist(), gstart.tolist(), gsize.tolist()   # Python lists: one
+    for j, c, a0, a1 in zip(range(cs.size), classes[cs].tolist(), cstart.tolist(), cend.tolist()):  # conversion
+        comps = []
+        for g in go[a0:min(a1, a0 + MAX_COMPONENTS_SHOWN)]:
+            a = gstart[g]
+            comps.append({"size": gsize[g], "examples": m[a:a + min(MAX_EXAMPLES, gsize[g])]})
+        out.append({"class": c, "num_components": int(r[cs[j]]), "components": comps})
     return out
 
 
+def _by_class(cls: np.ndarray, k: int):
+    """(order, start): the indices sorted by class (stably), class c is order[start[c]:start[c+1]]."""
+    order = np.argsort(cls, kind="stable")
+    start = np.r_[0, np.cumsum(np.bincount(cls, minlength=k))]
+    return order, start
+
+
+def _count_per_class(cls_of: np.ndarray, comp_of: np.ndarray, k: int) -> np.ndarray:
+    """Distinct components per class: bincount of the class of each distinct (class, component)."""
+    key = _uniq(cls_of * (int(comp_of.max()) + 1) + comp_of)
+    return np.bincount(key // (int(comp_of.max()) + 1), minlength=k)
+
+
 def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
-               search_budget: int = SEARCH_BUDGET) -> CheckResult:
+               search_budget: int = SEARCH_BUDGET, max_memory=None) -> CheckResult:
     """Decide whether the OF is the unique optimum geometry of UFM+ with mini-batch SCL on ``plan``.
 
     dim: the embedding dimension d (None: unbounded, d >= k + max r_c). Must be >= k (Thm 2 needs an
-    OF to exist). See the module docstring for the derivation and the witnesses.
+    OF to exist). A plan with views is decided on its expansion (rows v * n + i), a multiset plan with
+    the copies' semantics (module docstring, section 4). max_memory: the memory the check may take
+    (bytes or '8G'; default :func:`nctheory.validate.memory_limit`: --max-memory, $NCTHEORY_MAX_MEMORY or
+    the available memory); beyond it InputError says what the plan needs. See the module docstring
+    for the derivation and the witnesses.
     """
-    classes, cls = np.unique(plan.labels, return_inverse=True)
-    cls = cls.astype(np.int64)
-    k = int(classes.size)
-    n = plan.n
+    from nctheory.validate import check_budget, memory_limit
+
+    limit_arg = max_memory
+    max_memory, source = memory_limit(limit_arg)
     if dim is not None:
         if isinstance(dim, bool) or int(dim) != dim or dim < 1:
             raise InputError(f"--dim must be a positive integer, got {dim!r}")
         dim = int(dim)
-        if dim < k:
-            raise InputError(f"dimension d = {dim} is below the number of classes k = {k}: no OF exists "
+        if dim < plan.k:
+            raise InputError(f"dimension d = {dim} is below the number of classes k = {plan.k}: no OF exists "
                              f"(Kini et al. Thm 2 assumes d >= k)")
-    n_batches_in, n_epochs_in, n_entries_in = plan.num_batches, plan.num_epochs, int(plan.indices.size)
-    plan = distinct_batches(plan)
-    comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k)
+    n_batches_in, n_epochs_in = plan.num_batches, plan.num_epochs
+    n_entries_in = plan.views * int(plan.indices.size)      # entries of the expanded plan
+    repeated = plan.views * plan.num_repeated_entries()
+    base = distinct_batches(plan)   # the plan as given, each batch once (the fix binds its samples)
+    if base.views > 1:
+        check_budget(EXPANDED_BYTES_PER_ENTRY * base.views * int(base.indices.size),
+                     f"the plan's {base.views} views expanded ({base.views * int(base.indices.size):.3g} entries)",
+                     limit=limit_arg)
+    plan = base.expanded()
+    classes = plan.label_values
+    cls = plan.labels
+    k = plan.k
+    n = plan.n
+    comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k, max_memory, source)
     comp = _relabel(comp)
     comp, equisim = _close_equisim(plan, comp, single_class, dim)
     used = np.zeros(n, bool)
@@ -279,36 +417,38 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
     sn_class[comp] = cls
     r = np.bincount(sn_class, minlength=k)
     class_super = {int(classes[c]): int(r[c]) for c in range(k)}
-    disconnected = []
-    for c in np.flatnonzero(r >= 2):
-        members = np.flatnonzero(cls == c)
-        disconnected.append({"class": int(classes[c]), "num_components": int(r[c]),
-                             "components": _components_witness(members, comp)})
-    iu = np.triu_indices(k, 1)
-    miss = np.flatnonzero(~cov[iu])
-    missing = [[int(classes[iu[0][j]]), int(classes[iu[1][j]])] for j in miss]
+    order, start = _by_class(cls, k)
+    split = np.flatnonzero(r >= 2)
+    disconnected = _disconnected_list(split[:MAX_LISTED], r, order, start, comp, classes)
+    miss = cov.missing(MAX_LISTED)
+    missing = classes[miss].tolist()
 
     # the paper's literal Cor. 2.1 (Def. 4 graph)
-    pr = np.array([np.unique(pcomp[cls == c]).size for c in range(k)])
-    pmiss = int(np.sum(~pcov[iu]))
-    paper = {"conditions_hold": bool(np.all(pr == 1) and pmiss == 0),
-             "disconnected_classes": [int(classes[c]) for c in np.flatnonzero(pr >= 2)],
+    pr = _count_per_class(cls, pcomp, k)
+    pmiss = None if pcov.abandoned else int(pcov.num_missing)
+    paper = {"conditions_hold": False if np.any(pr >= 2) or pmiss else (None if pmiss is None else True),
+             "disconnected_classes": [int(classes[c]) for c in np.flatnonzero(pr >= 2)[:MAX_LISTED]],
              "num_missing_class_pairs": pmiss}
+    if pcov.abandoned:
+        paper["not_counted"] = pcov.abandoned
 
     stats = {"num_batches": n_batches_in, "distinct_batches": plan.num_batches, "num_epochs": n_epochs_in,
              "total_entries": n_entries_in, "unused_samples": int(n - used.sum()),
              "single_class_batches_size_ge_3": len(single_class),
              "equisimilarity_batches_after_closure": len(equisim),
-             "no_positive_entries": int(n_single), "super_nodes": ncomp}
+             "no_positive_entries": int(n_single), "super_nodes": ncomp,
+             "views": base.views, "multiset": base.multiset, "repeated_entries": repeated,
+             "samples": base.n, "class_pairs_storage": cov.mode if not cov.complete else "complete"}
     res = CheckResult(None, "", n, k, dim, classes.tolist(), class_super, disconnected, missing, None,
-                      paper, stats, comp=comp)
+                      paper, stats, num_missing_class_pairs=int(cov.num_missing),
+                      num_disconnected_classes=int(split.size), comp=comp)
 
-    if not disconnected and not missing:
+    if split.size == 0 and cov.num_missing == 0:
         res.unique = True
         res.reason = ("every class is one alignment component and every class pair has an "
                       "orthogonality edge: NC and orthogonal class means are forced (any d >= k)")
-    elif missing:
-        c1, c2 = (int(np.flatnonzero(classes == missing[0][0])[0]), int(np.flatnonzero(classes == missing[0][1])[0]))
+    elif cov.num_missing:
+        c1, c2 = (int(x) for x in miss[0])
         coord = np.arange(k)
         coord[c2] = coord[c1]
         coord = _compact(coord)
@@ -317,11 +457,11 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
         res.witness = {"kind": "merge_classes", "classes": missing[0], "dim_needed": max(1, k - 1),
                        "description": f"NC with the means of classes {missing[0][0]} and {missing[0][1]} "
                                       f"equal, the other classes orthogonal"}
-        res.reason = f"{len(missing)} class pair(s) never constrained to be orthogonal"
+        res.reason = f"{cov.num_missing} class pair(s) never constrained to be orthogonal"
     else:
         _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, search_budget)
     if with_fix and res.unique is False:
-        res.fix = suggest_fix(plan, res, cls, classes, dim)
+        res.fix = suggest_fix(base, res, cov, dim, limit_arg)
     return res
 
 
@@ -351,7 +491,7 @@ def distinct_batches(plan: Plan) -> Plan:
         # epochs are kept as a count only: batch b belongs to the epoch of its first occurrence
         eo = np.searchsorted(keep, plan.epoch_offsets[1:-1], side="left")
         eo = np.unique(np.r_[0, eo, keep.size]).astype(np.int64)
-    return Plan(plan.labels, new_idx, new_off, eo, dict(plan.meta))
+    return plan.with_batches(new_idx, new_off, eo)
 
 
 def _compact(coord: np.ndarray) -> np.ndarray:
@@ -378,71 +518,88 @@ def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, bud
     ncomp = sn_class.size
     grp = _equisim_groups(plan, comp, equisim, ncomp)
     base = sn_class.copy()  # class colouring: super-node -> its class coordinate
+    sn_order, sn_start = _by_class(sn_class, k)
+
+    def sns_of(c):
+        return sn_order[sn_start[c]:sn_start[c + 1]]  # class c's super-nodes, increasing
+
+    split = np.flatnonzero(r >= 2)
     # 1. split witness (d >= k+1): a class with >= 2 closed groups
     if dim is None or dim >= k + 1:
-        for c in np.flatnonzero(r >= 2):
-            sns = np.flatnonzero(sn_class == c)
+        ngroups = _count_per_class(sn_class, grp, k)
+        two = split[ngroups[split] >= 2]
+        if two.size:
+            c = int(two[0])
+            sns = sns_of(c)
             g = grp[sns]
-            if np.unique(g).size >= 2:
-                coord = base.copy()
-                coord[sns[g == g[0]]] = k
-                return _set_witness(res, coord, "split_class", int(classes[c]), k + 1,
-                                    "one closed group of the class on a new coordinate (Kini App. B.1, case 1)")
+            coord = base.copy()
+            coord[sns[g == g[0]]] = k
+            return _set_witness(res, coord, "split_class", int(classes[c]), k + 1,
+                                "one closed group of the class on a new coordinate (Kini App. B.1, case 1)")
         # orthogonal witness: every super-node of the class on its own coordinate
-        for c in np.flatnonzero(r >= 2):
+        fits = split if dim is None else split[k - 1 + r[split] <= dim]
+        if fits.size:
+            c = int(fits[0])
             need = k - 1 + int(r[c])
-            if dim is None or dim >= need:
-                sns = np.flatnonzero(sn_class == c)
-                coord = base.copy()
-                coord[sns[1:]] = k + np.arange(sns.size - 1)
-                return _set_witness(res, coord, "orthogonal_class", int(classes[c]), need,
-                                    "every super-node of the class on its own coordinate")
+            sns = sns_of(c)
+            coord = base.copy()
+            coord[sns[1:]] = k + np.arange(sns.size - 1)
+            return _set_witness(res, coord, "orthogonal_class", int(classes[c]), need,
+                                "every super-node of the class on its own coordinate")
     # 2. d-limited: quick colourings with k colours, then search
-    edges = _supernode_edges(plan, comp, cls, k)
-    E = edges  # (m, 2) int64
-    # nbr[u, c'] = super-node u has an orthogonality edge to some super-node of class c'
-    nbr = np.zeros((ncomp, k), dtype=bool)
-    nbr[E[:, 0], sn_class[E[:, 1]]] = True
-    nbr[E[:, 1], sn_class[E[:, 0]]] = True
-    # recolour: a closed group U of a split class with no edge to class c'
-    for c in np.flatnonzero(r >= 2):
-        sns = np.flatnonzero(sn_class == c)
-        for gval in np.unique(grp[sns]):
-            U = sns[grp[sns] == gval]
-            if U.size == sns.size:
-                continue
-            blocked = nbr[U].any(0)
-            blocked[c] = True
-            free = np.flatnonzero(~blocked)
-            if free.size:
-                c2 = int(free[0])
-                coord = base.copy()
-                coord[U] = c2
-                return _set_witness(res, coord, "recolour", int(classes[c]), k,
-                                    f"a component of the class takes the coordinate of class "
-                                    f"{int(classes[c2])}, which it never meets as a negative",
-                                    extra={"to_class": int(classes[c2])})
+    E = _supernode_edges(plan, comp, cls, k)  # (m, 2) int64
+    # the classes each closed group meets through an orthogonality edge, as sorted keys group * k + class
+    G = int(grp.max()) + 1
+    blocked = _uniq(np.r_[grp[E[:, 0]] * k + sn_class[E[:, 1]], grp[E[:, 1]] * k + sn_class[E[:, 0]]])
+    # recolour: a closed group U of a split class (not the whole class) with no edge to some class c'; the
+    # first such group in (class, group) order takes the smallest such c' (vectorised over all groups)
+    in_split = np.isin(sn_class, split)
+    cand = _uniq(sn_class[in_split] * G + grp[in_split])
+    cand_c, cand_g = cand // G, cand % G
+    whole = np.bincount(grp, minlength=G)[cand_g] == r[cand_c]
+    bk = _uniq(np.r_[blocked, cand_g * k + cand_c])          # blocked classes per group, own class included
+    b_grp, b_cls = bk // k, bk % k
+    b_start = np.flatnonzero(np.r_[True, b_grp[1:] != b_grp[:-1]])
+    b_cnt = np.diff(np.r_[b_start, bk.size])
+    rank = np.arange(bk.size) - np.repeat(b_start, b_cnt)
+    first_gap = np.full(b_start.size, -1, dtype=np.int64)    # the smallest unblocked class of each group
+    mis = np.flatnonzero(b_cls != rank)
+    if mis.size:
+        gi = np.searchsorted(b_start, mis, side="right") - 1
+        keep = np.r_[True, gi[1:] != gi[:-1]]
+        first_gap[gi[keep]] = rank[mis[keep]]
+    first_gap = np.where(first_gap >= 0, first_gap, b_cnt)
+    free = first_gap[np.searchsorted(b_grp[b_start], cand_g)]
+    ok = np.flatnonzero(~whole & (free < k))
+    if ok.size:
+        c, gval, c2 = int(cand_c[ok[0]]), int(cand_g[ok[0]]), int(free[ok[0]])
+        coord = base.copy()
+        coord[grp == gval] = c2
+        return _set_witness(res, coord, "recolour", int(classes[c]), k,
+                            f"a component of the class takes the coordinate of class "
+                            f"{int(classes[c2])}, which it never meets as a negative",
+                            extra={"to_class": int(classes[c2])})
     # permute: a connected component (orthogonality edges + equi-similarity links) holding part of a class
     if k >= 2:
-        rep = np.full(int(grp.max()) + 1, ncomp, dtype=np.int64)
+        rep = np.full(G, ncomp, dtype=np.int64)
         np.minimum.at(rep, grp, np.arange(ncomp))  # a representative super-node of every closed group
         eu = np.r_[E[:, 0], np.arange(ncomp)]
         ev = np.r_[E[:, 1], rep[grp]]
         _, cc = connected_components(coo_matrix((np.ones(eu.size), (eu, ev)), shape=(ncomp, ncomp)),
                                      directed=False)
-        for q in np.unique(cc):
-            Q = np.flatnonzero(cc == q)
-            for c in np.unique(sn_class[Q]):
-                if r[c] >= 2 and np.sum(sn_class[Q] == c) < r[c]:
-                    c2 = (c + 1) % k
-                    coord = base.copy()
-                    inQ = np.zeros(ncomp, bool)
-                    inQ[Q] = True
-                    coord[inQ & (base == c)] = c2
-                    coord[inQ & (base == c2)] = c
-                    return _set_witness(res, coord, "permute_component", int(classes[c]), k,
-                                        "a connected part of the constraint graph swaps two class coordinates",
-                                        extra={"swapped_with": int(classes[c2])})
+        qc, cnt = _uniq_counts(cc.astype(np.int64) * k + sn_class)
+        q_of, c_of = qc // k, qc % k
+        hit = np.flatnonzero((r[c_of] >= 2) & (cnt < r[c_of]))
+        if hit.size:
+            q, c = int(q_of[hit[0]]), int(c_of[hit[0]])
+            c2 = (c + 1) % k
+            coord = base.copy()
+            inQ = cc == q
+            coord[inQ & (base == c)] = c2
+            coord[inQ & (base == c2)] = c
+            return _set_witness(res, coord, "permute_component", int(classes[c]), k,
+                                "a connected part of the constraint graph swaps two class coordinates",
+                                extra={"swapped_with": int(classes[c2])})
     # exhaustive search with d colours
     d = dim if dim is not None else k
     if ncomp > MAX_SEARCH_NODES:
@@ -456,8 +613,8 @@ def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, bud
         adj[v].add(u)
     hyper = _equisim_hyperedges(plan, comp, equisim) if equisim else []
     nodes_used = [0]
-    for c in np.flatnonzero(r >= 2):
-        sns = np.flatnonzero(sn_class == c)
+    for c in split.tolist():
+        sns = sns_of(c)
         for u2 in sns[1:]:
             col = _colour_search(ncomp, adj, hyper, d, int(sns[0]), int(u2), budget, nodes_used)
             if col is None and nodes_used[0] > budget:
@@ -619,36 +776,56 @@ def of_embedding(labels, d: int | None = None) -> np.ndarray:
     return orthogonal_frame(classes.size, d)[cls]
 
 
-def suggest_fix(plan: Plan, res: CheckResult, cls: np.ndarray, classes: np.ndarray, dim) -> dict:
+def suggest_fix(plan: Plan, res: CheckResult, cov: ClassPairs, dim, max_memory=None) -> dict:
     """Binding examples to add (Kini Alg. 1 restricted to the classes that fail), verified by re-checking.
 
+    plan: the plan as given (before view expansion: binding adds a *sample*, with all its views).
     Classes that fail = disconnected classes and classes in a missing pair. One binding example per
     such class (a member of its largest component) is added to every batch; samples used by no
     batch are listed (they must be added to some batch). If the restricted binding does not verify,
-    full Alg. 1 (one example of every class) is tried."""
+    full Alg. 1 (one example of every class) is tried. A scope whose binding would add more than
+    MAX_FIX_ENTRIES batch entries is not attempted (said in ``skipped``)."""
     from nctheory.batching.schemes import batch_binding, choose_binding_examples
 
-    fail = sorted({d["class"] for d in res.disconnected_classes}
-                  | {c for pair in res.missing_class_pairs for c in pair})
+    k = plan.k
+    classes = plan.label_values
+    r = np.array([res.class_super_nodes[int(v)] for v in classes.tolist()])
+    fail = np.flatnonzero((r >= 2) | (cov.degree() < k - 1))
     used = np.zeros(plan.n, bool)
     used[plan.indices] = True
     unused = np.flatnonzero(~used)
-    out = {"classes": fail, "unused_samples": unused[:20].tolist(), "num_unused_samples": int(unused.size)}
-    for scope, which in (("failing classes", fail), ("all classes (Alg. 1)", classes.tolist())):
-        bind = choose_binding_examples(plan.labels, classes=which, comp=res.comp)
+    out = {"classes": classes[fail[:MAX_LISTED]].tolist(), "num_classes": int(fail.size),
+           "unused_samples": unused[:20].tolist(), "num_unused_samples": int(unused.size)}
+    comp = res.comp[:plan.n]  # view 0 of sample i is row i of the expanded plan
+    skipped = []
+    for scope, which in (("failing classes", fail), ("all classes (Alg. 1)", np.arange(k))):
+        added = plan.num_batches * int(which.size) * plan.views
+        if added > MAX_FIX_ENTRIES:
+            skipped.append(f"{scope}: binding would add up to {added:.3g} batch entries (limit {MAX_FIX_ENTRIES:.3g})")
+            continue
+        bind = choose_binding_examples(plan.original_labels(), classes=classes[which], comp=comp)
         fixed = batch_binding(plan, bind)
         if unused.size:
             # the unused samples join the first batch (with the binding examples)
             fixed = _add_to_first_batch(fixed, unused)
-        r2 = check_plan(fixed, dim=dim, with_fix=False)
+        r2 = check_plan(fixed, dim=dim, with_fix=False, max_memory=max_memory)
         out.update({"scope": scope, "binding_examples": {str(c): int(i) for c, i in bind.items()},
                     "added_per_batch": len(bind), "verified_unique": r2.unique is True})
         if r2.unique is True:
             break
+    if "scope" not in out:
+        out.update({"scope": None, "binding_examples": {}, "added_per_batch": 0, "verified_unique": None})
+    if skipped:
+        out["skipped"] = "; ".join(skipped)
     return out
 
 
 def _add_to_first_batch(plan: Plan, extra: np.ndarray) -> Plan:
     bs = plan.batches
-    first = np.unique(np.concatenate([bs[0], extra]))
-    return Plan.from_batches(plan.labels, [first] + bs[1:])
+    if plan.multiset:
+        first = np.concatenate([bs[0], extra[~np.isin(extra, bs[0])]])
+    else:
+        first = np.unique(np.concatenate([bs[0], extra]))
+    sizes = np.r_[first.size, np.diff(plan.offsets)[1:]]
+    idx = np.concatenate([first, plan.indices[plan.offsets[1]:]])
+    return plan.with_batches(idx, np.r_[0, np.cumsum(sizes)].astype(np.int64), plan.epoch_offsets)

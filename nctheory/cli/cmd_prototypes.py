@@ -12,12 +12,19 @@ the class counts of one batch of Gill et al.'s CIFAR-10-STEP experiments (batch 
 ``--n-major`` (in [1, k-1]) is also the number of majority classes of the minority-angles and
 majority-collapse geometries; with ``--counts`` and a geometry that has no majority classes (etf, FILE)
 it would have no effect and is refused.
+
+Every input is checked before any solve: ``--plot`` first (:func:`nctheory.validate.output_file`: .png,
+.pdf or .svg, not a folder, its folder exists and is writable, never a run folder's data, an existing file
+in a run folder only with ``--force``), the numbers, the --geometry file (a real k x k array: a JSON
+object, complex or boolean values are refused), and the memory of the programs
+(:func:`nctheory.solvers.prototypes.memory_estimate`, before G_* is built: --k 1000000 is one line, not an
+allocation failure). The plot is written atomically (:func:`nctheory.runfolder.atomic_savefig`).
 """
 
 from __future__ import annotations
 
 import json
-import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,33 +55,46 @@ def add_arguments(p):
     p.add_argument("--limit-form", choices=("derived", "paper"), default="derived",
                    help="n_w = inf objective: the derived limit (default) or Gill Prop. 1 as printed")
     p.add_argument("--json", action="store_true", help="print JSON (every G_M in full)")
-    p.add_argument("--plot", metavar="FILE.png", help="heatmaps of G_* and each learnt G_M, and Delta vs n_w")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="heatmaps of G_* and each learnt G_M, and Delta vs n_w (.png, .pdf or .svg)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --plot even when it is an existing file inside a run folder (never a run's data)")
 
 
-def _list(text: str, what: str, conv):
-    try:
-        vals = [conv(t.strip()) for t in text.split(",") if t.strip() != ""]
-    except ValueError:
-        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise InputError(f"{what} is empty")
-    return vals
+GRAM_FILE_MAX_BYTES = 200 * 10**6  # a k x k Gram file: 200 MB holds k = 5000 in .npy (8 bytes an entry)
 
 
 def load_gram(path: str) -> np.ndarray:
-    f = Path(path)
-    if not f.is_file():
-        raise InputError(f"--geometry: {path!r} is neither a geometry name nor a readable file")
+    """A real 2-D float64 array read from ``path`` (.npy without pickles, .json nested list, or text with
+    whitespace or commas); anything else (a JSON object, complex or boolean values, garbage) is an
+    InputError naming the file."""
+    from nctheory.validate import input_file, real_array
+
+    if not Path(path).exists():
+        raise InputError(f"--geometry: {path!r} is neither a geometry name ({', '.join(_names())}) nor a file")
+    f = input_file(path, "--geometry", max_bytes=GRAM_FILE_MAX_BYTES)
     try:
         if f.suffix == ".npy":
             G = np.load(f, allow_pickle=False)
         elif f.suffix == ".json":
-            G = np.asarray(json.loads(f.read_text()), dtype=np.float64)
+            G = json.loads(f.read_text(encoding="utf-8"))
+            if not isinstance(G, list):
+                raise ValueError(f"expected a nested list (one list per row), got a JSON {type(G).__name__}")
         else:
-            G = np.loadtxt(f, delimiter="," if "," in f.read_text() else None, ndmin=2)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read a Gram matrix from {path}: {str(exc).splitlines()[0]}") from None
-    return np.asarray(G, dtype=np.float64)
+            text = f.read_text(encoding="utf-8")
+            with warnings.catch_warnings():  # "input contained no data" is a warning there: an error here
+                warnings.simplefilter("error")
+                G = np.loadtxt(f, delimiter="," if "," in text else None, ndmin=2)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, UserWarning) as exc:
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise InputError(f"--geometry {path}: cannot read a Gram matrix ({msg})") from None
+    return np.asarray(real_array(G, f"--geometry {path}", ndim=2), dtype=np.float64)
+
+
+def _names():
+    from nctheory.solvers.prototypes import GILL_GEOMETRIES
+
+    return GILL_GEOMETRIES
 
 
 def _target(args) -> tuple[str, np.ndarray]:
@@ -101,28 +121,34 @@ def _check_n_major(args) -> None:
 
 def _ratios(text: str | None) -> list[float]:
     """--R: comma-separated imbalance ratios, each finite and >= 1 (default [1])."""
-    Rs = _list(text, "--R", float) if text else [1.0]
-    bad = [R for R in Rs if not (math.isfinite(R) and R >= 1)]
-    if bad:
-        raise InputError(f"--R ratios must be finite numbers >= 1, got {bad[0]!r}")
-    return Rs
+    from nctheory.validate import number_list
+
+    return number_list(text, "--R", kind="real", lo=1) if text else [1.0]
 
 
 def run(args) -> int:
     from nctheory.counts import parse_counts
-    from nctheory.solvers.prototypes import gill_batch_counts, learned_geometry, parse_nw
+    from nctheory.solvers.prototypes import check_memory, gill_batch_counts, learned_geometry, parse_nw
+    from nctheory.validate import PLOT_SUFFIXES, integer, number_list, output_file, real
 
-    if args.k < 2:
-        raise InputError("--k must be at least 2")
+    if args.plot is not None:
+        output_file(args.plot, "--plot", suffixes=PLOT_SUFFIXES, force=args.force)
+    integer(args.k, "--k", lo=2)
+    real(args.tau, "--tau", lo=0, lo_open=True)
+    real(args.t, "--t", lo=0, hi=1)
+    integer(args.batch, "--batch", lo=1)
     _check_n_major(args)
-    name, Gs = _target(args)
     nws = [parse_nw(v) for v in args.nw.split(",") if v.strip()]
     if not nws:
         raise InputError("--nw is empty")
     if args.counts is not None:
-        comps = [("counts", parse_counts(_list(args.counts, "--counts", int), min_count=1, min_classes=2).tolist())]
-        if len(comps[0][1]) != args.k:
-            raise InputError(f"--counts has {len(comps[0][1])} entries but --k is {args.k}")
+        counts = number_list(args.counts, "--counts", kind="int", lo=1, min_len=2)
+        if len(counts) != args.k:
+            raise InputError(f"--counts has {len(counts)} entries but --k is {args.k}")
+    check_memory(args.k, nws)  # before G_* (k x k) is built
+    name, Gs = _target(args)
+    if args.counts is not None:
+        comps = [("counts", parse_counts(counts, min_count=1, min_classes=2).tolist())]
     else:
         Rs = _ratios(args.R)
         if args.batch < args.k:
@@ -136,7 +162,7 @@ def run(args) -> int:
             s["R"] = R
             rows.append(s)
     out = {"geometry": name, "k": args.k, "tau": args.tau, "G_star": Gs.tolist(), "results": rows}
-    if args.plot:
+    if args.plot is not None:
         out["plot"] = str(plot_geometries(rows, Gs, name, args.plot))
     if args.json:
         print(json.dumps(out, indent=1))
@@ -197,8 +223,11 @@ def plot_geometries(rows, Gs, name: str, path: str) -> Path:
     fig.tight_layout()
     if im is not None:
         fig.colorbar(im, ax=axes[:, :-1].ravel().tolist(), shrink=0.8, pad=0.01).ax.tick_params(labelsize=6)
+    from nctheory.runfolder import atomic_savefig
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_savefig(fig, out, dpi=110)  # the folder must exist (checked before solving), it is not created
+    finally:
+        plt.close(fig)
     return out

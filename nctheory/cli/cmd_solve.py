@@ -3,6 +3,12 @@
 A thin command over :func:`nctheory.solvers.solve_ufm`: it parses the arguments, reads the labels / plan /
 prototype files into a :class:`~nctheory.solvers.UFMProblem`, prints the :class:`~nctheory.solvers.UFMReport`
 (JSON or a human summary), plots the class-mean Gram matrix and returns the report's exit code.
+
+Every input is checked before any solve: ``--plot`` first (:func:`nctheory.validate.output_file`: .png,
+.pdf or .svg, not a folder, its folder exists and is writable, never a run folder's data and an existing
+file inside a run folder only with ``--force``), then the files and the problem, whose memory
+:func:`~nctheory.solvers.solve_ufm` estimates before allocating (exit 2 with the estimate and the method
+that fits). The plot is written atomically (:func:`nctheory.runfolder.atomic_savefig`).
 """
 
 from __future__ import annotations
@@ -70,7 +76,10 @@ def add_arguments(p):
     p.add_argument("--gtol", type=float, default=1e-6, help="riemannian stationarity tolerance, > 0 (default 1e-6)")
     p.add_argument("--max-iter", type=int, default=5000, help="riemannian iterations per restart, >= 1 (default 5000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="FILE.png", help="heatmap of the class-mean Gram matrix (like Kini et al. Fig. 1)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="heatmap of the class-mean Gram matrix (like Kini et al. Fig. 1): .png, .pdf or .svg")
+    p.add_argument("--force", action="store_true",
+                   help="replace --plot even when it is an existing file inside a run folder (never a run's data)")
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -82,7 +91,7 @@ def _labels_and_batches(args):
         plan = load_plan(args.plan)
         if args.counts or args.labels:
             raise InputError("--plan carries its own labels: do not also give --counts or --labels")
-        return np.asarray(plan.labels, dtype=np.int64), [np.asarray(b, dtype=np.int64) for b in plan.batches]
+        return np.asarray(plan.labels), [np.asarray(b) for b in plan.batches]  # checked by solve_ufm
     if args.counts:
         from nctheory.counts import counts_from_text
 
@@ -91,18 +100,23 @@ def _labels_and_batches(args):
     if args.labels:
         from nctheory.batching import read_labels
 
-        return np.asarray(read_labels(args.labels), dtype=np.int64), None
+        return np.asarray(read_labels(args.labels)), None  # checked by solve_ufm (nothing sized by a label)
     raise InputError("give the classes by --counts, --labels or --plan")
 
 
 def _prototypes(spec: str):
-    """'etf' / 'learned', or the array read from a .npy file."""
+    """'etf' / 'learned', or the real array read from a .npy file (complex, bool, object refused)."""
+    from nctheory.validate import input_file, real_array
+
     if spec in ("etf", "learned"):
         return spec
+    path = input_file(spec, "--prototypes", suffixes=(".npy",))
     try:
-        return np.load(spec, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read prototypes {spec!r}: {exc}") from None
+        W = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"--prototypes {spec}: cannot read a .npy array ({msg})") from None
+    return real_array(W, f"--prototypes {spec}", ndim=2)
 
 
 def ufm_problem(args):
@@ -215,17 +229,20 @@ def plot(out, path):
     ax.set_xlabel("class"); ax.set_ylabel("class")
     fig.suptitle(r"$G_M / \max |G_M|$", fontsize=9)
     fig.tight_layout()
+    from nctheory.runfolder import atomic_savefig
+
     try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise InputError(f"cannot write plot {path}: {exc.strerror}") from None
+        atomic_savefig(fig, path, dpi=120)
     finally:
         plt.close(fig)
 
 
 def run(args) -> int:
     from nctheory.solvers import solve_ufm
+    from nctheory.validate import PLOT_SUFFIXES, output_file
 
+    if args.plot is not None:
+        output_file(args.plot, "--plot", suffixes=PLOT_SUFFIXES, force=args.force)
     report = solve_ufm(ufm_problem(args), args.method)
     if args.plot:
         plot(report.data, args.plot)

@@ -1,4 +1,12 @@
-"""`nctheory verify`: run every registered claim's check and report the verdicts."""
+"""`nctheory verify`: run every registered claim's check and report the verdicts.
+
+Inputs are checked before any claim runs: ``--report`` (:func:`nctheory.validate.output_file`: a .md,
+.markdown or .txt file, not a folder, its folder exists and is writable, never a run folder's file),
+``--jobs`` and ``--only``. The report is written atomically (:func:`nctheory.runfolder.atomic_write_text`:
+a kill leaves the old report or the new one). With ``--jobs N`` the claims run in worker processes
+started with :func:`nctheory.cli.signals.worker_initializer`: they ignore Ctrl-C (the parent stops them)
+and die with their parent, even a SIGKILLed one; SIGTERM to the parent stops them as Ctrl-C does.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +34,8 @@ def add_arguments(p):
     p.add_argument("--only", action="append", metavar="PATTERN", help="claim ids to run (glob, repeatable)")
     p.add_argument("--budget", default="standard", choices=["quick", "standard", "full"], help="search effort")
     p.add_argument("--report", default="nctheory_verify_report.md", metavar="FILE.md",
-                   help="where to write the Markdown report (default: %(default)s; '-' for none)")
+                   help="where to write the Markdown report, .md, .markdown or .txt (default: %(default)s; "
+                        "'-' for none)")
     p.add_argument("--list", action="store_true", help="list registered claim ids and exit")
     p.add_argument("--no-progress", action="store_true", help="do not print progress to stderr")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -48,8 +57,11 @@ def _pool(jobs: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: the parent may already hold torch / BLAS thread pools, which fork does not copy safely
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    from nctheory.cli.signals import worker_initializer
+
+    # spawn, not fork: the parent may already hold torch / BLAS thread pools, which fork does not copy safely;
+    # the initializer makes a worker ignore Ctrl-C and die with its parent (nctheory.cli.signals)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=worker_initializer)
 
 
 def _kill(pool) -> None:
@@ -117,9 +129,17 @@ def _run_parallel(chosen, budget, jobs: int, progress: bool) -> list[dict]:
     return [rows[c.id] for c in chosen]
 
 
+REPORT_SUFFIXES = (".md", ".markdown", ".txt")
+
+
 def run(args) -> int:
     from nctheory.claims.registry import Budget, load_all, run_claim
+    from nctheory.validate import output_file
 
+    if args.report != "-" and not args.list:
+        output_file(args.report, "--report", suffixes=REPORT_SUFFIXES)
+    if args.jobs < 0:  # an int (argparse)
+        raise InputError(f"--jobs must be >= 0 (0 = one per CPU core), got {args.jobs}")
     claims = load_all()
     if args.only:
         chosen = [c for cid, c in claims.items() if any(fnmatch.fnmatchcase(cid, pat) for pat in args.only)]
@@ -131,8 +151,6 @@ def run(args) -> int:
         for c in chosen:
             print(f"{c.id}\t{c.source}")
         return 0
-    if args.jobs < 0:
-        raise InputError(f"--jobs must be >= 0 (0 = one per CPU core), got {args.jobs}")
     import os
 
     jobs = min(args.jobs or (os.cpu_count() or 1), len(chosen))
@@ -152,11 +170,10 @@ def run(args) -> int:
     else:
         print(table(rows))
     if args.report != "-":
+        from nctheory.runfolder import atomic_write_text
+
         path = Path(args.report)
-        try:
-            path.write_text(markdown_report(rows, budget.level))
-        except OSError as exc:
-            raise InputError(f"cannot write report {path}: {exc.strerror}") from None
+        atomic_write_text(path, markdown_report(rows, budget.level))  # an OSError is an InputError there
         if not (args.json or args.markdown):
             print(f"\nreport written to {path}")
     bad = [r for r in rows if not r["matches_expected"]]

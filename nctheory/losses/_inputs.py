@@ -53,8 +53,9 @@ def as_labels(y, n: int, device, k: int | None = None, name: str = "y") -> torch
     return t
 
 
-def as_batches(batches, n: int) -> list[torch.Tensor]:
-    """A list of non-empty batches of distinct sample indices in [0, n)."""
+def as_batches(batches, n: int, multiset: bool = False) -> list[torch.Tensor]:
+    """A list of non-empty batches of sample indices in [0, n), distinct within a batch unless
+    ``multiset`` (then a repeated index is a copy of the sample: see :func:`nctheory.losses.scl_batches`)."""
     if batches is None:
         return [torch.arange(n)]
     out = []
@@ -66,8 +67,9 @@ def as_batches(batches, n: int) -> list[torch.Tensor]:
             raise InputError(f"batch {b} holds non-integer indices")
         if arr.min() < 0 or arr.max() >= n:
             raise InputError(f"batch {b} has index {int(arr.min() if arr.min() < 0 else arr.max())} outside [0, {n})")
-        if np.unique(arr).size != arr.size:
-            raise InputError(f"batch {b} repeats a sample index")
+        if not multiset and np.unique(arr).size != arr.size:
+            raise InputError(f"batch {b} repeats a sample index (pass multiset=True if its samples are "
+                             f"drawn with replacement)")
         out.append(torch.as_tensor(arr.astype(np.int64)))
     if not out:
         raise InputError("the set of batches is empty")

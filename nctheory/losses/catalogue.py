@@ -12,7 +12,8 @@ An entry *refers* to the one torch definition of its loss (:mod:`nctheory.losses
 entry against a loop transcription of its paper formula, its Gram form and its numpy form.
 
 The uniform call ``spec(z, y, *, W=None, b=None, tau=1.0, n_w=0, k=None, batches=None, reduction="sum")``
-- z (n, d) features, one row per sample (numpy: float64; torch: its dtype and device), y (n,) labels;
+- z (n, d) features, one row per sample (numpy: float64; torch: its dtype and device, float16 / bfloat16
+  computed in float32), y (n,) labels;
 - W (k, d): the fixed prototypes / classifier (``classifier`` "fixed" or "learned"; refused for "none"),
   b (k,): CE's bias (ce only); tau: the temperature (refused != 1 for ce, which has none);
   n_w: prototype copies (scl_prototypes only; refused != 0 elsewhere); k: number of classes (checked
@@ -50,6 +51,7 @@ from nctheory.losses.classifier import ce, ce_fixed_classifier, nonl, normface, 
 from nctheory.losses.prototype_limit import limit_loss, paper_limit_loss
 from nctheory.losses.scl import scl, scl_batches, scl_with_prototypes, supcon_mean
 from nctheory.losses._inputs import as_batches, as_features, as_labels
+from nctheory.losses._strict import features, labels, temperature
 
 CLASSIFIERS = ("none", "fixed", "learned")
 REDUCTIONS = ("sum", "mean")
@@ -96,7 +98,17 @@ class LossSpec:
     # ---------------------------------------------------------------------------------- the loss
     def __call__(self, z, y, *, W=None, b=None, tau: float = 1.0, n_w: int = 0, k: int | None = None,
                  batches=None, reduction: str = "sum") -> torch.Tensor:
-        """The loss of features z (n, d) with labels y (module docstring: the uniform call), 0-dim tensor."""
+        """The loss of features z (n, d) with labels y (module docstring: the uniform call), 0-dim tensor.
+
+        Inputs are checked first (:mod:`nctheory.losses._strict`): z and W real (complex, bool and
+        strings refused) with at least one row, y labels, tau a real number > 0 (a string or a bool is
+        refused). Half-precision z / W compute in float32 and the loss is float32
+        (:mod:`nctheory.losses._precision`), for every entry, the SCL family included."""
+        tau = temperature(tau)
+        z = features(z, min_rows=1)
+        y = labels(y, z.shape[0], z.device)
+        if W is not None:
+            W = features(W, "W", min_rows=1)
         self._check_params(tau, n_w, k, batches, reduction)
         self._check_classifier(W, b, k)
         value = self.torch_sum(z, y, W, b, tau, n_w, k, batches)

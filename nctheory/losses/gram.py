@@ -411,26 +411,31 @@ def _labels(y, k=None) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _batches(batches, n):
+def _batches(batches, n, multiset: bool = False):
     from nctheory.losses._inputs import as_batches
 
-    return [b.numpy() for b in as_batches(batches, n)]
+    return [b.numpy() for b in as_batches(batches, n, multiset=multiset)]
 
 
-def scl_form(y, tau: float = 1.0, batches=None) -> LSEForm:
+def scl_form(y, tau: float = 1.0, batches=None, multiset: bool = False) -> LSEForm:
     """Gram form of :func:`nctheory.losses.scl` (batches=None) / :func:`scl_batches`:
-    per anchor with positives, LSE_{l in B, l != i}(G_il/tau) - mean_{j in P(i)} G_ij / tau."""
+    per anchor with positives, LSE_{l in B, l != i}(G_il/tau) - mean_{j in P(i)} G_ij / tau.
+
+    multiset=True: batches may repeat a sample (as ``scl_batches(..., multiset=True)``): the anchors are
+    the batch's positions, and "l != i" means another position, so a copy of the anchor's own sample
+    enters its denominator and its positives through the diagonal entry G_ii (1 on unit rows)."""
     y = _labels(y)
     tau = check_tau(tau)
     n = y.size
     bld = LSEBuilder(n)
-    for B in _batches(batches, n):
+    for B in _batches(batches, n, multiset):
         yb = y[B]
         for a, i in enumerate(B):
-            pos = B[(yb == yb[a]) & (B != i)]
+            other = np.arange(B.size) != a  # the other positions (= the other samples when B is a set)
+            pos = B[(yb == yb[a]) & other]
             if pos.size == 0:
                 continue
-            others = B[B != i]
+            others = B[other]
             bld.add_term(1.0, np.zeros(others.size), (np.full(others.size, i), others), 1.0 / tau)
             bld.add_linear((np.full(pos.size, i), pos), -1.0 / (tau * pos.size))
     return bld.build(description=f"SCL sum form, tau={tau}, {'full batch' if batches is None else 'mini-batches'}")

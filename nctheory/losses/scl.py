@@ -55,17 +55,24 @@ def scl(z, y, tau: float = 1.0) -> torch.Tensor:
     return _anchor_terms(z @ z.T / tau, y).sum()
 
 
-def scl_batches(z, y, batches, tau: float = 1.0) -> torch.Tensor:
+def scl_batches(z, y, batches, tau: float = 1.0, multiset: bool = False) -> torch.Tensor:
     """Mini-batch SCL (Kini et al. Eq. 4): sum over the batches B of the batch loss L_B.
 
-    batches: iterable of index lists (distinct indices in [0, n) within a batch; a sample may appear
-    in several batches). Same no-positive convention as :func:`scl`.
+    batches: iterable of index lists (indices in [0, n); a sample may appear in several batches).
+    Within a batch the indices are distinct unless ``multiset=True``: then a batch is a multiset
+    (a sampler with replacement) and every occurrence of a sample is a *copy* with the same feature.
+    Eq. 4 is then read over the batch's positions p (|B| counts copies): anchor p's positives are the
+    other positions of its class, including the other copies of its own sample (similarity
+    h_i.h_i, 1 for unit rows), and its denominator runs over every other position, copies included.
+    That is exactly L_B on the expanded batch whose rows are the copies, constrained equal (tested);
+    the bound and the uniqueness condition for such batches are derived in
+    :mod:`nctheory.batching.interaction` (section 4). Same no-positive convention as :func:`scl`.
     """
     z = as_features(z)
     y = as_labels(y, z.shape[0], z.device)
     tau = check_tau(tau)
     total = z.new_zeros(())
-    for b in as_batches(batches, z.shape[0]):
+    for b in as_batches(batches, z.shape[0], multiset=multiset):
         b = b.to(z.device)
         zb = z[b]
         total = total + _anchor_terms(zb @ zb.T / tau, y[b]).sum()

@@ -5,10 +5,22 @@ The log-sum-exp objectives are written by the form itself (:meth:`nctheory.losse
 an exponential-cone epigraph with explicit cones, whose duals :meth:`~nctheory.losses.gram.LSEForm.dual_weights`
 reads back). Clarabel (interior point) solves those programs to ~1e-8..1e-9 relative; SCS is the
 first-order fallback.
+
+Solver output: the solvers are C/Rust libraries that may print to the process's file descriptors 1
+and 2 themselves (SCS at tau = 1e-300: "KKT matrix has < n positive eigenvalues. P not PSD.ERROR:
+init_lin_sys_work failure" on stdout, which mixed into `--json` output). Every solver call runs with
+descriptors 1 and 2 redirected to a temporary file and sys.stdout / sys.stderr to a buffer
+(:func:`captured_output`); what a failing attempt printed is quoted (first line) in its SolverError, what
+a successful one printed is dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -48,12 +60,58 @@ ATTEMPTS = (
 )
 
 
+def _flush_all() -> None:
+    """Flush Python's sys.stdout / sys.stderr and every C stdio stream (fflush(NULL)): a C library's printf
+    to a file or pipe is block-buffered and would otherwise reach the descriptor after it is restored."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def captured_output():
+    """Within the block, file descriptors 1 and 2 (any C library's printf) write to a temporary file and
+    sys.stdout / sys.stderr (Python's, which SCS's wrapper prints through: PySys_WriteStdout) to a buffer;
+    yields a list that holds the captured text after the block. Every stream is flushed on entry (earlier
+    output goes where it was going) and before the descriptors are restored (the block's output, buffered
+    by C stdio, lands in the file)."""
+    out: list[str] = []
+    _flush_all()
+    py = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            with contextlib.redirect_stdout(py), contextlib.redirect_stderr(py):
+                yield out
+        finally:
+            _flush_all()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.append(py.getvalue() + tmp.read().decode("utf-8", "replace"))
+
+
+def _first_line(text: str, width: int = 80) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:width] if lines else ""
+
+
 def solve(prob: cp.Problem, solvers=("CLARABEL", "SCS"), what: str = "program", accept=None) -> ConicResult:
     """Solve ``prob`` with the first attempt (solver, options) that reaches status 'optimal' and that
     ``accept(result) -> str | None`` (a reason to reject, e.g. an honest gap above tolerance) accepts.
 
     Runs each solver through ``get_problem_data`` / ``solve_via_data`` so that the raw solution's dual
-    objective is available (cvxpy's ``solve`` discards it). Raises SolverError (one line) when none does.
+    objective is available (cvxpy's ``solve`` discards it), with the solver's own printing captured
+    (:func:`captured_output`; quoted in the error of a failed attempt). Raises SolverError (one line)
+    when none does.
     """
     attempts = []
     for name, opts in ATTEMPTS:
@@ -63,21 +121,26 @@ def solve(prob: cp.Problem, solvers=("CLARABEL", "SCS"), what: str = "program", 
             attempts.append((name, "not installed"))
             continue
         t0 = time.perf_counter()
-        try:
-            data, chain, inv = prob.get_problem_data(name)
-            raw = chain.solver.solve_via_data(data, False, False, dict(opts))
-            if getattr(inv[-1], "solver_options", {}) is None:  # get_problem_data leaves it None
-                inv[-1].solver_options = dict(opts)
-            with warnings.catch_warnings():  # an inaccurate status is handled below, not warned
-                warnings.simplefilter("ignore")
-                prob.unpack_results(raw, chain, inv)
-        except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
-            attempts.append((name, f"error: {str(exc).splitlines()[0][:80]}"))
+        failed = None
+        with captured_output() as printed:
+            try:
+                data, chain, inv = prob.get_problem_data(name)
+                raw = chain.solver.solve_via_data(data, False, False, dict(opts))
+                if getattr(inv[-1], "solver_options", {}) is None:  # get_problem_data leaves it None
+                    inv[-1].solver_options = dict(opts)
+                with warnings.catch_warnings():  # an inaccurate status is handled below, not warned
+                    warnings.simplefilter("ignore")
+                    prob.unpack_results(raw, chain, inv)
+            except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+                failed = f"error: {(str(exc).splitlines() or [type(exc).__name__])[0][:80]}"
+        said = _first_line(printed[0])
+        if failed is not None:
+            attempts.append((name, failed + (f" (it printed: {said})" if said else "")))
             continue
         secs = time.perf_counter() - t0
         status = prob.status
         if status != cp.OPTIMAL:
-            attempts.append((name, status))
+            attempts.append((name, status + (f" (it printed: {said})" if said else "")))
             continue
         if name == "CLARABEL":
             p_raw, d_raw = float(raw.obj_val), float(raw.obj_val_dual)

@@ -67,6 +67,14 @@ Gram program (:func:`limit_class_solution`, certified by the convexity bound ove
 f(a) >= f(a0) - g.a0 - |g| with g the gradient at the feasible a0). The minimiser lies in span(W)
 (checked: p^T G_*^+ p = 1; the gradient of f cannot vanish on range(G_*), see :func:`limit_geometry`), so
 G_M[c, c'] = p_c^T G_*^+ p_{c'} is determined.
+
+Memory: :func:`learned_geometry` (and ``nctheory prototypes``, before G_* is built) refuses a problem whose
+estimate (:func:`memory_estimate`) exceeds the memory limit (:func:`nctheory.validate.check_budget`).
+Finite n_w: the facially reduced program has a (k + rank G_*) x (k + rank G_*) PSD cone and ~3 k^2
+logits, costed by the conic models of :mod:`nctheory.solvers.ufm` (``PSD_BYTES`` m^4 + ``LOGIT_BYTES`` per
+logit; measured for the ETF target with 3 samples a class: 3.3 MB at k = 10, 45 MB at k = 20, 218 MB at
+k = 30, i.e. 17-18 m^4 with m = 2k). n_w = inf: k per-class programs of k logits each and the dense
+k x k matrices G_*, V (``LIMIT_BYTES_PER_K2`` k^2; measured 0.24 MB at k = 50).
 """
 
 from __future__ import annotations
@@ -100,6 +108,7 @@ PINV_RTOL = 1e-9    # eigenvalues of G_* below PINV_RTOL * max count as zero (ra
 FEAS_TOL = 1e-9
 
 GILL_GEOMETRIES = ("etf", "minority-angles", "majority-collapse")
+LIMIT_BYTES_PER_K2 = 500  # n_w = inf: bytes per k^2 (dense G_*, V, the per-class cvxpy programs; measured ~100)
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -142,6 +151,35 @@ def target_gram(geometry, k: int, n_major: int | None = None, **params) -> np.nd
     if G.shape[0] != k:
         raise InputError(f"prototype Gram matrix is {G.shape[0]} x {G.shape[0]} but k = {k}")
     return G
+
+
+def memory_estimate(k: int, n_w) -> tuple[int, str]:
+    """(bytes, what) the program for k classes and n_w copies (an integer or math.inf) needs (module
+    docstring, "Memory"); arithmetic only. For finite n_w the cone side is taken as 2k (rank G_* <= k)."""
+    from nctheory.solvers.ufm import LOGIT_BYTES, PSD_BYTES
+
+    k = int(k)
+    if parse_nw(n_w) == math.inf:
+        return LIMIT_BYTES_PER_K2 * k * k, f"the n_w = inf per-class programs of {k} classes"
+    m = 2 * k
+    return (PSD_BYTES * m ** 4 + LOGIT_BYTES * 3 * k * k,
+            f"the reduced prototype program of {k} classes ({m} x {m} PSD cone)")
+
+
+def check_memory(k: int, n_ws) -> None:
+    """Refuse (InputError, one line) when the largest program among ``n_ws`` exceeds the memory limit;
+    the suggestion names n_w = inf when only that fits."""
+    from nctheory import validate
+
+    k = validate.integer(k, "k", lo=2)
+    ests = [(memory_estimate(k, nw), nw) for nw in n_ws]
+    (need, what), nw = max(ests, key=lambda e: e[0][0])
+    limit, _ = validate.memory_limit()
+    if need > limit:
+        inf_need = memory_estimate(k, math.inf)[0]
+        tip = ("n_w = inf fits (~" + validate.format_bytes(inf_need) + ")" if nw != math.inf and inf_need <= limit
+               else "use fewer classes (or raise --max-memory)")
+        validate.check_budget(need, what, tip)
 
 
 # ---------------------------------------------------------------------------------- reduced form
@@ -569,8 +607,10 @@ def limit_geometry(G_star, counts, tau: float = 1.0, form: str = "derived",
 
 
 def learned_geometry(G_star, counts, n_w, tau: float = 1.0, form: str = "derived") -> GeometryResult:
-    """:func:`finite_geometry` for finite n_w, :func:`limit_geometry` for n_w = inf."""
+    """:func:`finite_geometry` for finite n_w, :func:`limit_geometry` for n_w = inf; refused (InputError)
+    when the program's memory estimate exceeds the limit (:func:`check_memory`)."""
     n_w = parse_nw(n_w)
+    check_memory(parse_counts(counts, min_count=1, min_classes=2).size, [n_w])
     if n_w == math.inf:
         return limit_geometry(G_star, counts, tau, form)
     return finite_geometry(G_star, counts, n_w, tau)

@@ -29,6 +29,25 @@ optimum, rank, class-mean Gram and geometry sit under ``relaxation``). With ``di
 "auto" first solves the exact program (reduced for full-batch SCL, else gram up to GRAM_MAX_SIZE):
 certified when a D-dimensional point attains it, otherwise it keeps that program's certified
 ``lower_bound`` and adds the first-order ``upper_bound`` in dimension D (the minimum lies between).
+
+Memory (issue 15): :func:`solve_ufm` estimates the memory of the method it is about to run
+(:func:`memory_estimate`) and refuses, before allocating anything, a problem whose estimate exceeds the
+limit (:func:`nctheory.validate.check_budget`: ``--max-memory``, $NCTHEORY_MAX_MEMORY or the memory
+available now), with a one-line estimate and the method (or --dim) that fits. The models, fitted to
+the peak resident growth of single solves on this machine (Clarabel, torch on CPU; the constants below
+are above every measurement):
+
+- gram / reduced: the interior-point solver keeps dense blocks of the PSD cone's scaling, about
+  ``PSD_BYTES`` m^4 bytes for an m x m cone (measured 15-21 m^4 for gram, full-batch SCL, m = 32..64:
+  22 MB at m = 32, 258 MB at m = 64; 22-26 k^4 for reduced with k = 20, 30 distinct counts), plus
+  ``LOGIT_BYTES`` per logit of the log-sum-exp form (exponential cones, sparse matrices; measured ~400 B
+  per logit for reduced with k = 300 and 1000 equal counts: 34 MB, 407 MB). The cone is m = n (+ k) for
+  gram, and the number of distinct class counts (orbits) for reduced, whose form has k^2 logits.
+- riemannian: ``POINT_COPIES`` float64 copies of the m x d point (iterates, gradients, steps; measured
+  25-31) and one stored point per restart, plus ``PAIR_COPIES`` float64 copies of the largest per-batch
+  logit matrix (b x b for the SCL family, b the largest batch, + k rows for scl_prototypes; n x k for
+  the losses with a classifier; measured up to 14 copies of n x n for SCL, n = 1000..4000, d = 8).
+- enumerate: three float64 blocks of m^2 x 2048 sign patterns (:mod:`nctheory.solvers.signs`).
 """
 
 from __future__ import annotations
@@ -37,12 +56,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nctheory import validate
 from nctheory._json import jsonable
 from nctheory.errors import InputError, SolverError
 
 GRAM_MAX_SIZE = 64    # auto picks gram up to this size: n = 48 takes ~3-5 s, n = 96 ~60-90 s (Clarabel, one core)
 GRAM_SIZE_LIMIT = 400  # the largest PSD cone the gram method accepts (its feasibility tolerance is sized for it)
 METHODS = ("auto", "gram", "reduced", "riemannian", "enumerate")
+
+# memory models of the methods (bytes; module docstring, "Memory": each constant is above every measurement)
+PSD_BYTES = 30       # per m^4 of an m x m PSD cone (measured 15-26)
+LOGIT_BYTES = 500    # per logit of an LSE form in the conic program (measured ~400)
+POINT_COPIES = 40    # float64 copies of the m x d point alive in the first-order search (measured 25-31)
+PAIR_COPIES = 16     # float64 copies of the largest per-evaluation logit matrix (measured up to 14)
+SIGN_CHUNK = 2048    # sign patterns evaluated at once by nctheory.solvers.signs (its _CHUNK)
 
 # keys that describe the problem asked for (kept when auto falls back from a relaxation to riemannian)
 _PROBLEM_KEYS = ("loss", "tau", "relu", "n", "k", "counts", "method", "plan", "dim", "prototypes", "kini_bound",
@@ -148,39 +175,36 @@ def _check_naming(d: dict) -> None:
 
 # ------------------------------------------------------------------------------------------- inputs
 def _check_problem(p: UFMProblem, method: str):
-    """The loss entry, labels, k and batches of a problem; numeric options are bad input (checked first)."""
-    from nctheory.losses._inputs import check_tau
+    """The loss entry, labels, k and batches of a problem; numeric options are bad input (checked first).
+    Nothing here is sized by the largest label: labels 0, 0, 1e15, 1e15 are refused for the empty
+    classes between them (relabel 0..k-1), found from the distinct labels alone."""
     from nctheory.losses.catalogue import LOSSES, get_loss
 
-    check_tau(p.tau)
+    validate.real(p.tau, "tau", lo=0, lo_open=True)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if p.dim is not None and p.dim < 1:
-        raise InputError(f"--dim must be >= 1, got {p.dim}")
-    if p.n_w < 0:
-        raise InputError(f"--nw must be >= 0, got {p.n_w}")
-    if p.restarts < 1:
-        raise InputError(f"--restarts must be >= 1, got {p.restarts}")
-    if p.max_iter < 1:
-        raise InputError(f"--max-iter must be >= 1, got {p.max_iter}")
-    if not (np.isfinite(p.gtol) and p.gtol > 0):
-        raise InputError(f"--gtol must be a positive finite number, got {p.gtol}")
+    validate.integer(p.dim, "--dim", lo=1, allow_none=True)
+    validate.integer(p.n_w, "--nw", lo=0)
+    validate.integer(p.restarts, "--restarts", lo=1)
+    validate.integer(p.max_iter, "--max-iter", lo=1)
+    validate.integer(p.seed, "--seed", lo=0, hi=validate.SEED_MAX)
+    validate.real(p.gtol, "--gtol", lo=0, lo_open=True)
     spec = get_loss(p.loss)
     if not spec.has_gram:
         raise InputError(f"loss {p.loss!r} has no Gram form: solve handles "
                          + ", ".join(n.replace("_", "-") for n, s in LOSSES.items() if s.has_gram))
-    y = np.asarray(p.labels)
-    if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
-        raise InputError("labels must be a 1-dimensional integer array")
-    y = y.astype(np.int64)
-    if y.size == 0 or y.min() < 0:
-        raise InputError("labels must be non-negative and non-empty")
-    k = int(y.max()) + 1
-    if np.bincount(y, minlength=k).min() == 0:
-        raise InputError(f"labels must use every class 0..{k - 1} (class {int(np.argmin(np.bincount(y)))} is empty)")
+    y = validate.int_array(p.labels, "labels", ndim=1, lo=0, min_size=1)
+    classes = np.unique(y)
+    k = int(classes[-1]) + 1
+    if classes.size < k:  # some class in 0..k-1 has no sample
+        empty = int(np.flatnonzero(classes != np.arange(classes.size))[0])
+        raise InputError(f"labels must use every class 0..{k - 1} (class {empty} is empty"
+                         + (f"; relabel the {classes.size} classes present 0..{classes.size - 1})"
+                            if classes.size < k // 2 else ")"))
     if k < 2:
         raise InputError("need at least two classes")
-    batches = None if p.batches is None else [np.asarray(b, dtype=np.int64) for b in p.batches]
+    batches = None if p.batches is None else [validate.int_array(b, f"batch {i}", ndim=1, lo=0, hi=y.size - 1)
+                                              for i, b in enumerate(p.batches)]
     if batches is not None and not spec.batches:
         raise InputError("--plan applies to " + " and ".join(
             n.replace("_", "-") for n, s in LOSSES.items() if s.has_gram and s.batches) + f", not {p.loss}")
@@ -236,6 +260,82 @@ class _CheckedProblem:
         return loss_objective(self.spec.name, self.y, k=self.k, tau=self.p.tau, n_w=self.n_w, batches=self.batches)
 
 
+def memory_estimate(problem: UFMProblem, method: str, dim: int | None = None) -> tuple[int, str]:
+    """(bytes, what) the method ("gram", "reduced", "riemannian", "enumerate") needs for ``problem`` (in
+    dimension ``dim`` for riemannian, default the problem's --dim or its size), by the models of the module
+    docstring ("Memory"). Pure arithmetic on the problem's sizes: nothing is allocated."""
+    s = problem if isinstance(problem, _CheckedProblem) else _CheckedProblem(problem, "auto")
+    return _memory(s, method, dim)
+
+
+def _pair_elements(s: "_CheckedProblem") -> tuple[int, str]:
+    """Entries of the largest logit matrix one loss evaluation forms, and its description."""
+    sizes = [s.n] if s.batches is None else [int(b.size) for b in s.batches]
+    b = max(sizes)
+    if s.spec.name in ("scl", "supcon_mean", "scl_prototypes"):
+        side = b + (s.k if s.spec.name == "scl_prototypes" else 0)
+        return side * side, f"{side} x {side} logits"
+    if s.spec.name in ("ntce", "nonl"):
+        return b * b, f"{b} x {b} logits"
+    return b * s.k, f"{b} x {s.k} logits"
+
+
+def _memory(s: "_CheckedProblem", method: str, dim: int | None = None) -> tuple[int, str]:
+    if method == "gram":
+        m = s.size
+        sizes = [s.n] if s.batches is None else [int(b.size) for b in s.batches]
+        extra = s.k if s.uses_w else 0
+        logits = sum((b + extra) ** 2 for b in sizes)  # an upper bound on the form's logits for every loss
+        return (PSD_BYTES * m ** 4 + LOGIT_BYTES * logits,
+                f"the gram program ({m} x {m} PSD cone, up to {logits} logits)")
+    if method == "reduced":
+        orbits = int(np.unique(np.bincount(s.y, minlength=s.k)).size)
+        return (PSD_BYTES * orbits ** 4 + LOGIT_BYTES * s.k ** 2,
+                f"the reduced program ({orbits} x {orbits} PSD cone, {s.k ** 2} logits)")
+    if method == "riemannian":
+        d = dim if dim is not None else (s.p.dim if s.p.dim is not None else s.size)
+        pair, what = _pair_elements(s)
+        need = 8 * ((POINT_COPIES + s.p.restarts) * s.size * d + PAIR_COPIES * pair)
+        default = " (--dim defaults to the size)" if s.p.dim is None and dim is None else ""
+        return need, (f"riemannian ({s.size} x {d} unit features{default}, {what} per evaluation, "
+                      f"{s.p.restarts} restarts)")
+    if method == "enumerate":
+        return 8 * 3 * s.size ** 2 * SIGN_CHUNK, f"enumerate ({s.size} signs, {SIGN_CHUNK} patterns at a time)"
+    raise ValueError(f"no memory model for method {method!r}")  # a programming error
+
+
+def _fits(s: "_CheckedProblem", method: str, limit: int, dim: int | None = None) -> bool:
+    return _memory(s, method, dim)[0] <= limit
+
+
+def _what_fits(s: "_CheckedProblem", method: str, limit: int) -> str:
+    """The suggestion of a refusal: a method (or a --dim for riemannian) whose estimate fits the limit."""
+    tips = []
+    if method != "reduced" and s.spec.name == "scl" and s.batches is None and _fits(s, "reduced", limit):
+        tips.append(f"--method reduced fits (~{validate.format_bytes(_memory(s, 'reduced')[0])}; full-batch scl, "
+                    "any counts)")
+    # a smaller dimension for the first-order search (below the --dim already refused, if that was riemannian)
+    dims = [d for d in (64, 16, 8, 2) if d < s.size and (method != "riemannian" or s.p.dim is None or d < s.p.dim)]
+    fitting = [d for d in dims if _fits(s, "riemannian", limit, d)]
+    if fitting:
+        d = fitting[0]
+        tips.append(f"--method riemannian --dim {d} fits (~{validate.format_bytes(_memory(s, 'riemannian', d)[0])}, "
+                    f"an upper bound in dimension {d})")
+    if method != "gram" and s.size <= GRAM_SIZE_LIMIT and _fits(s, "gram", limit):
+        tips.append(f"--method gram fits (~{validate.format_bytes(_memory(s, 'gram')[0])})")
+    if tips:
+        return "; ".join(tips)
+    return "no method fits: use fewer samples (or raise --max-memory)"
+
+
+def _check_memory(s: "_CheckedProblem", method: str) -> None:
+    """Refuse (InputError, one line, before allocating) a method whose estimate exceeds the memory limit."""
+    need, what = _memory(s, method)
+    limit, _ = validate.memory_limit()
+    if need > limit:
+        validate.check_budget(need, what, _what_fits(s, method, limit))
+
+
 def choose_method(p: UFMProblem, method: str = "auto") -> str:
     """The method :func:`solve_ufm` runs for ``method`` (module docstring)."""
     return _choose(_CheckedProblem(p, method), method)
@@ -268,6 +368,10 @@ def solve_ufm(problem: UFMProblem, method: str = "auto") -> UFMReport:
     s = _CheckedProblem(problem, method)
     p, y, k = problem, s.y, s.k
     chosen = _choose(s, method)
+    if chosen == "gram" and s.size > GRAM_SIZE_LIMIT:
+        raise InputError(f"the Gram program has a {s.size} x {s.size} PSD cone: too large (use --method riemannian"
+                         + (" or reduced" if s.spec.name == "scl" and s.batches is None else "") + ")")
+    _check_memory(s, chosen)
     out = {"loss": p.loss, "tau": p.tau, "relu": bool(p.relu), "n": int(s.n), "k": k,
            "counts": np.bincount(y, minlength=k).tolist(), "method": chosen, "plan": p.plan_name, "dim": p.dim}
     if method == "riemannian" and chosen == "enumerate":
@@ -345,9 +449,6 @@ def _solve_reduced(s: _CheckedProblem, out: dict):
 
 def _solve_gram(s: _CheckedProblem, out: dict):
     p, n, k, size = s.p, s.n, s.k, s.size
-    if size > GRAM_SIZE_LIMIT:
-        raise InputError(f"the Gram program has a {size} x {size} PSD cone: too large (use --method riemannian"
-                         + (" or reduced" if s.spec.name == "scl" and s.batches is None else "") + ")")
     from nctheory.solvers.gram import GAP_TOL, solve_gram
 
     form = s.form()
@@ -478,6 +579,14 @@ def _bracket_in_dimension(s: _CheckedProblem, out: dict, method: str):
     lower = {"lower_bound": out["lower_bound"], "method": method, "note": out["lower_bound_note"],
              "status": out.get("status"), "solver": out.get("solver"), "gap_kind": out.get("gap_kind")}
     relaxation_only = dict(out)  # what is reported (exit 1) if the first-order search fails
+    need, what = _memory(s, "riemannian")
+    limit, source = validate.memory_limit()
+    if need > limit:
+        out["note_method"] = (f"auto: the {method} program's optimum is not attained in dimension {D}, and the "
+                              f"first-order search in dimension {D} would need ~{validate.format_bytes(need)} for "
+                              f"{what} (limit {validate.format_bytes(limit)}, {source}); only the certified lower "
+                              "bound is reported")
+        return None
     for key in list(out):
         if key not in _PROBLEM_KEYS:
             del out[key]
