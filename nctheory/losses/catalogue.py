@@ -50,8 +50,7 @@ from nctheory.losses import gram
 from nctheory.losses.classifier import ce, ce_fixed_classifier, nonl, normface, ntce, proto_loss
 from nctheory.losses.prototype_limit import limit_loss, paper_limit_loss
 from nctheory.losses.scl import scl, scl_batches, scl_with_prototypes, supcon_mean
-from nctheory.losses._inputs import as_batches, as_features, as_labels
-from nctheory.losses._strict import features, labels, temperature
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau
 
 CLASSIFIERS = ("none", "fixed", "learned")
 REDUCTIONS = ("sum", "mean")
@@ -100,15 +99,15 @@ class LossSpec:
                  batches=None, reduction: str = "sum") -> torch.Tensor:
         """The loss of features z (n, d) with labels y (module docstring: the uniform call), 0-dim tensor.
 
-        Inputs are checked first (:mod:`nctheory.losses._strict`): z and W real (complex, bool and
+        Inputs are checked first (:mod:`nctheory.losses._inputs`): z and W real (complex, bool and
         strings refused) with at least one row, y labels, tau a real number > 0 (a string or a bool is
         refused). Half-precision z / W compute in float32 and the loss is float32
         (:mod:`nctheory.losses._precision`), for every entry, the SCL family included."""
-        tau = temperature(tau)
-        z = features(z, min_rows=1)
-        y = labels(y, z.shape[0], z.device)
+        tau = check_tau(tau)
+        z = as_features(z, min_rows=1)
+        y = as_labels(y, z.shape[0], z.device)
         if W is not None:
-            W = features(W, "W", min_rows=1)
+            W = as_features(W, "W", min_rows=1)
         self._check_params(tau, n_w, k, batches, reduction)
         self._check_classifier(W, b, k)
         value = self.torch_sum(z, y, W, b, tau, n_w, k, batches)
