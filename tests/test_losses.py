@@ -211,15 +211,10 @@ def test_bad_input_raises_input_error(call):
 
 # ---------------------------------------------------------------- issue 15: numerics that fail loudly
 # The catalogue's call (LossSpec.__call__) is how the trainer and the solvers reach every loss; the functions
-# of nctheory.losses.classifier / prototype_limit are also called directly. scl.py (the batching work's
-# file) is reached here through the catalogue; its direct calls are marked xfail until it adopts the
-# same helpers (the lines it needs are in the issue 15 integration report).
+# of nctheory.losses.classifier / prototype_limit / scl are also called directly.
 from nctheory.losses import ce_fixed_classifier  # noqa: E402
 from nctheory.losses.catalogue import LOSSES  # noqa: E402
 from nctheory.losses.prototype_limit import PerSampleLimit, limit_loss  # noqa: E402
-
-SCL_PY = "issue 15: losses/scl.py does not yet compute half precision in float32 / keep a gradient for one sample"
-
 
 def _catalogue_args(spec, W):
     kw = {}
@@ -263,8 +258,7 @@ def test_half_precision_computes_in_float32(name, dtype):
     assert not torch.isnan(z_low.grad).any()
 
 
-@pytest.mark.parametrize("fn", [normface, ntce, nonl, ce_fixed_classifier, limit_loss,
-                                pytest.param(scl, marks=pytest.mark.xfail(strict=True, reason=SCL_PY))])
+@pytest.mark.parametrize("fn", [normface, ntce, nonl, ce_fixed_classifier, limit_loss, scl])
 def test_half_precision_direct_calls(fn):
     z, y, W = _batch16(1)
     z16 = z.half()
@@ -309,11 +303,7 @@ def test_classifier_without_rows_is_refused():
         normface(torch.ones(2, 3), [0, 0], torch.zeros(0, 3))
 
 
-SINGLE_XFAIL = {"scl", "supcon_mean"}  # their one-sample value comes from losses/scl.py's _anchor_terms
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SCL_PY))
-                                  if n in SINGLE_XFAIL else n for n in sorted(LOSSES)])
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_single_sample_value_carries_a_gradient(name):
     """One sample: either the loss is undefined (InputError: NONL's and L_proto's denominators are empty) or
     it is a number that is a function of z: .backward() works, and the gradient is finite (zero where the

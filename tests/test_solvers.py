@@ -516,3 +516,27 @@ def test_solver_output_is_captured_and_a_failed_solve_is_a_solver_error(capfd):
         solve_ufm(UFMProblem("scl", labels=labels([2, 2]), tau=1e-300))
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_solve_plan_with_views_and_repeated_samples(tmp_path, capsys):
+    """`solve --plan` decides the plan as trained: a plan's views are feature rows (n * V of them) and a
+    batch that repeats a sample is a multiset (the copy shares the feature); the certified UFM+ optimum then
+    meets Kini's Thm 2 bound with the same semantics (nctheory.bounds.batch_bound)."""
+    from nctheory.batching import Plan
+    from nctheory.bounds import batch_bound
+    from nctheory.cli import main
+
+    two = tmp_path / "views.json"
+    Plan.from_batches([0, 0, 1], [[0, 1, 2]], views=2).save(two)
+    assert main(["solve", "--loss", "scl", "--plan", str(two), "--tau", "1", "--relu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6 and out["certified"]
+    assert abs(out["value"] - batch_bound([0, 0, 1], [[0, 1, 2]], 1.0, views=2)) < 1e-6
+    rep = tmp_path / "multiset.json"
+    rep.write_text(json.dumps({"labels": [0, 0, 1, 1], "batches": [[0, 0, 2], [1, 3, 3]], "multiset": True}))
+    assert main(["solve", "--loss", "scl", "--plan", str(rep), "--tau", "1", "--relu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    bound = batch_bound([0, 0, 1, 1], [[0, 0, 2], [1, 3, 3]], 1.0, multiset=True)
+    assert out["certified"] and abs(out["value"] - bound) < 1e-6 and abs(out["kini_bound"] - bound) < 1e-12
+    with pytest.raises(InputError, match="repeat a sample"):
+        solve_ufm(UFMProblem("scl-prototypes", [0, 0, 1, 1], batches=[[0, 0, 2]], multiset=True))

@@ -84,23 +84,25 @@ def add_arguments(p):
 
 # ----------------------------------------------------------------------------------------- inputs
 def _labels_and_batches(args):
-    """(labels, batches or None) from --plan, --counts or --labels."""
+    """(labels, batches or None, multiset) from --plan, --counts or --labels. A plan's views become feature
+    rows and its class ids are ranked 0..k-1 (nctheory.batching.load_plan); multiset: its batches may
+    repeat a sample."""
     if args.plan:
         from nctheory.batching import load_plan  # plan format of the batching issue
 
-        plan = load_plan(args.plan)
+        plan = load_plan(args.plan).expanded()  # views as feature rows: sample i's view v is row v * n + i
         if args.counts or args.labels:
             raise InputError("--plan carries its own labels: do not also give --counts or --labels")
-        return np.asarray(plan.labels), [np.asarray(b) for b in plan.batches]  # checked by solve_ufm
+        return np.asarray(plan.labels), [np.asarray(b) for b in plan.batches], plan.multiset  # checked by solve_ufm
     if args.counts:
         from nctheory.counts import counts_from_text
 
         counts = counts_from_text(args.counts, min_count=1, min_classes=2)
-        return np.repeat(np.arange(counts.size), counts), None
+        return np.repeat(np.arange(counts.size), counts), None, False
     if args.labels:
         from nctheory.batching import read_labels
 
-        return np.asarray(read_labels(args.labels)), None  # checked by solve_ufm (nothing sized by a label)
+        return np.asarray(read_labels(args.labels)), None, False  # checked by solve_ufm (nothing sized by a label)
     raise InputError("give the classes by --counts, --labels or --plan")
 
 
@@ -123,8 +125,9 @@ def ufm_problem(args):
     """The UFMProblem the arguments describe (files read here)."""
     from nctheory.solvers import UFMProblem
 
-    y, batches = _labels_and_batches(args)
+    y, batches, multiset = _labels_and_batches(args)
     return UFMProblem(loss=args.loss, labels=y, tau=args.tau, relu=args.relu, dim=args.dim, batches=batches,
+                      multiset=multiset,
                       prototypes=_prototypes(args.prototypes), n_w=args.nw, restarts=args.restarts, seed=args.seed,
                       gtol=args.gtol, max_iter=args.max_iter, plan_name=args.plan, prototypes_name=args.prototypes)
 

@@ -2,7 +2,9 @@
 
 Conventions (each function's docstring repeats the part that concerns it):
 - features (n, d), one row per sample; prototypes / classifiers (k, d), one row per class;
-  labels integers in [0, k). numpy input is computed in float64.
+  labels integers in [0, k). numpy input is computed in float64; torch input in its own dtype, except
+  that float16 / bfloat16 input (e.g. under autocast) is computed in float32 and the loss is returned in
+  float32 (nctheory.losses._precision: a float16 logit overflows above 65504).
 - SCL-type losses use the papers' *sum* form (Kini et al. Eq. 2/4, Gill et al. Eq. 1) with
   temperature tau; CE-type losses (Koromilas et al.) average over the anchors.
 - An anchor without a positive in its batch contributes 0 and remains a negative for the others.

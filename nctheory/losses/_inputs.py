@@ -1,15 +1,34 @@
-"""Input validation shared by every loss: turn arrays into tensors and refuse malformed input."""
+"""Input validation shared by every loss: turn arrays into tensors and refuse malformed input.
+
+Each function first checks its argument's *type* with :mod:`nctheory.validate` (the one place where a
+real array, a label array and a positive number are defined: complex, bool, object and string data
+refused; a uint64 label 2**64 - 1 reported as itself; ``tau='0.1'`` or ``tau=True`` refused), then
+converts it. Features are computed in at least float32
+(:func:`nctheory.losses._precision.at_least_float32`: a float16 logit overflows above 65504).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from nctheory import validate
 from nctheory.errors import InputError
+from nctheory.losses._precision import at_least_float32
 
 
-def as_features(z, name: str = "z") -> torch.Tensor:
-    """An (n, d) floating tensor. numpy input becomes float64 (exact mode); torch keeps dtype/device."""
+def as_features(z, name: str = "z", *, min_rows: int = 0) -> torch.Tensor:
+    """An (n, d) real floating tensor with n >= ``min_rows``. numpy input becomes float64 (exact mode);
+    torch keeps its device and dtype, promoted to float32 at least (half precision computes in float32)."""
+    validate.real_array(z, name, ndim=2, finite=False)  # the dtype; finiteness is checked below (one pass)
+    t = _as_float_tensor(z, name)
+    if t.shape[0] < min_rows:
+        raise InputError(f"{name} must have at least {min_rows} row{'s' if min_rows != 1 else ''} "
+                         f"(one per {'sample' if name != 'W' else 'class'}), got shape {tuple(t.shape)}")
+    return at_least_float32(t)
+
+
+def _as_float_tensor(z, name: str) -> torch.Tensor:
     if isinstance(z, torch.Tensor):
         t = z
         if not t.is_floating_point():
@@ -27,7 +46,19 @@ def as_features(z, name: str = "z") -> torch.Tensor:
 
 
 def as_labels(y, n: int, device, k: int | None = None, name: str = "y") -> torch.Tensor:
-    """Integer labels of length n, all >= 0 (and < k when k is given)."""
+    """Integer labels of length n, all >= 0 (and < k when k is given), as a long tensor on ``device``.
+    Integral floats are accepted; booleans, complex numbers and strings are refused."""
+    if not isinstance(y, (torch.Tensor, np.ndarray)):
+        try:
+            with np.errstate(all="ignore"):
+                y = np.asarray(y)
+        except (TypeError, ValueError, OverflowError):
+            pass  # ragged or out of every dtype's range: validate.real_array names it
+    if str(getattr(y, "dtype", "")) in ("bool", "torch.bool"):
+        raise InputError(f"{name} must hold integer class labels, got booleans")
+    y = validate.real_array(y, name, ndim=1)
+    if not isinstance(y, torch.Tensor) and y.dtype.kind in "iu":
+        y = validate.int_array(y, name, lo=0)  # uint64 beyond int64 named as itself, not wrapped
     if isinstance(y, torch.Tensor):
         if y.is_floating_point() or y.is_complex():
             raise InputError(f"{name} must hold integer labels, got dtype {y.dtype}")
@@ -76,14 +107,16 @@ def as_batches(batches, n: int, multiset: bool = False) -> list[torch.Tensor]:
     return out
 
 
-def check_tau(tau) -> float:
-    try:
-        tau = float(tau)
-    except (TypeError, ValueError):
-        raise InputError(f"tau must be a positive number, got {tau!r}") from None
-    if not (tau > 0 and np.isfinite(tau)):
-        raise InputError(f"tau must be a positive finite number, got {tau}")
-    return tau
+def check_tau(tau, name: str = "tau") -> float:
+    """tau as a float: a real number > 0 and finite (a string or a bool is refused)."""
+    if isinstance(tau, torch.Tensor):
+        if tau.numel() != 1:
+            raise InputError(f"{name} must be a number > 0, got a tensor of shape {tuple(tau.shape)}")
+        validate.real_array(tau.reshape(1), name)  # complex / bool tensors refused
+        tau = tau.item()
+    elif isinstance(tau, np.ndarray) and tau.ndim == 0:
+        tau = tau[()]
+    return validate.real(tau, name, lo=0, lo_open=True)
 
 
 def like(W, z: torch.Tensor, name: str = "W") -> torch.Tensor:

@@ -50,8 +50,7 @@ from nctheory.losses import gram
 from nctheory.losses.classifier import ce, ce_fixed_classifier, nonl, normface, ntce, proto_loss
 from nctheory.losses.prototype_limit import limit_loss, paper_limit_loss
 from nctheory.losses.scl import scl, scl_batches, scl_with_prototypes, supcon_mean
-from nctheory.losses._inputs import as_batches, as_features, as_labels
-from nctheory.losses._strict import features, labels, temperature
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau
 
 CLASSIFIERS = ("none", "fixed", "learned")
 REDUCTIONS = ("sum", "mean")
@@ -66,7 +65,8 @@ class LossSpec:
     mini-batch plan; has_gram: has a Gram/LSE form in nctheory.losses.gram; takes_tau / takes_n_w /
     takes_bias: uses a temperature / prototype copies / a classifier bias b (ce); native_reduction: the
     reduction of the paper's definition, which ``gram_form`` returns by default ("sum" for the SCL family and Gill's limits, "mean" for Koromilas'
-    losses, CE and the reference SupCon); trains: offered by ``nctheory train`` (False for supcon_mean,
+    losses, CE and the reference SupCon); multiset: batches may repeat a sample (samplers with replacement;
+    ``multiset=True`` in the call and the Gram form, see nctheory.losses.scl_batches); trains: offered by ``nctheory train`` (False for supcon_mean,
     which is the trainer's own ``scl`` objective in the reference's convention: ``scl`` with
     ``base_tau``); source: where the formula is; summary: one line for help texts.
     """
@@ -82,6 +82,7 @@ class LossSpec:
     takes_tau: bool = True
     takes_n_w: bool = False
     takes_bias: bool = False
+    multiset: bool = False             # its batches may repeat a sample (a copy with the same feature)
     trains: bool = True
     # (y, k, tau, n_w, batches) -> LSEForm in the reduction gram_reduction (default: native_reduction)
     gram_builder: Callable | None = dataclasses.field(default=None, repr=False)
@@ -97,24 +98,24 @@ class LossSpec:
 
     # ---------------------------------------------------------------------------------- the loss
     def __call__(self, z, y, *, W=None, b=None, tau: float = 1.0, n_w: int = 0, k: int | None = None,
-                 batches=None, reduction: str = "sum") -> torch.Tensor:
+                 batches=None, reduction: str = "sum", multiset: bool = False) -> torch.Tensor:
         """The loss of features z (n, d) with labels y (module docstring: the uniform call), 0-dim tensor.
 
-        Inputs are checked first (:mod:`nctheory.losses._strict`): z and W real (complex, bool and
+        Inputs are checked first (:mod:`nctheory.losses._inputs`): z and W real (complex, bool and
         strings refused) with at least one row, y labels, tau a real number > 0 (a string or a bool is
         refused). Half-precision z / W compute in float32 and the loss is float32
         (:mod:`nctheory.losses._precision`), for every entry, the SCL family included."""
-        tau = temperature(tau)
-        z = features(z, min_rows=1)
-        y = labels(y, z.shape[0], z.device)
+        tau = check_tau(tau)
+        z = as_features(z, min_rows=1)
+        y = as_labels(y, z.shape[0], z.device)
         if W is not None:
-            W = features(W, "W", min_rows=1)
-        self._check_params(tau, n_w, k, batches, reduction)
+            W = as_features(W, "W", min_rows=1)
+        self._check_params(tau, n_w, k, batches, reduction, multiset)
         self._check_classifier(W, b, k)
-        value = self.torch_sum(z, y, W, b, tau, n_w, k, batches)
+        value = self.torch_sum(z, y, W, b, tau, n_w, k, batches, **self._multiset_kw(multiset))
         if reduction == "sum":
             return value
-        return value / self._total_anchors(len(y), len(W) if W is not None else k, n_w, batches)
+        return value / self._total_anchors(len(y), len(W) if W is not None else k, n_w, batches, multiset)
 
     def anchors(self, n: int, k: int | None = None, n_w: int = 0) -> int:
         """Anchors of one batch of n samples (the mean form divides by it): every sample, and for
@@ -126,7 +127,7 @@ class LossSpec:
         return int(n)
 
     def gram_form(self, y, *, k: int | None = None, tau: float = 1.0, n_w: int = 0, batches=None,
-                  reduction: str | None = None) -> gram.LSEForm:
+                  reduction: str | None = None, multiset: bool = False) -> gram.LSEForm:
         """This loss as an :class:`~nctheory.losses.gram.LSEForm` of the joint Gram matrix (samples first,
         then the k prototype / classifier rows: index n + c is row c of W; samples only for the losses
         without W), in ``native_reduction`` unless ``reduction`` is given. For unit_rows losses it is the
@@ -134,24 +135,31 @@ class LossSpec:
         if not self.has_gram:
             raise InputError(f"loss {self.name} has no Gram (log-sum-exp) form in nctheory.losses.gram")
         reduction = reduction or self.native_reduction
-        self._check_params(tau, n_w, k, batches, reduction)
+        self._check_params(tau, n_w, k, batches, reduction, multiset)
         if self.classifier != "none" and k is None:
             raise InputError(f"loss {self.name}: the Gram form needs k, the number of classifier / prototype rows")
-        form = self.gram_builder(y, k, tau, n_w, batches)
+        form = self.gram_builder(y, k, tau, n_w, batches, **self._multiset_kw(multiset))
         built = self.gram_reduction or self.native_reduction
         if reduction == built:
             return form
-        anchors = self._total_anchors(len(y), k, n_w, batches)
+        anchors = self._total_anchors(len(y), k, n_w, batches, multiset)
         s = 1.0 / anchors if reduction == "mean" else float(anchors)
         return dataclasses.replace(form, weight=form.weight * s, C=form.C * s, const=form.const * s,
                                    description=f"{form.description} ({reduction} form)")
 
     # ---------------------------------------------------------------------------------- checks
-    def _total_anchors(self, n: int, k, n_w: int, batches) -> int:
-        sizes = [n] if batches is None else [b.numel() for b in as_batches(batches, n)]
+    def _total_anchors(self, n: int, k, n_w: int, batches, multiset: bool = False) -> int:
+        sizes = [n] if batches is None else [b.numel() for b in as_batches(batches, n, multiset=multiset)]
         return sum(self.anchors(s, k, n_w) for s in sizes)
 
-    def _check_params(self, tau, n_w, k, batches, reduction) -> None:
+    @staticmethod
+    def _multiset_kw(multiset: bool) -> dict:
+        return {"multiset": True} if multiset else {}
+
+    def _check_params(self, tau, n_w, k, batches, reduction, multiset: bool = False) -> None:
+        if multiset and not self.multiset:
+            raise InputError(f"loss {self.name} takes no batches with repeated samples (multiset); "
+                             f"only {', '.join(n for n, s in LOSSES.items() if s.multiset)} do")
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         if not self.takes_tau and tau != 1.0:
@@ -183,9 +191,9 @@ def _check_labels(y, k):
     return y
 
 
-def _scl(z, y, W, b, tau, n_w, k, batches):
+def _scl(z, y, W, b, tau, n_w, k, batches, multiset=False):
     y = _check_labels(y, k)
-    return scl(z, y, tau) if batches is None else scl_batches(z, y, batches, tau)
+    return scl(z, y, tau) if batches is None else scl_batches(z, y, batches, tau, multiset=multiset)
 
 
 def _supcon_mean(z, y, W, b, tau, n_w, k, batches):
@@ -230,8 +238,8 @@ def _labels_np(y, k):
     return as_labels(y, len(y), "cpu", k=k).numpy()
 
 
-def _gram_scl(y, k, tau, n_w, batches):
-    return gram.scl_form(_labels_np(y, k), tau, batches)
+def _gram_scl(y, k, tau, n_w, batches, multiset=False):
+    return gram.scl_form(_labels_np(y, k), tau, batches, multiset=multiset)
 
 
 def _gram_ce(y, k, tau, n_w, batches):
@@ -249,7 +257,8 @@ def _gram_with_k(builder):
 
 _ENTRIES = [
     LossSpec("scl", "none", "Kini et al. 2023 Eq. 2 (full batch) / Eq. 4 (mini-batches)",
-             "supervised contrastive loss, the papers' sum form", _scl, batches=True, gram_builder=_gram_scl),
+             "supervised contrastive loss, the papers' sum form", _scl, batches=True, multiset=True,
+             gram_builder=_gram_scl),
     LossSpec("scl_prototypes", "fixed",
              "Gill et al. 2023 §2 and Eq. 1 on the batch augmented with n_w copies of each prototype",
              "SCL with n_w copies of each fixed prototype in every batch, every member an anchor",

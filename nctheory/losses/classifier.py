@@ -11,7 +11,7 @@ class weight, the sample itself, or the class mean that includes the anchor). NO
 runs over samples of *other* classes only; a batch with a single class has an empty denominator and
 the loss is undefined (+inf): that is refused with an InputError rather than returned as a number.
 
-Inputs (issue 15): features, classifiers and labels are checked by :mod:`nctheory.losses._strict`
+Inputs (issue 15): features, classifiers and labels are checked by :mod:`nctheory.losses._inputs`
 (complex, boolean and string arrays refused, tau a real number > 0, never a string or a bool); a batch
 without samples, or a classifier without rows, is refused (InputError: a mean over no anchors is not a
 number). Half-precision input computes in float32 (:mod:`nctheory.losses._precision`; the value is
@@ -25,8 +25,7 @@ import torch
 
 from nctheory import validate
 from nctheory.errors import InputError
-from nctheory.losses._inputs import like
-from nctheory.losses._strict import features, labels, temperature
+from nctheory.losses._inputs import as_features, as_labels, check_tau, like
 
 
 def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -50,15 +49,15 @@ def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:
 def _batch(z, W, name: str = "z"):
     """Features (at least one row) and the classifier / prototypes W (at least one row) on z's device
     and dtype, with z's dimension."""
-    z = features(z, name, min_rows=1)
-    return z, like(features(W, "W", min_rows=1), z)
+    z = as_features(z, name, min_rows=1)
+    return z, like(as_features(W, "W", min_rows=1), z)
 
 
 def ce(z, y, W, b=None, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy, Koromilas Eq. (1): (1/M) sum_i -log softmax(z_i W^T + b)[y_i]. No normalisation,
     no temperature. W (K, d) and b (K,) are trainable here (gradients flow into them)."""
     z, W = _batch(z, W)
-    y = labels(y, z.shape[0], z.device, k=W.shape[0])
+    y = as_labels(y, z.shape[0], z.device, k=W.shape[0])
     logits = z @ W.T
     if b is not None:
         validate.real_array(b, "bias")
@@ -75,7 +74,7 @@ def ce_fixed_classifier(z, y, W, tau: float = 1.0, reduction: str = "mean") -> t
     z_i.w_c / tau and W a constant (no gradient flows into W, no bias). Features are used as given
     (Gill et al. normalise them; pass unit rows for that setting)."""
     z, W = _batch(z, W)
-    return ce(z, y, W.detach() / temperature(tau), reduction=reduction)
+    return ce(z, y, W.detach() / check_tau(tau), reduction=reduction)
 
 
 def normface(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
@@ -83,14 +82,14 @@ def normface(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor
     with u_i = z_i/||z_i||, ŵ_c = w_c/||w_c||. The anchor is the instance; the denominator runs over
     the K prototypes, positive included."""
     z, W = _batch(z, W)
-    tau = temperature(tau)
+    tau = check_tau(tau)
     return ce(_unit_rows(z, "z"), y, _unit_rows(W, "W") / tau, reduction=reduction)
 
 
 def _prototype_anchored_logits(z, y, W, tau):
     z, W = _batch(z, W)
-    y = labels(y, z.shape[0], z.device, k=W.shape[0])
-    tau = temperature(tau)
+    y = as_labels(y, z.shape[0], z.device, k=W.shape[0])
+    tau = check_tau(tau)
     u, w = _unit_rows(z, "z"), _unit_rows(W, "W")
     S = w[y] @ u.T / tau  # S[i, j] = ŵ_{y_i}.u_j / tau
     return S, y
@@ -128,10 +127,10 @@ def proto_loss(a, y, tau: float = 1.0, k: int | None = None, reduction: str = "m
     is sized by k or by the largest label: k, when given, only bounds the labels). The
     rows a_i are used as given (unit rows in the paper: stacked views). A batch where some anchor's
     denominator is empty (one class with a single sample and nothing else) is refused."""
-    a = features(a, "a", min_rows=1)
+    a = as_features(a, "a", min_rows=1)
     k = validate.integer(k, "k", lo=1, allow_none=True)
-    y = labels(y, a.shape[0], a.device, k=k)
-    tau = temperature(tau)
+    y = as_labels(y, a.shape[0], a.device, k=k)
+    tau = check_tau(tau)
     # the classes present in the batch, in increasing order, and each anchor's column among them: nothing
     # is sized by the largest label (a label 1e9 with k=None costs what label 1 does)
     _, col = torch.unique(y, sorted=True, return_inverse=True)

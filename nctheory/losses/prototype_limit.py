@@ -35,9 +35,8 @@ import torch
 
 from nctheory import validate
 from nctheory.errors import InputError
-from nctheory.losses._inputs import as_batches, like
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like
 from nctheory.losses._precision import at_least_float32
-from nctheory.losses._strict import features, labels, temperature
 
 FORMS = ("derived", "paper")
 ALIGNMENT = -2.0  # the weight of p_y/tau in f: -1 from the sample anchors' CE, -1 from the prototype anchors
@@ -62,7 +61,7 @@ class PerSampleLimit:
             raise InputError(f"G_star must be a non-empty square (k, k) matrix, got shape {tuple(G.shape)}")
         if not torch.isfinite(G).all():
             raise InputError("G_star contains NaN or infinite entries")
-        self.k, self.tau, self.form = int(G.shape[0]), temperature(tau), form
+        self.k, self.tau, self.form = int(G.shape[0]), check_tau(tau), form
         self.alignment = ALIGNMENT
         # log r_c = -log Z_c (derived) as a stable log-sum-exp; None for the paper's form (r = 0)
         self.log_r = -torch.logsumexp(G / self.tau, dim=1) if form == "derived" else None
@@ -122,14 +121,14 @@ class PerSampleLimit:
         """Per-sample values f(P_i, y_i), shape (n,), for rows P = Z W^T (n, k) and labels y (n,), in P's
         dtype (float32 for half precision) and on its device (differentiable in P). An integer label
         tensor is used as given (the losses have validated it); other label input is checked
-        (nctheory.losses._strict.labels)."""
+        (nctheory.losses._inputs.as_labels)."""
         if not isinstance(P, torch.Tensor) or P.ndim != 2 or P.shape[1] != self.k:
             raise InputError(f"P must be an (n, {self.k}) tensor, got {getattr(P, 'shape', type(P))}")
         if (isinstance(y, torch.Tensor) and not (y.is_floating_point() or y.is_complex()) and y.dtype != torch.bool
                 and y.shape == P.shape[:1]):
             y = y.to(device=P.device, dtype=torch.long)
         else:
-            y = labels(y, P.shape[0], P.device, k=self.k)
+            y = as_labels(y, P.shape[0], P.device, k=self.k)
         X = at_least_float32(P) / self.tau  # half-precision P: float32 (nctheory.losses._precision)
         rows = torch.arange(P.shape[0], device=P.device)
         per = torch.logsumexp(X, dim=1) + self.alignment * X[rows, y]
@@ -139,10 +138,10 @@ class PerSampleLimit:
 
 
 def _prep(z, y, W, tau):
-    z = features(z, min_rows=1)
-    W = like(features(W, "W", min_rows=1), z).detach()
-    y = labels(y, z.shape[0], z.device, k=W.shape[0])
-    return z, y, W, temperature(tau)
+    z = as_features(z, min_rows=1)
+    W = like(as_features(W, "W", min_rows=1), z).detach()
+    y = as_labels(y, z.shape[0], z.device, k=W.shape[0])
+    return z, y, W, check_tau(tau)
 
 
 def _limit_sum(z, y, W, tau, batches, form) -> torch.Tensor:
@@ -179,12 +178,12 @@ def asymptotic_offset(y, W, n_w: int, tau: float = 1.0, batches=None) -> float:
     """O(n_w): the z-independent part of the expansion (module docstring), so that
     scl_with_prototypes(z, y, W, n_w, tau, batches) = asymptotic_offset(...) + limit_loss(...) + O(1/n_w).
     float64; log Z_c = -log r_c from :class:`PerSampleLimit`."""
-    W = features(W, "W", min_rows=1).to(torch.float64)
-    tau = temperature(tau)
+    W = as_features(W, "W", min_rows=1).to(torch.float64)
+    tau = check_tau(tau)
     if isinstance(n_w, bool) or not float(n_w).is_integer() or n_w < 1:
         raise InputError(f"n_w must be a positive integer, got {n_w!r}")
     k = W.shape[0]
-    yt = labels(y, len(y), "cpu", k=k)
+    yt = as_labels(y, len(y), "cpu", k=k)
     G = W @ W.T
     log_r = PerSampleLimit(G, tau, "derived").log_r
     q = torch.diagonal(G) / tau

@@ -32,7 +32,7 @@ def _anchor_terms(S: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-anchor SCL terms for one batch from its logit matrix S = Z Z^T / tau (0 for no-positive anchors)."""
     n = S.shape[0]
     if n < 2:  # a one-sample batch: no positives and no denominator; avoid logsumexp over nothing
-        return S.new_zeros(n)
+        return S.diagonal() * 0.0  # zero, but still a function of z: .backward() works on one sample
     eye = torch.eye(n, dtype=torch.bool, device=S.device)
     lse = torch.logsumexp(S.masked_fill(eye, NEG_INF), dim=1)
     pos = (y[:, None] == y[None, :]) & ~eye

@@ -228,10 +228,12 @@ def form_objective(form, device=None):
     return lambda Z: f(Z @ Z.T)
 
 
-def loss_objective(loss, y, *, k: int | None = None, tau: float = 1.0, n_w: int = 0, batches=None):
+def loss_objective(loss, y, *, k: int | None = None, tau: float = 1.0, n_w: int = 0, batches=None,
+                   multiset: bool = False):
     """torch objective over the joint Z = [features (n rows); classifier / prototypes (k rows, for the losses
     that take them)] of a loss of the catalogue (:func:`nctheory.losses.catalogue.get_loss`), in the loss's
-    native reduction: the same function as its Gram form (:meth:`LossSpec.gram_form`) at Z Z^T."""
+    native reduction: the same function as its Gram form (:meth:`LossSpec.gram_form`) at Z Z^T. multiset:
+    the batches may repeat a sample (see nctheory.losses.scl_batches)."""
     from nctheory.losses.catalogue import get_loss
 
     spec = get_loss(loss)
@@ -242,6 +244,6 @@ def loss_objective(loss, y, *, k: int | None = None, tau: float = 1.0, n_w: int 
     def f(Z):
         yt = torch.as_tensor(y, device=Z.device)
         return spec(Z[:n], yt, W=Z[n:] if uses_w else None, tau=tau, n_w=n_w, k=k, batches=batches,
-                    reduction=spec.native_reduction)
+                    reduction=spec.native_reduction, multiset=multiset)
 
     return f

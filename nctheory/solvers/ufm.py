@@ -87,7 +87,8 @@ class UFMProblem:
     loss: a catalogue name with a Gram form ('-' may replace '_'), reported as given. labels: (n,) integers
     using every class 0..k-1 (k >= 2). tau > 0. dim: the feature dimension D >= 1, or None (large enough for
     the Gram program). batches: a mini-batch plan (lists of sample indices) for the losses that take one,
-    or None (one batch). prototypes: "etf" (the simplex ETF, fixed), "learned" (free unit rows optimised
+    or None (one batch); multiset: a batch may repeat a sample (a copy with the same feature: samplers with
+    replacement, nctheory.losses.scl_batches), for scl. prototypes: "etf" (the simplex ETF, fixed), "learned" (free unit rows optimised
     with the features) or a (k, d) array of fixed unit rows, for the losses with a classifier / prototypes.
     n_w: prototype copies (scl_prototypes). restarts, seed, gtol, max_iter: the first-order search.
     plan_name, prototypes_name: how the report names the plan and an array of prototypes (the CLI: file
@@ -100,6 +101,7 @@ class UFMProblem:
     relu: bool = False
     dim: int | None = None
     batches: object = None
+    multiset: bool = False
     prototypes: object = "etf"
     n_w: int = 1
     restarts: int = 8
@@ -208,6 +210,10 @@ def _check_problem(p: UFMProblem, method: str):
     if batches is not None and not spec.batches:
         raise InputError("--plan applies to " + " and ".join(
             n.replace("_", "-") for n, s in LOSSES.items() if s.has_gram and s.batches) + f", not {p.loss}")
+    validate.boolean(p.multiset, "multiset")
+    if p.multiset and not spec.multiset:
+        raise InputError(f"a plan whose batches repeat a sample applies to "
+                         + ", ".join(n.replace("_", "-") for n, s in LOSSES.items() if s.multiset) + f", not {p.loss}")
     return spec, y, k, batches
 
 
@@ -252,12 +258,14 @@ class _CheckedProblem:
         self.n_w = int(p.n_w) if self.spec.takes_n_w else 0
 
     def form(self):
-        return self.spec.gram_form(self.y, k=self.k, tau=self.p.tau, n_w=self.n_w, batches=self.batches)
+        return self.spec.gram_form(self.y, k=self.k, tau=self.p.tau, n_w=self.n_w, batches=self.batches,
+                                   multiset=bool(self.p.multiset))
 
     def objective(self):
         from nctheory.solvers.riemannian import loss_objective
 
-        return loss_objective(self.spec.name, self.y, k=self.k, tau=self.p.tau, n_w=self.n_w, batches=self.batches)
+        return loss_objective(self.spec.name, self.y, k=self.k, tau=self.p.tau, n_w=self.n_w, batches=self.batches,
+                              multiset=bool(self.p.multiset))
 
 
 def memory_estimate(problem: UFMProblem, method: str, dim: int | None = None) -> tuple[int, str]:
@@ -395,7 +403,8 @@ def _kini_bound(s: _CheckedProblem, out: dict):
         return None
     from nctheory.bounds import batch_bound, full_batch_bound
 
-    bound = full_batch_bound(out["counts"], s.p.tau) if s.batches is None else batch_bound(s.y, s.batches, s.p.tau)
+    bound = (full_batch_bound(out["counts"], s.p.tau) if s.batches is None
+             else batch_bound(s.y, s.batches, s.p.tau, multiset=bool(s.p.multiset)))
     out["kini_bound"] = bound
     out["kini_bound_note"] = ("Kini Thm 1" if s.batches is None else "Kini Thm 2") + \
         " lower bound for UFM+ (classes with a single sample (in a batch) left out)"
