@@ -739,7 +739,7 @@ def _resolve_labels(ff: FeatureFile, labels, plan):
     elif isinstance(labels, (str, Path)):
         labels = read_label_file(labels)
     if labels is None and plan is not None:
-        labels = plan.labels
+        labels = np.asarray(plan.label_values)[plan.labels]  # the class ids as the plan writes them
     if labels is None:
         raise InputError("no labels: give --labels FILE (or features in an .npz/.pt holding 'labels')")
     return labels
@@ -754,15 +754,17 @@ def _features_file(features) -> FeatureFile:
 
 
 def _plan(plan):
+    """A Plan (or plan file) on feature rows: its views expanded (sample i's view v is row v * n + i,
+    :meth:`nctheory.batching.Plan.expanded`); a multiset plan keeps its repeated samples (copies)."""
     if plan is None:
         return None
     from nctheory.batching import Plan, load_plan
 
-    if isinstance(plan, Plan):
-        return plan
     if isinstance(plan, (str, Path)):
-        return load_plan(plan)
-    raise InputError(f"plan must be a Plan or a plan file, got {type(plan).__name__}")
+        plan = load_plan(plan)
+    if not isinstance(plan, Plan):
+        raise InputError(f"plan must be a Plan or a plan file, got {type(plan).__name__}")
+    return plan.expanded()
 
 
 def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features=None, test_labels=None,
@@ -771,8 +773,9 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
     """The report of `nctheory measure` for ``features`` (a path, array, memmap, tensor or FeatureRows).
 
     labels: class ids (array, list, tensor or a label file); None: from the features file, else from the plan.
-    plan: a :class:`nctheory.batching.Plan` or plan file whose sample indices are feature rows (Thm 2);
-    None: the full batch (Thm 1). test_features / test_labels: NCC test accuracy (test_labels mapped with
+    plan: a :class:`nctheory.batching.Plan` or plan file (Thm 2): its sample indices are feature rows, or
+    with ``views`` V the features hold V * n rows, view v of sample i at row v * n + i (SupCon's view-major
+    stacking); a multiset plan's repeated samples are copies of their row. None: the full batch (Thm 1). test_features / test_labels: NCC test accuracy (test_labels mapped with
     the training mapping). loss=False skips the O(n^2 d) full-batch loss (the bound is still given).
     Returns a JSON-able dict (see the module docstring for what each entry is)."""
     from nctheory.losses._inputs import check_tau
@@ -801,8 +804,8 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
     counts = st.counts
     report = {"features": ff.source or rows.name, "n": rows.n, "d": rows.d, "k": k, "counts": counts.tolist(),
               "label_mapping": mapping_note(classes), "tau": tau,
-              "batches": "full batch" if plan is None else f"plan: {plan.num_batches} batches, "
-                                                              f"{plan.num_epochs} epoch(s)"}
+              "batches": "full batch" if plan is None else (f"plan: {plan.num_batches} batches, {plan.num_epochs} "
+                                                            f"epoch(s)" + (", multiset" if plan.multiset else ""))}
     theorem = st.nonnegative and st.unit_rows
     report["checks"] = {"min_entry": st.min_entry, "nonnegative": st.nonnegative,
                         "max_norm_deviation": st.max_norm_deviation, "unit_rows": st.unit_rows,
@@ -813,8 +816,8 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
         bound, stated = bounds.full_batch_bound(counts, tau), bounds.full_batch_bound(counts, tau, stated=True)
         anchors, which = rows.n, "Kini et al. Thm 1 (full batch)"
     else:
-        bound = bounds.batch_bound(y, plan.batches, tau)
-        stated = bounds.batch_bound(y, plan.batches, tau, stated=True)
+        bound = bounds.batch_bound(y, plan.batches, tau, multiset=plan.multiset)
+        stated = bounds.batch_bound(y, plan.batches, tau, stated=True, multiset=plan.multiset)
         anchors, which = int(plan.indices.size), "Kini et al. Thm 2 (the plan's batches)"
     report["bound"] = {"value": float(bound), "printed_formula": float(stated), "statement": which,
                        "is_theorem": bool(theorem),
@@ -884,14 +887,13 @@ def ncc_streamed(st: FeatureStatistics, rows: FeatureRows, y, chunk_rows: int = 
 
 
 def _check_plan_labels(plan, y, raw):
+    """The (expanded) plan's rows are the feature rows, with the same classes: both rank their class ids
+    0..k-1 (np.unique), so the class indices agree."""
     if plan.n != y.size:
-        raise InputError(f"the plan has {plan.n} samples, the features {y.size} rows")
-    raw = np.asarray(raw)
-    same = np.array_equal(plan.labels, y) or (raw.dtype.kind in "iu" and np.array_equal(plan.labels, raw))
-    if not same:
-        ref = raw if raw.dtype.kind in "iu" else y
-        i = int(np.flatnonzero(plan.labels != ref)[0])
-        raise InputError(f"the plan's labels differ from the features' labels (first at sample {i})")
+        raise InputError(f"the plan has {plan.n} feature rows (samples x views), the features {y.size}")
+    if not np.array_equal(plan.labels, y):
+        i = int(np.flatnonzero(plan.labels != y)[0])
+        raise InputError(f"the plan's labels differ from the features' labels (first at feature row {i})")
 
 
 # ============================================================================================ per epoch

@@ -51,7 +51,7 @@ from nctheory.measure import (CHUNK_ROWS, UNIT_TOL, ArrayRows, accumulate, encod
 from nctheory.runfolder import (MAX_EPOCH, TENSORBOARD_DIR, TIMING_COLUMNS, RunLock,  # noqa: F401 (TIMING_COLUMNS: re-exported)
                                 atomic_save_npy, atomic_write, atomic_write_csv, atomic_write_json, read_metrics_csv,
                                 repair_metrics_csv, run_state)
-from nctheory.validate import output_dir, real
+from nctheory.validate import boolean, output_dir, real
 
 BASE_COLUMNS = ["epoch", "loss", "loss_per_anchor", "bound", "excess", "lr", "n_batches", "epoch_seconds",
                 "images_per_second", "zero_feature_rows"]
@@ -251,8 +251,9 @@ class Monitor:
     over the epoch's batches and Kini et al.'s bound for them (Thm 2; Thm 1 for the full batch), the excess,
     and every geometry column of metrics.csv (:mod:`nctheory.monitor`). The batches of an epoch are
     ``batches`` (lists of row indices into features) when given, else epoch ``epoch``'s batches of ``plan``
-    (a :class:`nctheory.batching.Plan` or plan file; its epochs are used cyclically, epoch 1 = the plan's
-    first), else the full batch. Labels may be any integer or string ids; the mapping to 0..k-1 is fixed by
+    (a :class:`nctheory.batching.Plan` or plan file, on feature rows: with views V the features hold V * n
+    rows, view v of sample i at row v * n + i; its epochs are used cyclically, epoch 1 = the plan's first;
+    a multiset plan's repeated samples are copies), else the full batch. Labels may be any integer or string ids; the mapping to 0..k-1 is fixed by
     the first call and recorded in config.json.
 
     tau: the temperature of the loss and the bound. loss=False skips the loss (the full-batch loss costs
@@ -311,11 +312,13 @@ class Monitor:
         self.closed = False
 
     # -------------------------------------------------------------------------------------------- logging
-    def log_epoch(self, epoch: int, features, labels, batches=None, *, test_features=None, test_labels=None,
-                  lr: float | None = None, W=None) -> dict:
+    def log_epoch(self, epoch: int, features, labels, batches=None, *, multiset: bool = False, test_features=None,
+                  test_labels=None, lr: float | None = None, W=None) -> dict:
         """Measure the features after epoch ``epoch`` (epochs done, from 1) and append their metrics.csv row;
-        returns the row. W: the (k, d) classifier / prototypes your loss uses, for the Koromilas alignment
-        metrics (None: the fixed-prototype classifier, normalised class means)."""
+        returns the row. batches: lists of row indices into features; multiset=True lets a batch repeat a row
+        (a sampler with replacement: every occurrence is a copy, as in :func:`nctheory.losses.scl_batches`).
+        W: the (k, d) classifier / prototypes your loss uses, for the Koromilas alignment metrics (None: the
+        fixed-prototype classifier, normalised class means)."""
         if self.closed:
             raise InputError("this Monitor is closed")
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 1:
@@ -343,14 +346,14 @@ class Monitor:
         G_ufm = self._ufm_gram(y, rows.d, nonneg) if self.options["ufm_optimum"] else None
         geo, G = geometry_from_statistics(st, test_features=test_features, test_labels=yt, G_ufm=G_ufm,
                                           koromilas=self.options["koromilas_metrics"], chunk_rows=self.chunk_rows)
-        epoch_batches = self._batches(batches, epoch, rows.n)
+        epoch_batches, multiset = self._batches(batches, epoch, rows.n, boolean(multiset, "multiset"))
         row = {"epoch": epoch, "n_batches": 1 if epoch_batches is None else len(epoch_batches),
                "zero_feature_rows": st.zero_rows, "lr": lr}
         if epoch_batches is None:
             row["bound"] = float(bounds.full_batch_bound(st.counts, self.tau))
             anchors = rows.n
         else:
-            row["bound"] = float(bounds.batch_bound(y, epoch_batches, self.tau))
+            row["bound"] = float(bounds.batch_bound(y, epoch_batches, self.tau, multiset=multiset))
             anchors = sum(len(b) for b in epoch_batches)
         if self.options["loss"]:
             device = str(features.device) if hasattr(features, "device") else "cpu"
@@ -371,17 +374,18 @@ class Monitor:
         self.last_epoch = epoch
         return row
 
-    def _batches(self, batches, epoch, n):
+    def _batches(self, batches, epoch, n, multiset):
+        """(the epoch's batches as index arrays or None for the full batch, whether they are multisets)."""
         from nctheory.losses._inputs import as_batches
 
-        if batches is None and self.plan is not None:
+        if batches is None and self.plan is not None:  # the plan on feature rows (views expanded)
             if self.plan.n != n:
-                raise InputError(f"the plan has {self.plan.n} samples, the features {n} rows")
+                raise InputError(f"the plan has {self.plan.n} feature rows (samples x views), the features {n}")
             eps = self.plan.epochs
-            batches = eps[(epoch - 1) % len(eps)]
+            batches, multiset = eps[(epoch - 1) % len(eps)], self.plan.multiset
         if batches is None:
-            return None
-        return [b.numpy() for b in as_batches(batches, n)]
+            return None, False
+        return [b.numpy() for b in as_batches(batches, n, multiset=multiset)], multiset
 
     def _ufm_gram(self, y, d, nonneg):
         key = (tuple(np.bincount(y).tolist()), int(d), bool(nonneg))

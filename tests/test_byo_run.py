@@ -106,10 +106,14 @@ def test_monitor_with_a_plan_gives_thm2_of_the_epochs_batches(tmp_path):
     assert rows[-1]["loss"] == pytest.approx(float(scl_batches(Hd, yt, ep, 0.5)), rel=1e-12)
     assert rows[-1]["bound"] == pytest.approx(bounds.batch_bound(y, ep, 0.5), rel=1e-14)
     assert rows[-1]["n_batches"] == len(ep) and rows[-1]["excess"] >= 0
-    # explicit batches win over the plan
+    # explicit batches win over the plan; a sampler with replacement: multiset batches (copies)
     m2 = nctheory.Monitor(tmp_path / "q", tau=0.5, ufm_optimum=False, plots=False)
     r = m2.log_epoch(1, Hd, yt, batches=[[0, 1, 2, 10, 11], [3, 4, 12, 13, 20]])
     assert r["bound"] == pytest.approx(bounds.batch_bound(y, [[0, 1, 2, 10, 11], [3, 4, 12, 13, 20]], 0.5))
+    drawn = [[0, 0, 1, 10, 10], [3, 12, 12, 20, 21]]
+    r = m2.log_epoch(2, Hd, yt, batches=drawn, multiset=True)
+    assert r["bound"] == pytest.approx(bounds.batch_bound(y, drawn, 0.5, multiset=True), rel=1e-14)
+    assert r["loss"] == pytest.approx(float(scl_batches(Hd, yt, drawn, 0.5, multiset=True)), rel=1e-12)
     m2.close()
 
 

@@ -224,6 +224,34 @@ def test_plan_gives_thm2_and_the_minibatch_loss(tmp_path):
         ms.measure(H[:10], y[:10], tau=0.4, plan=plan, ufm=False)
 
 
+def test_plans_with_views_and_with_repeated_samples():
+    """A plan with native views is read on its feature rows (view v of sample i is row v * n + i), a multiset
+    plan (a sampler with replacement) with every occurrence a copy: loss and bound as nctheory.losses and
+    nctheory.bounds define them for such plans."""
+    from nctheory.batching import Plan, make_plan
+
+    rng = np.random.default_rng(9)
+    y = np.repeat([0, 1, 2], [4, 3, 3])
+    plan = make_plan(y, "reshuffle", batch_size=4, epochs=2, seed=0, views=2)
+    assert plan.views == 2 and plan.n == 10
+    H = _unit_rows(rng, 20, 5)
+    yv = np.tile(y, 2)
+    r = ms.measure(H, yv, tau=0.4, plan=plan, ufm=False)
+    ex = plan.expanded()
+    assert r["loss"]["sum"] == pytest.approx(float(scl_batches(torch.as_tensor(H), torch.as_tensor(yv),
+                                                               ex.batches, 0.4)), rel=1e-12)
+    assert r["bound"]["value"] == pytest.approx(bounds.batch_bound(y, plan.batches, 0.4, views=2), rel=1e-14)
+    assert r["loss"]["anchors"] == 2 * plan.indices.size and r["excess"] >= 0
+    with pytest.raises(InputError, match="feature rows"):
+        ms.measure(H[:10], y, tau=0.4, plan=plan, ufm=False)  # one view of features for a 2-view plan
+    multi = Plan.from_batches(y, [[0, 0, 4, 5], [1, 2, 2, 6, 7, 7]], multiset=True)
+    r2 = ms.measure(H[:10], y, tau=0.4, plan=multi, ufm=False)
+    assert r2["loss"]["sum"] == pytest.approx(float(scl_batches(torch.as_tensor(H[:10]), torch.as_tensor(y),
+                                                                multi.batches, 0.4, multiset=True)), rel=1e-12)
+    assert r2["bound"]["value"] == pytest.approx(bounds.batch_bound(y, multi.batches, 0.4, multiset=True), rel=1e-14)
+    assert r2["excess"] >= 0 and "multiset" in r2["batches"]
+
+
 def test_string_and_sparse_integer_labels_are_mapped_and_reported(tmp_path):
     rng = np.random.default_rng(4)
     names = np.array(["zebra", "ant", "moth"])[rng.integers(0, 3, 40)]

@@ -420,6 +420,14 @@ def run_status(out, cfg: TrainConfig) -> RunStatus:
     return RunStatus("unfinished", epoch)
 
 
+def _saved_epoch(ckpt_path: Path, default: int) -> int:
+    """The epoch of the checkpoint at ckpt_path (``default`` when there is none or it cannot be read)."""
+    try:
+        return int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
+    except Exception:
+        return default
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM under the CLI) during training: ``saved_epoch`` epochs are in ``out``/checkpoint.pt
     (0: nothing saved); ``cause`` is the KeyboardInterrupt caught."""
@@ -680,6 +688,8 @@ def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict
             if m.distributed:
                 torch.distributed.barrier()
     except KeyboardInterrupt as exc:
+        if m.is_main:  # the checkpoint on disk says which epoch is saved (the interrupt may fall between
+            saved = _saved_epoch(ckpt_path, saved)  # its write and the bookkeeping after it)
         raise TrainingInterrupted(out, saved, cfg.epochs, exc) from None
     finally:
         if bar is not None:
