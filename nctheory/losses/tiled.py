@@ -12,7 +12,8 @@ part couples every pair. It is computed here by two custom autograd functions:
 
 - ``_SymLSE``: lse_i = LSE_{l != i}(h_i.h_l/tau) for every row of one (n, d) matrix. The forward
   runs over the pairs of row tiles (I, J), J >= I, computes the tile S_IJ = H_I H_J^T / tau once and
-  folds it into the running (log-sum-exp combined) values of both the rows of I and the rows of J;
+  folds it into the running maxima and sums (online log-sum-exp) of both the rows of I (row
+  direction) and the rows of J (column direction);
   the backward recomputes each tile, forms G_IJ = g_I exp(S_IJ - lse_I) and G_JI^T, and accumulates
   dL/dH_I += (G_IJ + G_JI^T) H_J / tau and dL/dH_J += (G_IJ + G_JI^T)^T H_I / tau (anchor side and
   contrast side of both tiles). The symmetry halves the matrix products: 2 n^2 d multiply-adds for
@@ -88,6 +89,21 @@ def _log_weights(g: torch.Tensor, lse: torch.Tensor):
     return lse, g
 
 
+def _online_update(m: torch.Tensor, s: torch.Tensor, S: torch.Tensor, dim: int, buf: torch.Tensor) -> None:
+    """Fold tile S into running (max m, sum s) of the rows (dim=1) or columns (dim=0) of S, in place.
+
+    After every tile, LSE = m + log(s) over the entries seen so far: the new maximum shifts the old
+    sum by exp(m_old - m_new), and the tile's entries enter as exp(S - m_new) <= 1 (exact for any
+    logits; no overflow). An all -inf slice (no contrast entry yet) keeps m = -inf, s = 0.
+    buf: scratch of S's shape (holds the tile's exponentials).
+    """
+    new = torch.maximum(m, S.amax(dim))
+    safe = torch.where(torch.isneginf(new), torch.zeros_like(new), new)
+    torch.sub(S, safe.unsqueeze(dim), out=buf).exp_()
+    s.mul_(torch.exp(m - safe)).add_(buf.sum(dim))
+    m.copy_(new)
+
+
 def _exclude_self(S: torch.Tensor, self_rows: torch.Tensor | None, j0: int, j1: int) -> None:
     """Set S[r, self_rows[r] - j0] = -inf for the rows whose own contrast column lies in [j0, j1)."""
     if self_rows is None:
@@ -106,18 +122,21 @@ class _SymLSE(torch.autograd.Function):
     def forward(ctx, H: torch.Tensor, tau: float, tile: int) -> torch.Tensor:
         n = H.shape[0]
         inv_tau = 1.0 / tau
-        lse = H.new_full((n,), NEG_INF)
+        m, s = H.new_full((n,), NEG_INF), H.new_zeros(n)  # running max and sum of exp(logit - max)
         blocks = _blocks(n, tile)
+        buf = H.new_empty((min(n, tile), min(n, tile)))
         for bi, (i0, i1) in enumerate(blocks):
             HI = H[i0:i1] * inv_tau
             for j0, j1 in blocks[bi:]:
                 S = torch.mm(HI, H[j0:j1].T)
                 if j0 == i0:
                     S.fill_diagonal_(NEG_INF)
-                torch.logaddexp(lse[i0:i1], torch.logsumexp(S, 1), out=lse[i0:i1])
+                b = buf[: i1 - i0, : j1 - j0]
+                _online_update(m[i0:i1], s[i0:i1], S, 1, b)
                 if j0 != i0:
-                    torch.logaddexp(lse[j0:j1], torch.logsumexp(S, 0), out=lse[j0:j1])
+                    _online_update(m[j0:j1], s[j0:j1], S, 0, b)
                 del S
+        lse = m.add_(s.log_())
         ctx.save_for_backward(H, lse)
         ctx.tau, ctx.tile = tau, tile
         return lse
@@ -164,16 +183,18 @@ class _RowsLSE(torch.autograd.Function):
     def forward(ctx, A, C, self_rows, tau: float, tile: int):
         m, N = A.shape[0], C.shape[0]
         inv_tau = 1.0 / tau
-        lse = A.new_full((m,), NEG_INF)
+        mx, s = A.new_full((m,), NEG_INF), A.new_zeros(m)
         cblocks = _blocks(N, tile)
+        buf = A.new_empty((min(m, tile), min(N, tile)))
         for i0, i1 in _blocks(m, tile):
             AI = A[i0:i1] * inv_tau
             sI = None if self_rows is None else self_rows[i0:i1]
             for j0, j1 in cblocks:
                 S = torch.mm(AI, C[j0:j1].T)
                 _exclude_self(S, sI, j0, j1)
-                torch.logaddexp(lse[i0:i1], torch.logsumexp(S, 1), out=lse[i0:i1])
+                _online_update(mx[i0:i1], s[i0:i1], S, 1, buf[: i1 - i0, : j1 - j0])
                 del S
+        lse = mx.add_(s.log_())
         if self_rows is None:
             ctx.save_for_backward(A, C, lse)
         else:
