@@ -376,3 +376,17 @@ def test_bad_input_raises_input_error():
         T.supcon_mean_tiled(z, torch.arange(6))
     with pytest.raises(InputError):
         T.scl_with_prototypes_tiled(z, y, unit_rows(2, 3, seed=1), -1, 0.5)
+
+
+# ---------------------------------------------------------------- the one-line integration into losses.scl
+@pytest.mark.parametrize("n_w", [0, 1, 5])
+def test_prototype_batch_tiled_is_a_drop_in_for_the_dense_batch_function(n_w):
+    """scl.scl_with_prototypes can switch per batch: _prototype_batch_tiled takes the same arguments."""
+    from nctheory.losses.scl import _prototype_batch
+
+    zb = unit_rows(13, 4, seed=70).requires_grad_(True)
+    yb = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 0, 1, 0, 1, 1])  # class 3 absent
+    W = unit_rows(4, 4, seed=71)
+    Q = W @ W.T / 0.3
+    assert_value_grad(lambda x: T._prototype_batch_tiled(x, yb, W, Q, n_w, 0.3),
+                      lambda x: _prototype_batch(x, yb, W, Q, n_w, 0.3), zb.detach(), torch.float64)

@@ -471,16 +471,15 @@ def scl_with_prototypes_tiled(z, y, W, n_w: int, tau: float = 1.0, batches=None,
     total = H.new_zeros(())
     for b in as_batches(batches, z.shape[0]):
         b = b.to(z.device)
-        Hb, yb = H[b], y[b]
-        if n_w == 0:
-            inv, counts = _compact_labels(yb)
-            total = total + _scl_core(Hb, inv, counts, tau, tile)
-        else:
-            total = total + _prototype_batch_tiled(Hb, yb, W, Q, n_w, tau, tile)
+        total = total + _prototype_batch_tiled(H[b], y[b], W, Q, n_w, tau, tile)
     return total
 
 
-def _prototype_batch_tiled(Hb, yb, W, Q, n_w: int, tau: float, tile: int) -> torch.Tensor:
+def _prototype_batch_tiled(Hb, yb, W, Q, n_w: int, tau: float, tile: int = DEFAULT_TILE) -> torch.Tensor:
+    """One batch of :func:`scl_with_prototypes_tiled`; same arguments as scl._prototype_batch (drop-in)."""
+    if n_w == 0:
+        inv, counts = _compact_labels(yb)
+        return _scl_core(Hb, inv, counts, tau, tile)
     n, k = Hb.shape[0], W.shape[0]
     log_nw = math.log(n_w)
     sums = Hb.new_zeros((k, Hb.shape[1])).index_add(0, yb, Hb)  # class sums over the batch, (k, d)
