@@ -390,3 +390,29 @@ def test_prototype_batch_tiled_is_a_drop_in_for_the_dense_batch_function(n_w):
     Q = W @ W.T / 0.3
     assert_value_grad(lambda x: T._prototype_batch_tiled(x, yb, W, Q, n_w, 0.3),
                       lambda x: _prototype_batch(x, yb, W, Q, n_w, 0.3), zb.detach(), torch.float64)
+
+
+# ---------------------------------------------------------------- CPU threads
+def test_thread_split_is_reproducible_and_equals_one_thread():
+    """On the CPU the tiles are split over torch.get_num_threads() Python threads (statically, merged
+    in thread order): two runs give the same bits, and 1, 2 or 3 threads agree to float64 rounding."""
+    z = unit_rows(45, 4, seed=80).requires_grad_(True)
+    y = torch.arange(45) % 4
+    prev = torch.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            runs = []
+            for _ in range(2):
+                v = T.scl_tiled(z, y, 0.2, tile=6) + T.scl_tiled(z, y, 0.2, anchors=list(range(0, 45, 2)), tile=6)
+                (g,) = torch.autograd.grad(v, z)
+                runs.append((float(v.detach()), g))
+                assert torch.get_num_threads() == t  # restored after the call
+            assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+            out[t] = runs[0]
+    finally:
+        torch.set_num_threads(prev)
+    for t in (2, 3):
+        assert abs(out[t][0] - out[1][0]) <= 1e-12 * abs(out[1][0])
+        assert float((out[t][1] - out[1][1]).abs().max()) <= 1e-12 * float(out[1][1].abs().max())

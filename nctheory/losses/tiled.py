@@ -25,7 +25,10 @@ part couples every pair. It is computed here by two custom autograd functions:
 Both save only their inputs and the (n,) LSE values (O(n d + n)); no n x n tensor outlives a tile
 (tile x tile temporaries, freed after each tile). The positive part is built from O(n d) tensors with
 ordinary autograd (index_add, gathers), so the whole loss keeps O(n d) tensors for backward.
-First-order gradients only (the custom functions are ``once_differentiable``).
+First-order gradients only (the custom functions are ``once_differentiable``). On the CPU the tiles
+are shared among torch.get_num_threads() Python threads running single-threaded torch ops (see
+``_run_split``: the intra-op thread count is 1 during a call and restored after it); on other
+devices the tiles run in order on the current stream.
 
 Precision: float64 and float32 inputs are computed in their own dtype; bfloat16 / float16 inputs are
 computed in float32 (the loss comes back as float32; the gradient reaches the input in its dtype
@@ -52,8 +55,8 @@ from nctheory.losses._inputs import as_batches, as_features, as_labels, check_ta
 
 NEG_INF = float("-inf")
 
-#: default tile edge: 1024 x 1024 float32 temporaries are 4 MiB each (L2/L3-resident on the 2-core
-#: development CPU); the tile sweep in benchmarks/RESULTS-loss.md is where this number comes from.
+#: default tile edge: 1024 x 1024 float32 temporaries are 4 MiB each; the tile sweep in
+#: benchmarks/RESULTS-loss.md (2-core development CPU) is where this number comes from.
 DEFAULT_TILE = 1024
 
 
@@ -114,6 +117,62 @@ def _exclude_self(S: torch.Tensor, self_rows: torch.Tensor | None, j0: int, j1: 
         S[r, self_rows[r] - j0] = NEG_INF
 
 
+# ---------------------------------------------------------------- parallel tiles on the CPU
+def _workers(device: torch.device, n_items: int) -> int:
+    """How many Python threads share the tiles: torch's intra-op thread count on the CPU, else 1."""
+    if device.type != "cpu" or n_items < 2:
+        return 1
+    return max(1, min(torch.get_num_threads(), n_items))
+
+
+def _run_split(items: list, work, device: torch.device) -> list:
+    """work(items[k::T]) on T threads (T from :func:`_workers`); returns the T results in order k.
+
+    On the CPU the tiles are spread over torch.get_num_threads() Python threads, each running
+    single-threaded torch ops (the intra-op thread count is set to 1 for the call and restored after):
+    tile ops are small, and one OpenMP parallel region per op (about 17 per tile pair) made the
+    kernels several times slower whenever another job shared the cores (measured in
+    benchmarks/RESULTS-loss.md). The split is static (thread k takes items k, k+T, ...) and the
+    per-thread partial results are merged in thread order, so a result is reproducible bit for bit
+    for a given thread count.
+    """
+    T = _workers(device, len(items))
+    if T == 1:
+        return [work(items)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(part):  # grad mode is thread-local: the tiles never record a graph
+        with torch.no_grad():
+            return work(part)
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(T) as ex:
+            futures = [ex.submit(run, items[k::T]) for k in range(T)]
+            return [f.result() for f in futures]
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _merge_lse(parts):
+    """Combine per-thread running (max, sum) pairs into one (max, sum) (exact log-sum-exp merge)."""
+    if len(parts) == 1:
+        return parts[0]
+    M = torch.stack([p[0] for p in parts])
+    S = torch.stack([p[1] for p in parts])
+    mx = M.amax(0)
+    safe = torch.where(torch.isneginf(mx), torch.zeros_like(mx), mx)
+    return mx, (S * torch.exp(M - safe)).sum(0)
+
+
+def _sum_parts(parts):
+    out = parts[0]
+    for p in parts[1:]:
+        out.add_(p)
+    return out
+
+
 # ---------------------------------------------------------------- the two tiled kernels
 class _SymLSE(torch.autograd.Function):
     """lse_i = LSE_{l != i}(h_i.h_l / tau) for every row of H, by symmetric tile pairs (see module)."""
@@ -122,20 +181,25 @@ class _SymLSE(torch.autograd.Function):
     def forward(ctx, H: torch.Tensor, tau: float, tile: int) -> torch.Tensor:
         n = H.shape[0]
         inv_tau = 1.0 / tau
-        m, s = H.new_full((n,), NEG_INF), H.new_zeros(n)  # running max and sum of exp(logit - max)
         blocks = _blocks(n, tile)
-        buf = H.new_empty((min(n, tile), min(n, tile)))
-        for bi, (i0, i1) in enumerate(blocks):
-            HI = H[i0:i1] * inv_tau
-            for j0, j1 in blocks[bi:]:
-                S = torch.mm(HI, H[j0:j1].T)
-                if j0 == i0:
+        pairs = [(bi, bj) for bi in range(len(blocks)) for bj in range(bi, len(blocks))]
+
+        def work(my_pairs):
+            m, s = H.new_full((n,), NEG_INF), H.new_zeros(n)  # running max and sum of exp(logit - max)
+            buf = H.new_empty((min(n, tile), min(n, tile)))
+            for bi, bj in my_pairs:
+                (i0, i1), (j0, j1) = blocks[bi], blocks[bj]
+                S = torch.mm(H[i0:i1] * inv_tau, H[j0:j1].T)
+                if bi == bj:
                     S.fill_diagonal_(NEG_INF)
                 b = buf[: i1 - i0, : j1 - j0]
                 _online_update(m[i0:i1], s[i0:i1], S, 1, b)
-                if j0 != i0:
+                if bi != bj:
                     _online_update(m[j0:j1], s[j0:j1], S, 0, b)
                 del S
+            return m, s
+
+        m, s = _merge_lse(_run_split(pairs, work, H.device))
         lse = m.add_(s.log_())
         ctx.save_for_backward(H, lse)
         ctx.tau, ctx.tile = tau, tile
@@ -149,13 +213,15 @@ class _SymLSE(torch.autograd.Function):
         n = H.shape[0]
         inv_tau = 1.0 / tau
         shift, scale = _log_weights(g.to(H.dtype), lse)
-        dH = torch.zeros_like(H)
         blocks = _blocks(n, tile)
-        for bi, (i0, i1) in enumerate(blocks):
-            HI = H[i0:i1] * inv_tau
-            for j0, j1 in blocks[bi:]:
-                S = torch.mm(HI, H[j0:j1].T)
-                if j0 == i0:
+        pairs = [(bi, bj) for bi in range(len(blocks)) for bj in range(bi, len(blocks))]
+
+        def work(my_pairs):
+            dH = torch.zeros_like(H)
+            for bi, bj in my_pairs:
+                (i0, i1), (j0, j1) = blocks[bi], blocks[bj]
+                S = torch.mm(H[i0:i1] * inv_tau, H[j0:j1].T)
+                if bi == bj:
                     S.fill_diagonal_(NEG_INF)
                 # M = G_IJ + (G_JI)^T with G_ab = g_a exp(s_ab - lse_a); S is overwritten by the second
                 M = torch.sub(S, shift[i0:i1, None]).exp_()
@@ -166,9 +232,12 @@ class _SymLSE(torch.autograd.Function):
                 M.add_(S)
                 del S
                 dH[i0:i1].addmm_(M, H[j0:j1])
-                if j0 != i0:
+                if bi != bj:
                     dH[j0:j1].addmm_(M.T, H[i0:i1])
                 del M
+            return dH
+
+        dH = _sum_parts(_run_split(pairs, work, H.device))
         return dH.mul_(inv_tau), None, None
 
 
@@ -185,15 +254,19 @@ class _RowsLSE(torch.autograd.Function):
         inv_tau = 1.0 / tau
         mx, s = A.new_full((m,), NEG_INF), A.new_zeros(m)
         cblocks = _blocks(N, tile)
-        buf = A.new_empty((min(m, tile), min(N, tile)))
-        for i0, i1 in _blocks(m, tile):
-            AI = A[i0:i1] * inv_tau
-            sI = None if self_rows is None else self_rows[i0:i1]
-            for j0, j1 in cblocks:
-                S = torch.mm(AI, C[j0:j1].T)
-                _exclude_self(S, sI, j0, j1)
-                _online_update(mx[i0:i1], s[i0:i1], S, 1, buf[: i1 - i0, : j1 - j0])
-                del S
+
+        def work(my_rows):  # row blocks are disjoint between threads: they write their own slices
+            buf = A.new_empty((min(m, tile), min(N, tile)))
+            for i0, i1 in my_rows:
+                AI = A[i0:i1] * inv_tau
+                sI = None if self_rows is None else self_rows[i0:i1]
+                for j0, j1 in cblocks:
+                    S = torch.mm(AI, C[j0:j1].T)
+                    _exclude_self(S, sI, j0, j1)
+                    _online_update(mx[i0:i1], s[i0:i1], S, 1, buf[: i1 - i0, : j1 - j0])
+                    del S
+
+        _run_split(_blocks(m, tile), work, A.device)
         lse = mx.add_(s.log_())
         if self_rows is None:
             ctx.save_for_backward(A, C, lse)
@@ -213,22 +286,28 @@ class _RowsLSE(torch.autograd.Function):
         inv_tau = 1.0 / tau
         shift, scale = _log_weights(g.to(A.dtype), lse)
         dA = torch.zeros_like(A) if need_a else None
-        dC = torch.zeros_like(C) if need_c else None
         cblocks = _blocks(N, tile)
-        for i0, i1 in _blocks(m, tile):
-            AI = A[i0:i1] * inv_tau
-            sI = None if self_rows is None else self_rows[i0:i1]
-            for j0, j1 in cblocks:
-                S = torch.mm(AI, C[j0:j1].T)
-                _exclude_self(S, sI, j0, j1)
-                S.sub_(shift[i0:i1, None]).exp_()  # the softmax tile g_a exp(s_ac - lse_a)
-                if scale is not None:
-                    S.mul_(scale[i0:i1, None])
-                if need_a:
-                    dA[i0:i1].addmm_(S, C[j0:j1])
-                if need_c:
-                    dC[j0:j1].addmm_(S.T, A[i0:i1])
-                del S
+
+        def work(my_rows):  # dA: disjoint row slices; dC: one accumulator per thread, summed after
+            dC = torch.zeros_like(C) if need_c else None
+            for i0, i1 in my_rows:
+                AI = A[i0:i1] * inv_tau
+                sI = None if self_rows is None else self_rows[i0:i1]
+                for j0, j1 in cblocks:
+                    S = torch.mm(AI, C[j0:j1].T)
+                    _exclude_self(S, sI, j0, j1)
+                    S.sub_(shift[i0:i1, None]).exp_()  # the softmax tile g_a exp(s_ac - lse_a)
+                    if scale is not None:
+                        S.mul_(scale[i0:i1, None])
+                    if need_a:
+                        dA[i0:i1].addmm_(S, C[j0:j1])
+                    if need_c:
+                        dC[j0:j1].addmm_(S.T, A[i0:i1])
+                    del S
+            return dC
+
+        parts = _run_split(_blocks(m, tile), work, A.device)
+        dC = _sum_parts(parts) if need_c else None
         return (None if dA is None else dA.mul_(inv_tau), None if dC is None else dC.mul_(inv_tau),
                 None, None, None)
 
