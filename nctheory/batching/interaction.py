@@ -160,6 +160,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
@@ -381,88 +382,115 @@ def check_plan(plan: Plan, dim: int | None = None, with_fix: bool = True,
     the available memory); beyond it InputError says what the plan needs. See the module docstring
     for the derivation and the witnesses.
     """
-    from nctheory.validate import check_budget, memory_limit
+    from nctheory.validate import memory_limit
 
     limit_arg = max_memory
     max_memory, source = memory_limit(limit_arg)
-    if dim is not None:
-        if isinstance(dim, bool) or int(dim) != dim or dim < 1:
-            raise InputError(f"--dim must be a positive integer, got {dim!r}")
-        dim = int(dim)
-        if dim < plan.k:
-            raise InputError(f"dimension d = {dim} is below the number of classes k = {plan.k}: no OF exists "
-                             f"(Kini et al. Thm 2 assumes d >= k)")
-    n_batches_in, n_epochs_in = plan.num_batches, plan.num_epochs
-    n_entries_in = plan.views * int(plan.indices.size)      # entries of the expanded plan
-    repeated = plan.views * plan.num_repeated_entries()
+    dim = _embedding_dim(dim, plan.k)
+    given = {"num_batches": plan.num_batches, "num_epochs": plan.num_epochs,
+             "total_entries": plan.views * int(plan.indices.size),     # entries of the expanded plan
+             "repeated_entries": plan.views * plan.num_repeated_entries()}
     base = distinct_batches(plan)   # the plan as given, each batch once (the fix binds its samples)
-    if base.views > 1:
-        check_budget(EXPANDED_BYTES_PER_ENTRY * base.views * int(base.indices.size),
-                     f"the plan's {base.views} views expanded ({base.views * int(base.indices.size):.3g} entries)",
-                     limit=limit_arg)
-    plan = base.expanded()
-    classes = plan.label_values
-    cls = plan.labels
-    k = plan.k
-    n = plan.n
+    plan = _expanded_views(base, limit_arg)
+    classes, cls, k = plan.label_values, plan.labels, plan.k
+    # section 2: alignment components closed under equi-similarity, orthogonality class pairs
     comp, cov, pcomp, pcov, single_class, n_single = _scan(plan, cls, k, max_memory, source)
-    comp = _relabel(comp)
-    comp, equisim = _close_equisim(plan, comp, single_class, dim)
-    used = np.zeros(n, bool)
-    used[plan.indices] = True
-
-    # super-nodes per class
-    ncomp = int(comp.max()) + 1
-    sn_class = np.full(ncomp, -1, dtype=np.int64)
-    sn_class[comp] = cls
-    r = np.bincount(sn_class, minlength=k)
-    class_super = {int(classes[c]): int(r[c]) for c in range(k)}
-    order, start = _by_class(cls, k)
+    comp, equisim = _close_equisim(plan, _relabel(comp), single_class, dim)
+    sn_class, r = _super_nodes(comp, cls, k)
     split = np.flatnonzero(r >= 2)
-    disconnected = _disconnected_list(split[:MAX_LISTED], r, order, start, comp, classes)
     miss = cov.missing(MAX_LISTED)
-    missing = classes[miss].tolist()
+    stats = _plan_stats(given, base, plan, single_class, equisim, n_single, sn_class.size, cov)
+    res = CheckResult(None, "", plan.n, k, dim, classes.tolist(), {int(classes[c]): int(r[c]) for c in range(k)},
+                      _disconnected_list(split[:MAX_LISTED], r, *_by_class(cls, k), comp, classes),
+                      classes[miss].tolist(), None, _paper_conditions(classes, cls, pcomp, pcov), stats,
+                      num_missing_class_pairs=int(cov.num_missing), num_disconnected_classes=int(split.size),
+                      comp=comp)
+    # section 3: the verdict
+    if split.size == 0 and cov.num_missing == 0:
+        res.unique = True
+        res.reason = ("every class is one alignment component and every class pair has an "
+                      "orthogonality edge: NC and orthogonal class means are forced (any d >= k)")
+    elif cov.num_missing:
+        _merge_classes_witness(res, miss[0], sn_class, int(cov.num_missing))
+    else:
+        _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, search_budget)
+    if with_fix and res.unique is False:
+        res.fix = suggest_fix(base, res, cov, dim, limit_arg)
+    return res
 
-    # the paper's literal Cor. 2.1 (Def. 4 graph)
-    pr = _count_per_class(cls, pcomp, k)
+
+def _embedding_dim(dim, k: int) -> int | None:
+    """The checked embedding dimension: a positive integer d >= k (an OF exists), or None (unbounded)."""
+    if dim is None:
+        return None
+    if isinstance(dim, bool) or int(dim) != dim or dim < 1:
+        raise InputError(f"--dim must be a positive integer, got {dim!r}")
+    dim = int(dim)
+    if dim < k:
+        raise InputError(f"dimension d = {dim} is below the number of classes k = {k}: no OF exists "
+                         f"(Kini et al. Thm 2 assumes d >= k)")
+    return dim
+
+
+def _expanded_views(plan: Plan, limit_arg) -> Plan:
+    """The plan with its views as feature rows (row v * n + i), within the memory budget."""
+    from nctheory.validate import check_budget
+
+    if plan.views > 1:
+        check_budget(EXPANDED_BYTES_PER_ENTRY * plan.views * int(plan.indices.size),
+                     f"the plan's {plan.views} views expanded ({plan.views * int(plan.indices.size):.3g} entries)",
+                     limit=limit_arg)
+    return plan.expanded()
+
+
+def _super_nodes(comp: np.ndarray, cls: np.ndarray, k: int):
+    """(sn_class, r): the class of every super-node (alignment component) and r_c, the number of
+    super-nodes of class c."""
+    sn_class = np.full(int(comp.max()) + 1, -1, dtype=np.int64)
+    sn_class[comp] = cls
+    return sn_class, np.bincount(sn_class, minlength=k)
+
+
+def _paper_conditions(classes: np.ndarray, cls: np.ndarray, pcomp: np.ndarray, pcov: ClassPairs) -> dict:
+    """The paper's literal Cor. 2.1 on its Def. 4 graph (any co-occurrence is an edge)."""
+    pr = _count_per_class(cls, pcomp, classes.size)
     pmiss = None if pcov.abandoned else int(pcov.num_missing)
     paper = {"conditions_hold": False if np.any(pr >= 2) or pmiss else (None if pmiss is None else True),
              "disconnected_classes": [int(classes[c]) for c in np.flatnonzero(pr >= 2)[:MAX_LISTED]],
              "num_missing_class_pairs": pmiss}
     if pcov.abandoned:
         paper["not_counted"] = pcov.abandoned
+    return paper
 
-    stats = {"num_batches": n_batches_in, "distinct_batches": plan.num_batches, "num_epochs": n_epochs_in,
-             "total_entries": n_entries_in, "unused_samples": int(n - used.sum()),
-             "single_class_batches_size_ge_3": len(single_class),
-             "equisimilarity_batches_after_closure": len(equisim),
-             "no_positive_entries": int(n_single), "super_nodes": ncomp,
-             "views": base.views, "multiset": base.multiset, "repeated_entries": repeated,
-             "samples": base.n, "class_pairs_storage": cov.mode if not cov.complete else "complete"}
-    res = CheckResult(None, "", n, k, dim, classes.tolist(), class_super, disconnected, missing, None,
-                      paper, stats, num_missing_class_pairs=int(cov.num_missing),
-                      num_disconnected_classes=int(split.size), comp=comp)
 
-    if split.size == 0 and cov.num_missing == 0:
-        res.unique = True
-        res.reason = ("every class is one alignment component and every class pair has an "
-                      "orthogonality edge: NC and orthogonal class means are forced (any d >= k)")
-    elif cov.num_missing:
-        c1, c2 = (int(x) for x in miss[0])
-        coord = np.arange(k)
-        coord[c2] = coord[c1]
-        coord = _compact(coord)
-        res.coord = {int(u): int(coord[sn_class[u]]) for u in range(ncomp)}
-        res.unique = False
-        res.witness = {"kind": "merge_classes", "classes": missing[0], "dim_needed": max(1, k - 1),
-                       "description": f"NC with the means of classes {missing[0][0]} and {missing[0][1]} "
-                                      f"equal, the other classes orthogonal"}
-        res.reason = f"{cov.num_missing} class pair(s) never constrained to be orthogonal"
-    else:
-        _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, search_budget)
-    if with_fix and res.unique is False:
-        res.fix = suggest_fix(base, res, cov, dim, limit_arg)
-    return res
+def _plan_stats(given: dict, base: Plan, plan: Plan, single_class: list, equisim: list, n_single: int,
+                num_super_nodes: int, cov: ClassPairs) -> dict:
+    """The counts reported with a verdict: of the plan as given, its distinct batches and its expansion."""
+    used = np.zeros(plan.n, bool)
+    used[plan.indices] = True
+    return {"num_batches": given["num_batches"], "distinct_batches": plan.num_batches,
+            "num_epochs": given["num_epochs"], "total_entries": given["total_entries"],
+            "unused_samples": int(plan.n - used.sum()),
+            "single_class_batches_size_ge_3": len(single_class),
+            "equisimilarity_batches_after_closure": len(equisim),
+            "no_positive_entries": int(n_single), "super_nodes": int(num_super_nodes),
+            "views": base.views, "multiset": base.multiset, "repeated_entries": given["repeated_entries"],
+            "samples": base.n, "class_pairs_storage": cov.mode if not cov.complete else "complete"}
+
+
+def _merge_classes_witness(res: CheckResult, pair: np.ndarray, sn_class: np.ndarray, num_missing: int) -> None:
+    """A class pair (c1, c2) without an orthogonality edge: NC with mu_{c2} = mu_{c1} and the other
+    classes on their own coordinates is a non-OF optimum in k - 1 dimensions (section 3, NOT (2'))."""
+    c1, c2 = (int(x) for x in pair)
+    coord = np.arange(res.k)
+    coord[c2] = coord[c1]
+    coord = _compact(coord)
+    res.coord = {int(u): int(coord[sn_class[u]]) for u in range(sn_class.size)}
+    res.unique = False
+    res.witness = {"kind": "merge_classes", "classes": res.missing_class_pairs[0], "dim_needed": max(1, res.k - 1),
+                   "description": f"NC with the means of classes {res.missing_class_pairs[0][0]} and "
+                                  f"{res.missing_class_pairs[0][1]} equal, the other classes orthogonal"}
+    res.reason = f"{num_missing} class pair(s) never constrained to be orthogonal"
 
 
 def distinct_batches(plan: Plan) -> Plan:
@@ -512,51 +540,105 @@ def _equisim_groups(plan: Plan, comp: np.ndarray, equisim: list, ncomp: int) -> 
     return _forest(ncomp, np.concatenate(eu), np.concatenate(ev), None)
 
 
+class _Witness(NamedTuple):
+    """A non-OF optimum of section 3: one coordinate per super-node (before compaction)."""
+    coord: np.ndarray
+    kind: str
+    label: int          # the split class whose optimum is not an OF (its label)
+    need: int           # the dimension the construction needs
+    description: str
+    extra: dict | None = None
+
+
+@dataclass
+class _SuperNodes:
+    """The contracted plan of section 2: super-node u belongs to class ``sn_class[u]`` (an index into
+    ``classes``), class c has ``r[c]`` super-nodes, and ``grp[u]`` is u's closed group (super-nodes
+    linked by surviving equi-similarity batches)."""
+    k: int
+    classes: np.ndarray
+    sn_class: np.ndarray
+    r: np.ndarray
+    grp: np.ndarray
+    order: np.ndarray = field(init=False)   # super-nodes sorted by class: class c is order[start[c]:start[c+1]]
+    start: np.ndarray = field(init=False)
+    split: np.ndarray = field(init=False)   # the classes that are not one super-node (r_c >= 2)
+
+    def __post_init__(self):
+        self.order, self.start = _by_class(self.sn_class, self.k)
+        self.split = np.flatnonzero(self.r >= 2)
+
+    @property
+    def count(self) -> int:
+        return int(self.sn_class.size)
+
+    def of_class(self, c: int) -> np.ndarray:
+        """Class c's super-nodes, increasing."""
+        return self.order[self.start[c]:self.start[c + 1]]
+
+    def label(self, c: int) -> int:
+        return int(self.classes[c])
+
+
 def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, budget):
-    k = res.k
-    comp = res.comp
-    ncomp = sn_class.size
-    grp = _equisim_groups(plan, comp, equisim, ncomp)
-    base = sn_class.copy()  # class colouring: super-node -> its class coordinate
-    sn_order, sn_start = _by_class(sn_class, k)
+    """Every class pair has an orthogonality edge but some class is split (r_c >= 2): the first of
+    section 3's witnesses that fits in R^d_+ (split and orthogonal need d >= k + 1; recolour and
+    permute need d >= k), else the exhaustive colouring search decides. Sets ``res``."""
+    sn = _SuperNodes(res.k, classes, sn_class, r, _equisim_groups(plan, res.comp, equisim, sn_class.size))
+    witness = None
+    if dim is None or dim >= sn.k + 1:
+        witness = _split_class_witness(sn) or _orthogonal_class_witness(sn, dim)
+    if witness is None:
+        edges = _supernode_edges(plan, res.comp, cls, sn.k)  # (m, 2) int64
+        witness = _recolour_witness(sn, edges) or _permute_component_witness(sn, edges)
+        if witness is None:
+            hyper = _equisim_hyperedges(plan, res.comp, equisim) if equisim else []
+            _decide_by_colouring_search(res, sn, edges, hyper, dim, budget)
+            return
+    _set_witness(res, witness.coord, witness.kind, witness.label, witness.need, witness.description,
+                 extra=witness.extra)
 
-    def sns_of(c):
-        return sn_order[sn_start[c]:sn_start[c + 1]]  # class c's super-nodes, increasing
 
-    split = np.flatnonzero(r >= 2)
-    # 1. split witness (d >= k+1): a class with >= 2 closed groups
-    if dim is None or dim >= k + 1:
-        ngroups = _count_per_class(sn_class, grp, k)
-        two = split[ngroups[split] >= 2]
-        if two.size:
-            c = int(two[0])
-            sns = sns_of(c)
-            g = grp[sns]
-            coord = base.copy()
-            coord[sns[g == g[0]]] = k
-            return _set_witness(res, coord, "split_class", int(classes[c]), k + 1,
-                                "one closed group of the class on a new coordinate (Kini App. B.1, case 1)")
-        # orthogonal witness: every super-node of the class on its own coordinate
-        fits = split if dim is None else split[k - 1 + r[split] <= dim]
-        if fits.size:
-            c = int(fits[0])
-            need = k - 1 + int(r[c])
-            sns = sns_of(c)
-            coord = base.copy()
-            coord[sns[1:]] = k + np.arange(sns.size - 1)
-            return _set_witness(res, coord, "orthogonal_class", int(classes[c]), need,
-                                "every super-node of the class on its own coordinate")
-    # 2. d-limited: quick colourings with k colours, then search
-    E = _supernode_edges(plan, comp, cls, k)  # (m, 2) int64
-    # the classes each closed group meets through an orthogonality edge, as sorted keys group * k + class
+def _split_class_witness(sn: _SuperNodes) -> _Witness | None:
+    """d >= k + 1: a split class with >= 2 closed groups puts its first group on the new coordinate k."""
+    ngroups = _count_per_class(sn.sn_class, sn.grp, sn.k)
+    two = sn.split[ngroups[sn.split] >= 2]
+    if not two.size:
+        return None
+    c = int(two[0])
+    sns = sn.of_class(c)
+    g = sn.grp[sns]
+    coord = sn.sn_class.copy()
+    coord[sns[g == g[0]]] = sn.k
+    return _Witness(coord, "split_class", sn.label(c), sn.k + 1,
+                    "one closed group of the class on a new coordinate (Kini App. B.1, case 1)")
+
+
+def _orthogonal_class_witness(sn: _SuperNodes, dim: int | None) -> _Witness | None:
+    """d >= k - 1 + r_c: every super-node of a split class c on a coordinate of its own."""
+    fits = sn.split if dim is None else sn.split[sn.k - 1 + sn.r[sn.split] <= dim]
+    if not fits.size:
+        return None
+    c = int(fits[0])
+    sns = sn.of_class(c)
+    coord = sn.sn_class.copy()
+    coord[sns[1:]] = sn.k + np.arange(sns.size - 1)
+    return _Witness(coord, "orthogonal_class", sn.label(c), sn.k - 1 + int(sn.r[c]),
+                    "every super-node of the class on its own coordinate")
+
+
+def _recolour_witness(sn: _SuperNodes, edges: np.ndarray) -> _Witness | None:
+    """d >= k: a closed group U of a split class (not the whole class) with no orthogonality edge to
+    some class c' moves onto c''s coordinate. The first such group in (class, group) order takes the
+    smallest such c' (vectorised over all groups)."""
+    k, grp, sn_class = sn.k, sn.grp, sn.sn_class
     G = int(grp.max()) + 1
-    blocked = _uniq(np.r_[grp[E[:, 0]] * k + sn_class[E[:, 1]], grp[E[:, 1]] * k + sn_class[E[:, 0]]])
-    # recolour: a closed group U of a split class (not the whole class) with no edge to some class c'; the
-    # first such group in (class, group) order takes the smallest such c' (vectorised over all groups)
-    in_split = np.isin(sn_class, split)
+    # the classes each closed group meets through an orthogonality edge, as sorted keys group * k + class
+    blocked = _uniq(np.r_[grp[edges[:, 0]] * k + sn_class[edges[:, 1]], grp[edges[:, 1]] * k + sn_class[edges[:, 0]]])
+    in_split = np.isin(sn_class, sn.split)
     cand = _uniq(sn_class[in_split] * G + grp[in_split])
     cand_c, cand_g = cand // G, cand % G
-    whole = np.bincount(grp, minlength=G)[cand_g] == r[cand_c]
+    whole = np.bincount(grp, minlength=G)[cand_g] == sn.r[cand_c]
     bk = _uniq(np.r_[blocked, cand_g * k + cand_c])          # blocked classes per group, own class included
     b_grp, b_cls = bk // k, bk % k
     b_start = np.flatnonzero(np.r_[True, b_grp[1:] != b_grp[:-1]])
@@ -571,50 +653,65 @@ def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, bud
     first_gap = np.where(first_gap >= 0, first_gap, b_cnt)
     free = first_gap[np.searchsorted(b_grp[b_start], cand_g)]
     ok = np.flatnonzero(~whole & (free < k))
-    if ok.size:
-        c, gval, c2 = int(cand_c[ok[0]]), int(cand_g[ok[0]]), int(free[ok[0]])
-        coord = base.copy()
-        coord[grp == gval] = c2
-        return _set_witness(res, coord, "recolour", int(classes[c]), k,
-                            f"a component of the class takes the coordinate of class "
-                            f"{int(classes[c2])}, which it never meets as a negative",
-                            extra={"to_class": int(classes[c2])})
-    # permute: a connected component (orthogonality edges + equi-similarity links) holding part of a class
-    if k >= 2:
-        rep = np.full(G, ncomp, dtype=np.int64)
-        np.minimum.at(rep, grp, np.arange(ncomp))  # a representative super-node of every closed group
-        eu = np.r_[E[:, 0], np.arange(ncomp)]
-        ev = np.r_[E[:, 1], rep[grp]]
-        _, cc = connected_components(coo_matrix((np.ones(eu.size), (eu, ev)), shape=(ncomp, ncomp)),
-                                     directed=False)
-        qc, cnt = _uniq_counts(cc.astype(np.int64) * k + sn_class)
-        q_of, c_of = qc // k, qc % k
-        hit = np.flatnonzero((r[c_of] >= 2) & (cnt < r[c_of]))
-        if hit.size:
-            q, c = int(q_of[hit[0]]), int(c_of[hit[0]])
-            c2 = (c + 1) % k
-            coord = base.copy()
-            inQ = cc == q
-            coord[inQ & (base == c)] = c2
-            coord[inQ & (base == c2)] = c
-            return _set_witness(res, coord, "permute_component", int(classes[c]), k,
-                                "a connected part of the constraint graph swaps two class coordinates",
-                                extra={"swapped_with": int(classes[c2])})
-    # exhaustive search with d colours
-    d = dim if dim is not None else k
+    if not ok.size:
+        return None
+    c, gval, c2 = int(cand_c[ok[0]]), int(cand_g[ok[0]]), int(free[ok[0]])
+    coord = sn_class.copy()
+    coord[grp == gval] = c2
+    return _Witness(coord, "recolour", sn.label(c), k,
+                    f"a component of the class takes the coordinate of class "
+                    f"{sn.label(c2)}, which it never meets as a negative",
+                    extra={"to_class": sn.label(c2)})
+
+
+def _permute_component_witness(sn: _SuperNodes, edges: np.ndarray) -> _Witness | None:
+    """d >= k: a connected component (orthogonality edges + equi-similarity links) of the contracted
+    graph holding part, not all, of a split class c swaps the coordinates of c and c + 1 (mod k)."""
+    k, grp, sn_class, ncomp = sn.k, sn.grp, sn.sn_class, sn.count
+    if k < 2:
+        return None
+    rep = np.full(int(grp.max()) + 1, ncomp, dtype=np.int64)
+    np.minimum.at(rep, grp, np.arange(ncomp))  # a representative super-node of every closed group
+    eu = np.r_[edges[:, 0], np.arange(ncomp)]
+    ev = np.r_[edges[:, 1], rep[grp]]
+    _, cc = connected_components(coo_matrix((np.ones(eu.size), (eu, ev)), shape=(ncomp, ncomp)),
+                                 directed=False)
+    qc, cnt = _uniq_counts(cc.astype(np.int64) * k + sn_class)
+    q_of, c_of = qc // k, qc % k
+    hit = np.flatnonzero((sn.r[c_of] >= 2) & (cnt < sn.r[c_of]))
+    if not hit.size:
+        return None
+    q, c = int(q_of[hit[0]]), int(c_of[hit[0]])
+    c2 = (c + 1) % k
+    coord = sn_class.copy()
+    inQ = cc == q
+    coord[inQ & (sn_class == c)] = c2
+    coord[inQ & (sn_class == c2)] = c
+    return _Witness(coord, "permute_component", sn.label(c), k,
+                    "a connected part of the constraint graph swaps two class coordinates",
+                    extra={"swapped_with": sn.label(c2)})
+
+
+def _decide_by_colouring_search(res, sn: _SuperNodes, edges: np.ndarray, hyper: list, dim: int | None,
+                                budget: int) -> None:
+    """No quick witness applies: search, for each split class c and each of its super-nodes u2 after
+    the first u1, for a proper d-colouring of the contracted graph (each equi-similarity hyperedge
+    all-equal or all-distinct) with colour(u1) != colour(u2). One is a witness; none (within the
+    budget, and no equi-similarity batch left) proves the OF unique at this d."""
+    d = dim if dim is not None else sn.k
+    ncomp = sn.count
     if ncomp > MAX_SEARCH_NODES:
         res.unique = None
         res.reason = (f"undecided at d = {d}: {ncomp} super-nodes is beyond the exhaustive colouring "
                       f"search ({MAX_SEARCH_NODES}) and no quick witness applies")
         return
     adj = [set() for _ in range(ncomp)]
-    for u, v in E.tolist():
+    for u, v in edges.tolist():
         adj[u].add(v)
         adj[v].add(u)
-    hyper = _equisim_hyperedges(plan, comp, equisim) if equisim else []
     nodes_used = [0]
-    for c in split.tolist():
-        sns = sns_of(c)
+    for c in sn.split.tolist():
+        sns = sn.of_class(c)
         for u2 in sns[1:]:
             col = _colour_search(ncomp, adj, hyper, d, int(sns[0]), int(u2), budget, nodes_used)
             if col is None and nodes_used[0] > budget:
@@ -623,16 +720,17 @@ def _decide_disconnected(res, plan, cls, classes, sn_class, r, equisim, dim, bud
                               f"(d = {d})")
                 return
             if col is not None:
-                return _set_witness(res, np.asarray(col), "colouring", int(classes[c]), d,
-                                    f"a proper {d}-colouring of the contracted constraint graph that is "
-                                    f"not the class colouring")
+                _set_witness(res, np.asarray(col), "colouring", sn.label(c), d,
+                             f"a proper {d}-colouring of the contracted constraint graph that is "
+                             f"not the class colouring")
+                return
     if hyper:
         res.unique = None
         res.reason = (f"undecided at d = {d}: equi-similarity batches (single-class, size >= 3) survive "
                       f"and no 0/1 witness exists; witnesses with 0 < t < 1 were not searched")
         return
     res.unique = True
-    res.reason = (f"d = {d}: classes {[int(classes[c]) for c in np.flatnonzero(r >= 2)]} are not "
+    res.reason = (f"d = {d}: classes {[sn.label(c) for c in sn.split]} are not "
                   f"alignment-connected, but the contracted orthogonality graph is uniquely "
                   f"{d}-colourable (exhaustive search, {nodes_used[0]} nodes): NC is forced by the "
                   f"lack of room in R^{d}_+")

@@ -179,33 +179,12 @@ def check_prop2(budget: Budget) -> Verdict:
     # the optimum sits on the boundary |h| = 1, where interior-point solutions are accurate to ~sqrt(tol) in h:
     # 1e-3 for the cross-check; the KKT residual at w_y is exact up to float64 rounding (1e-12).
     TOL, KKT_TOL = 1e-3, 1e-12
-    worst, worst_kkt, max_radial, cases = 0.0, 0.0, -math.inf, 0
     ks = (2, 3, 4) if budget.level == "quick" else (2, 3, 4, 5, 6)
-    for k in ks:
-        for dim in (k - 1, k + 1):
-            W = simplex_etf(k, dim, seed=k)
-            for tau in (0.2, 1.0, 2.0):
-                for form in ("derived", "paper"):
-                    err, tang, rad, r = _prop2_case(W, k - 1, tau, form)
-                    worst, worst_kkt, max_radial = max(worst, err), max(worst_kkt, tang), max(max_radial, rad)
-                    cases += 1
+    worst, worst_kkt, max_radial, cases = _etf_prototype_minimisers(ks)
     # outside: orthogonal-frame prototypes (k = 2 is the smallest): h* != w_y for both forms
     Wof = orthogonal_frame(2)
-    out = {}
-    for form in ("derived", "paper"):
-        err, tang, rad, r = _prop2_case(Wof, 0, 1.0, form)
-        out[form] = {"h_star": r["h"].tolist(), "distance_to_w_y": err, "norm": r["norm"],
-                     "tangential_gradient_at_w_y": tang, "value_at_w_y": PerSampleLimit(Wof @ Wof.T, 1.0, form).value(Wof @ Wof[0], 0),
-                     "value_at_h_star": r["value"]}
-    # beyond the limit: the exact loss at finite n_w (certified Gram program with the ETF block fixed)
-    finite = {}
-    for yy in ([0, 0, 1, 1, 2, 2], [0] * 6 + [1, 1, 2, 2]):
-        yy = np.array(yy)
-        for nw in (1, 10):
-            r = solve_gram(scl_with_prototypes_form(yy, 3, nw, 1.0), y=yy, k=3, fixed=etf_gram(3),
-                           fixed_index=np.arange(yy.size, yy.size + 3))
-            finite[f"counts {np.bincount(yy).tolist()}, n_w {nw}"] = {
-                "min_alignment_h_i.w_y": float(r.G[np.arange(yy.size), yy.size + yy].min()), "rel_gap": r.rel_gap}
+    out = _prototype_minimisers(Wof)
+    finite = _finite_nw_alignment()
     if not (d.agree and worst < TOL and worst_kkt < KKT_TOL and max_radial < 0):
         return Verdict("refuted", f"ETF prototypes: max |h* - w_y| = {worst:.2e}, KKT residual at w_y {worst_kkt:.1e}, "
                        f"radial derivative {max_radial:.2e} (symbolic agree={d.agree})",
@@ -239,6 +218,47 @@ def check_prop2(budget: Budget) -> Verdict:
                             "printed form; for other prototype geometries h* != w_y in general, and the two forms have "
                             "different minimisers.",
     )
+
+
+def _etf_prototype_minimisers(ks):
+    """Inside: the certified per-class minimiser against w_y for simplex-ETF prototypes, k in ks, d = k-1 and
+    k+1, tau 0.2/1/2, both limit forms. Returns (max |h* - w_y|, max tangential gradient at w_y, max radial
+    derivative at w_y, number of cases)."""
+    worst, worst_kkt, max_radial, cases = 0.0, 0.0, -math.inf, 0
+    for k in ks:
+        for dim in (k - 1, k + 1):
+            W = simplex_etf(k, dim, seed=k)
+            for tau in (0.2, 1.0, 2.0):
+                for form in ("derived", "paper"):
+                    err, tang, rad, r = _prop2_case(W, k - 1, tau, form)
+                    worst, worst_kkt, max_radial = max(worst, err), max(worst_kkt, tang), max(max_radial, rad)
+                    cases += 1
+    return worst, worst_kkt, max_radial, cases
+
+
+def _prototype_minimisers(W: np.ndarray) -> dict:
+    """Outside: the certified minimiser for class 0 at tau = 1 with prototypes W, per limit form, against w_0."""
+    out = {}
+    for form in ("derived", "paper"):
+        err, tang, rad, r = _prop2_case(W, 0, 1.0, form)
+        out[form] = {"h_star": r["h"].tolist(), "distance_to_w_y": err, "norm": r["norm"],
+                     "tangential_gradient_at_w_y": tang, "value_at_w_y": PerSampleLimit(W @ W.T, 1.0, form).value(W @ W[0], 0),
+                     "value_at_h_star": r["value"]}
+    return out
+
+
+def _finite_nw_alignment() -> dict:
+    """Beyond the limit: the exact loss at finite n_w (certified Gram program with the ETF block fixed,
+    tau = 1), balanced and imbalanced counts: the smallest alignment h_i.w_y of the optimum."""
+    finite = {}
+    for yy in ([0, 0, 1, 1, 2, 2], [0] * 6 + [1, 1, 2, 2]):
+        yy = np.array(yy)
+        for nw in (1, 10):
+            r = solve_gram(scl_with_prototypes_form(yy, 3, nw, 1.0), y=yy, k=3, fixed=etf_gram(3),
+                           fixed_index=np.arange(yy.size, yy.size + 3))
+            finite[f"counts {np.bincount(yy).tolist()}, n_w {nw}"] = {
+                "min_alignment_h_i.w_y": float(r.G[np.arange(yy.size), yy.size + yy].min()), "rel_gap": r.rel_gap}
+    return finite
 
 
 @claim(

@@ -107,7 +107,40 @@ def check_fig3_geometries(budget: Budget) -> Verdict:
     details["finite"] = fin
     cert = collapse_certificate("minority-angles", 100, 10)
     details["within_class_collapse_minority_angles_R100_nw10"] = cert
-    # (a)-(c) at the n_w -> oo optimum, for both limit forms (entries accurate to ENTRY_TOL)
+    findings, failures = _fig3_findings(lim)
+    details["fig3_findings"] = findings
+    # the stronger Def. 3 reading (G_M = G_* within ENTRY_TOL), which Gill does not claim for non-ETF prototypes
+    exact = {f: [g for g in GEOMS if lim[f][g]["max_entry_error"] <= ENTRY_TOL] for f in lim}
+    off = {f: {g: lim[f][g]["delta"] for g in GEOMS if g not in exact[f]} for f in lim}
+    details["def3_reading"] = {"exact": exact, "delta_where_not_exact": off}
+    delta = {(r["geometry"], r["R"], r["n_w"]): r["delta"] for r in fin}
+    details["delta_by_nw"] = {"n_w": nws, **{f"{g} R={R}": [round(delta[g, R, nw], 5) for nw in nws]
+                                            for g in GEOMS for R in Rs}}
+    trends = finite_trends(delta, {g: lim["derived"][g]["delta"] for g in GEOMS}, nws, Rs)
+    details["finite_trends"] = trends
+    ev = (f"At the n_w -> oo optimum (certified per-class programs; counts drop out, so for every imbalance), "
+          f"k = {K}, tau = {TAU:g}. Printed Prop. 1 form (what Fig. 3 trains with): {_cosines_text(findings['paper'])}. "
+          f"Derived limit: {_cosines_text(findings['derived'])}. ETF cosine -1/(k-1) = {-1.0 / (K - 1):.4f}. ")
+    if failures:
+        return Verdict("refuted", ev + "Fails: " + "; ".join(failures) + ".", details,
+                       counterexample={"failures": failures, "k": K, "tau": TAU})
+    ev += ("So in both forms the learnt geometry follows the prototypes: (a) each G_M is nearest its own G_*, (b) "
+           "both non-ETF geometries separate the minority class means further than the ETF, (c) majority collapse "
+           "merges the majority class means. The stronger Def. 3 reading, G_M = G_* (max entry error <= "
+           f"{ENTRY_TOL:g}), holds for {_names(exact['paper'])} with the printed form and for "
+           f"{_names(exact['derived'])} with the derived limit; elsewhere Delta_G* = " +
+           ", ".join(f"{g} {v:.4f} ({form})" for form in ("paper", "derived") for g, v in off[form].items()) +
+           ", where Gill claims no equality. "
+           f"Finite n_w (certified reduced program, Gill's batch of 2048, derived loss): Delta_G* by n_w {nws}: " +
+           "; ".join(f"{kk}: {v}" for kk, v in details["delta_by_nw"].items() if kk != "n_w") +
+           f". {trends['sentence']} " + _collapse_text(cert))
+    return Verdict("confirmed", ev, details)
+
+
+def _fig3_findings(lim: dict):
+    """(a)-(c) at the n_w -> oo optimum, for both limit forms (entries accurate to ENTRY_TOL): per form and
+    geometry Gill's Delta_G* (Def. 3) to each prototype Gram, whether the nearest is its own, the largest
+    minority and smallest majority cosine. Returns (findings, the failures as sentences)."""
     m = K // 2
     etf_cos = -1.0 / (K - 1)
     grams = {g: _gram(g) for g in GEOMS}
@@ -130,48 +163,26 @@ def check_fig3_geometries(budget: Budget) -> Verdict:
             if g == "majority-collapse" and not f[g]["majority_cosine_min"] >= 1 - ENTRY_TOL:
                 failures.append(f"{form} form, majority collapse: majority cosines down to {f[g]['majority_cosine_min']:.4f}")
         findings[form] = f
-    details["fig3_findings"] = findings
-    # the stronger Def. 3 reading (G_M = G_* within ENTRY_TOL), which Gill does not claim for non-ETF prototypes
-    exact = {f: [g for g in GEOMS if lim[f][g]["max_entry_error"] <= ENTRY_TOL] for f in lim}
-    off = {f: {g: lim[f][g]["delta"] for g in GEOMS if g not in exact[f]} for f in lim}
-    details["def3_reading"] = {"exact": exact, "delta_where_not_exact": off}
-    delta = {(r["geometry"], r["R"], r["n_w"]): r["delta"] for r in fin}
-    details["delta_by_nw"] = {"n_w": nws, **{f"{g} R={R}": [round(delta[g, R, nw], 5) for nw in nws]
-                                            for g in GEOMS for R in Rs}}
-    trends = finite_trends(delta, {g: lim["derived"][g]["delta"] for g in GEOMS}, nws, Rs)
-    details["finite_trends"] = trends
+    return findings, failures
 
-    def cosines(form):
-        return "; ".join(f"{g}: minority cosines <= {findings[form][g]['minority_cosine_max']:.4f}, majority cosines "
-                         f">= {findings[form][g]['majority_cosine_min']:.4f}, Delta to own / nearest other G_* "
-                         f"{findings[form][g]['delta_to'][g]:.4f} / "
-                         f"{min(v for h, v in findings[form][g]['delta_to'].items() if h != g):.4f}" for g in GEOMS)
 
-    ev = (f"At the n_w -> oo optimum (certified per-class programs; counts drop out, so for every imbalance), "
-          f"k = {K}, tau = {TAU:g}. Printed Prop. 1 form (what Fig. 3 trains with): {cosines('paper')}. Derived "
-          f"limit: {cosines('derived')}. ETF cosine -1/(k-1) = {etf_cos:.4f}. ")
-    if failures:
-        return Verdict("refuted", ev + "Fails: " + "; ".join(failures) + ".", details,
-                       counterexample={"failures": failures, "k": K, "tau": TAU})
-    ev += ("So in both forms the learnt geometry follows the prototypes: (a) each G_M is nearest its own G_*, (b) "
-           "both non-ETF geometries separate the minority class means further than the ETF, (c) majority collapse "
-           "merges the majority class means. The stronger Def. 3 reading, G_M = G_* (max entry error <= "
-           f"{ENTRY_TOL:g}), holds for {_names(exact['paper'])} with the printed form and for "
-           f"{_names(exact['derived'])} with the derived limit; elsewhere Delta_G* = " +
-           ", ".join(f"{g} {v:.4f} ({form})" for form in ("paper", "derived") for g, v in off[form].items()) +
-           ", where Gill claims no equality. "
-           f"Finite n_w (certified reduced program, Gill's batch of 2048, derived loss): Delta_G* by n_w {nws}: " +
-           "; ".join(f"{kk}: {v}" for kk, v in details["delta_by_nw"].items() if kk != "n_w") +
-           f". {trends['sentence']} ")
+def _cosines_text(found: dict) -> str:
+    """One limit form's findings, geometry by geometry."""
+    return "; ".join(f"{g}: minority cosines <= {found[g]['minority_cosine_max']:.4f}, majority cosines "
+                     f">= {found[g]['majority_cosine_min']:.4f}, Delta to own / nearest other G_* "
+                     f"{found[g]['delta_to'][g]:.4f} / "
+                     f"{min(v for h, v in found[g]['delta_to'].items() if h != g):.4f}" for g in GEOMS)
+
+
+def _collapse_text(cert: dict) -> str:
+    """The within-class collapse certificate at finite n_w (minority-angles, R = 100, n_w = 10)."""
     if cert["no_optimum_collapsed"]:
-        ev += ("At finite n_w the optimum need not even be collapsed: minority-angles, R=100, n_w=10: min "
-               f"within-class cosine {cert['min_within_cosine_free']:.4f}, and every collapsed point is worse by at "
-               f"least {cert['margin']:.3g} (certified lower bound of the collapsed program minus the free optimum).")
-    else:
-        ev += (f"Minority-angles, R=100, n_w=10: a collapsed optimum is not excluded (certified margin "
-               f"{cert['margin']:.3g}; min within-class cosine of the solver's optimum "
-               f"{cert['min_within_cosine_free']:.4f}).")
-    return Verdict("confirmed", ev, details)
+        return ("At finite n_w the optimum need not even be collapsed: minority-angles, R=100, n_w=10: min "
+                f"within-class cosine {cert['min_within_cosine_free']:.4f}, and every collapsed point is worse by at "
+                f"least {cert['margin']:.3g} (certified lower bound of the collapsed program minus the free optimum).")
+    return (f"Minority-angles, R=100, n_w=10: a collapsed optimum is not excluded (certified margin "
+            f"{cert['margin']:.3g}; min within-class cosine of the solver's optimum "
+            f"{cert['min_within_cosine_free']:.4f}).")
 
 
 # Delta_G* of a certified optimum is accurate to about 1e-3 (interior-point entries are accurate to ~sqrt(gap)

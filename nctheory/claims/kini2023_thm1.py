@@ -96,7 +96,41 @@ def _gap(H, y, counts, tau, stated=True) -> float:
 )
 def check_thm1(budget: Budget) -> Verdict:
     details: dict = {}
-    # 1. equality at NC + OF
+    grid = _equality_at_of()
+    worst_eq = max(g["rel_diff"] for g in grid)
+    details["equality_at_OF"] = {"cases": len(grid), "max_rel_diff": worst_eq, "tol": REL_TOL,
+                                 "example": grid[-1]}
+    if worst_eq > REL_TOL:
+        bad = max(grid, key=lambda g: g["rel_diff"])
+        return Verdict("refuted", f"loss at NC+OF differs from the bound: {bad}", details, counterexample=bad)
+
+    cex, min_gap = _lower_bound_search(budget)
+    details["lower_bound_search"] = {"examples": budget.examples, "descent_steps": 60,
+                                     "min_rel_gap_seen": min_gap}
+    if cex is not None:
+        ce = {"counts": cex["counts"], "d": cex["d"], "tau": cex["tau"], "H": cex["H"]}
+        return Verdict("refuted", "a feasible H below the bound", details, counterexample=ce)
+
+    margins = _only_if_margins()
+    details["only_if_min_margin"] = min(margins)
+    if min(margins) <= 1e-6:
+        return Verdict("refuted", f"a non-OF feasible H attains the bound (margin {min(margins):.3g})", details,
+                       counterexample={"margins": margins})
+
+    # outside the hypotheses (reported, not part of the verdict)
+    no_relu = smallest_counterexample(feasible_problem(nonneg=False), _etf_above_bound, budget)
+    singleton = smallest_counterexample(feasible_problem(min_count=1), _of_above_stated_bound, budget)
+    details["outside_hypotheses"] = _outside_details(no_relu, singleton)
+    ev = (f"Equality at NC+OF on {len(grid)} cases (k in 2..10, balanced/STEP/long-tail, tau in 0.1..1): "
+          f"max relative difference {worst_eq:.1e} (tol {REL_TOL:g}). Hypothesis search over "
+          f"{budget.examples} feasible H, each pushed 60 projected-gradient steps towards the optimum: "
+          f"no H below the bound (smallest relative gap seen {min_gap:.2e}). Non-OF feasible points "
+          f"stay above by at least {min(margins):.3g}. " + _outside_text(no_relu, singleton))
+    return Verdict("confirmed", ev, details)
+
+
+def _equality_at_of() -> list[dict]:
+    """1. The loss at NC + OF against the bound, over balanced, STEP and long-tail counts and tau."""
     grid = []
     for k in (2, 3, 5, 10):
         for name, counts in (("balanced", [6] * k), ("step R=10", step_counts(k, 40, 10, min_count=2)),
@@ -107,14 +141,12 @@ def check_thm1(budget: Budget) -> Verdict:
                 bnd = full_batch_bound(counts, tau, stated=True)
                 grid.append({"k": k, "counts": name, "tau": tau, "loss": val, "bound": bnd,
                              "rel_diff": abs(val - bnd) / max(1.0, abs(bnd))})
-    worst_eq = max(g["rel_diff"] for g in grid)
-    details["equality_at_OF"] = {"cases": len(grid), "max_rel_diff": worst_eq, "tol": REL_TOL,
-                                 "example": grid[-1]}
-    if worst_eq > REL_TOL:
-        bad = max(grid, key=lambda g: g["rel_diff"])
-        return Verdict("refuted", f"loss at NC+OF differs from the bound: {bad}", details, counterexample=bad)
+    return grid
 
-    # 2. lower bound over feasible H (after descent towards the optimum)
+
+def _lower_bound_search(budget: Budget):
+    """2. The lower bound over feasible H, each drawn H first descended towards the optimum.
+    Returns (the smallest H below the bound or None, the smallest relative gap seen)."""
     min_gap = [math.inf]
 
     def holds(p):
@@ -124,13 +156,12 @@ def check_thm1(budget: Budget) -> Verdict:
         return g >= -REL_TOL * max(1.0, abs(full_batch_bound(p["counts"], p["tau"])))
 
     cex = smallest_counterexample(feasible_problem(), holds, budget)
-    details["lower_bound_search"] = {"examples": budget.examples, "descent_steps": 60,
-                                     "min_rel_gap_seen": min_gap[0]}
-    if cex is not None:
-        ce = {"counts": cex["counts"], "d": cex["d"], "tau": cex["tau"], "H": cex["H"]}
-        return Verdict("refuted", "a feasible H below the bound", details, counterexample=ce)
+    return cex, min_gap[0]
 
-    # 3. only if: feasible non-OF points are strictly above the bound
+
+def _only_if_margins() -> list[float]:
+    """3. "Only if": the gaps to the bound of feasible non-OF points (NC with class means at 60
+    degrees; the OF with one sample moved off its class direction)."""
     margins = []
     for counts in ([2, 2], [3, 2, 2], [5, 2, 2, 2]):
         k = len(counts)
@@ -145,27 +176,26 @@ def check_thm1(budget: Budget) -> Verdict:
             H = H.copy()
             H[0] = np.r_[math.sqrt(0.99), np.zeros(k - 1), 0.1]
             margins.append(_gap(H, y, counts, tau))
-    details["only_if_min_margin"] = min(margins)
-    if min(margins) <= 1e-6:
-        return Verdict("refuted", f"a non-OF feasible H attains the bound (margin {min(margins):.3g})", details,
-                       counterexample={"margins": margins})
+    return margins
 
-    # 4. outside the hypotheses (reported, not part of the verdict)
-    def etf_above_bound(p):
-        if len(p["counts"]) < 2:
-            return True
-        scale = max(1.0, abs(full_batch_bound(p["counts"], p["tau"])))
-        return _gap(*_etf(p["counts"]), p["counts"], p["tau"]) >= -REL_TOL * scale
 
-    no_relu = smallest_counterexample(feasible_problem(nonneg=False), etf_above_bound, budget)
+def _etf_above_bound(p) -> bool:
+    """4. Outside (no H >= 0): the simplex ETF by class is not below the bound."""
+    if len(p["counts"]) < 2:
+        return True
+    scale = max(1.0, abs(full_batch_bound(p["counts"], p["tau"])))
+    return _gap(*_etf(p["counts"]), p["counts"], p["tau"]) >= -REL_TOL * scale
 
-    def singleton_ok(p):
-        H, y = of_features(p["counts"], d=len(p["counts"]))
-        scale = max(1.0, abs(full_batch_bound(p["counts"], p["tau"], stated=True)))
-        return _gap(H, y, p["counts"], p["tau"], stated=True) >= -REL_TOL * scale
 
-    singleton = smallest_counterexample(feasible_problem(min_count=1), singleton_ok, budget)
-    details["outside_hypotheses"] = {
+def _of_above_stated_bound(p) -> bool:
+    """4. Outside (one-sample classes): NC + OF is not below the stated formula."""
+    H, y = of_features(p["counts"], d=len(p["counts"]))
+    scale = max(1.0, abs(full_batch_bound(p["counts"], p["tau"], stated=True)))
+    return _gap(H, y, p["counts"], p["tau"], stated=True) >= -REL_TOL * scale
+
+
+def _outside_details(no_relu, singleton) -> dict:
+    return {
         "without H >= 0": None if no_relu is None else {
             "counts": no_relu["counts"], "tau": no_relu["tau"], "H": "simplex ETF by class",
             "gap": _gap(*_etf(no_relu["counts"]), no_relu["counts"], no_relu["tau"])},
@@ -175,6 +205,9 @@ def check_thm1(budget: Budget) -> Verdict:
             "gap_to_corrected_bound": _gap(*of_features(singleton["counts"]), singleton["counts"], singleton["tau"],
                                            stated=False)},
     }
+
+
+def _outside_text(no_relu, singleton) -> str:
     outside = []
     if no_relu is not None:
         outside.append(f"without H >= 0 the simplex ETF goes below the bound (smallest case found: counts "
@@ -182,15 +215,8 @@ def check_thm1(budget: Budget) -> Verdict:
     if singleton is not None:
         outside.append(f"with a one-sample class the stated formula exceeds the loss at OF (smallest case found: "
                        f"counts {singleton['counts']}, tau {singleton['tau']}; nctheory.bounds leaves such classes out)")
-    ev = (f"Equality at NC+OF on {len(grid)} cases (k in 2..10, balanced/STEP/long-tail, tau in 0.1..1): "
-          f"max relative difference {worst_eq:.1e} (tol {REL_TOL:g}). Hypothesis search over "
-          f"{budget.examples} feasible H, each pushed 60 projected-gradient steps towards the optimum: "
-          f"no H below the bound (smallest relative gap seen {min_gap[0]:.2e}). Non-OF feasible points "
-          f"stay above by at least {min(margins):.3g}. "
-          + (("Outside the hypotheses: " + "; ".join(outside) + ".") if outside else
-             "The searches outside the hypotheses (no H >= 0; one-sample classes) found no counterexample."))
-    return Verdict("confirmed", ev, details)
-
+    return (("Outside the hypotheses: " + "; ".join(outside) + ".") if outside else
+            "The searches outside the hypotheses (no H >= 0; one-sample classes) found no counterexample.")
 
 
 def _etf(counts):

@@ -67,89 +67,21 @@ def _rel(a, b):
 def check_thm1_certified(budget: Budget) -> Verdict:
     ks = {"quick": [2, 3, 10], "standard": [2, 3, 4, 5, 10, 20], "full": [2, 3, 4, 5, 10, 20, 50, 100]}[budget.level]
     taus = {"quick": [0.1, 1.0], "standard": [0.1, 0.5, 1.0, 2.0], "full": [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]}[budget.level]
-    rows, worst_val, worst_lb, failures = [], 0.0, 0.0, []
-    for k in ks:
-        profiles = {"balanced": [5] * k, "step_R10": _step(k, 20, 10), "step_R100": _step(k, 200, 100)}
-        if k <= 20:
-            profiles["longtail_R10"] = _longtail(k, 20, 10)
-        for name, counts in profiles.items():
-            for tau in taus:
-                bound = full_batch_bound(counts, tau)
-                r = _reduced(counts, tau, True)
-                of = r.geometry["candidates"]["OF"]
-                dv, dl = _rel(r.value, bound), (bound - r.dual_bound) / max(1.0, abs(bound))
-                worst_val, worst_lb = max(worst_val, dv), max(worst_lb, dl)
-                ok = dv <= REL_TOL and dl >= -REL_TOL and of["optimal_within_tol"] and r.geometry["name"] == "OF"
-                rows.append({"k": k, "profile": name, "tau": tau, "counts": counts if k <= 10 else f"{counts[:3]}...",
-                             "value": r.value, "bound": bound, "lower_bound": r.dual_bound, "rel_gap": r.rel_gap,
-                             "delta_of": r.geometry["delta_of"], "ok": ok})
-                if not ok:
-                    failures.append(rows[-1])
-    # independent cross-check without the symmetry reduction: the full n x n DNN program
-    full_checks = []
-    for counts, tau in (([4, 2, 2], 1.0), ([3, 3, 2], 0.1), ([6, 2, 2, 2], 0.5)):
-        g = _gram(counts, tau, True)
-        bound = full_batch_bound(counts, tau)
-        full_checks.append({"counts": counts, "tau": tau, "value": g.value, "lower_bound": g.dual_bound,
-                            "bound": bound, "geometry": g.geometry["name"], "rank": g.rank})
-        if _rel(g.value, bound) > REL_TOL or g.geometry["name"] != "OF":
-            failures.append(full_checks[-1])
+    rows, worst_val, worst_lb, failures = _thm1_reduced_optima(ks, taus)
+    full_checks, full_failures = _thm1_full_program_optima()
+    failures += full_failures
     if failures:
         return Verdict("refuted", f"{len(failures)} certified solves disagree with Thm 1 inside its hypotheses",
                        details={"rows": rows, "full_program": full_checks}, counterexample=failures[0])
-
-    # outside the hypotheses (1): without H >= 0 (plain UFM) the bound is not a lower bound
-    def ufm_above_bound(counts):
-        return _reduced(counts, 1.0, False).dual_bound >= full_batch_bound(counts, 1.0) * (1 - REL_TOL)
-
-    cx_relu = smallest_counterexample(st.lists(st.integers(2, 5), min_size=2, max_size=3), ufm_above_bound,
-                                      Budget(budget.level, min(budget.examples, 30), budget.seed))
-    r_relu = _reduced(cx_relu, 1.0, False) if cx_relu else None
-
-    # outside (2): one-sample classes. The bound (summed over classes with n_c >= 2) is still attained
-    # by the OF, but the OF is not the only minimiser once two classes have one sample: their features
-    # enter only as negatives, so the two singletons can coincide (G_M[c, c'] = 1) at the same loss.
-    def unique_of(counts):
-        from nctheory.solvers.reduced import reduced_scl_value
-
-        single = [c for c, m in enumerate(counts) if m == 1]
-        if len(single) < 2:
-            return True
-        M = np.eye(len(counts))
-        M[single[0], single[1]] = M[single[1], single[0]] = 1.0  # H >= 0 feasible: both singletons = e_1
-        return reduced_scl_value(M, counts, 1.0) > full_batch_bound(counts, 1.0) * (1 + REL_TOL) + 1e-12
-
-    cx_single = smallest_counterexample(st.lists(st.integers(1, 4), min_size=2, max_size=4), unique_of,
-                                        Budget(budget.level, budget.examples, budget.seed))
+    cx_relu, r_relu = _thm1_without_relu(budget)
+    cx_single = _thm1_one_sample_classes(budget)
     ev = (f"{len(rows)} certified UFM+ (DNN) optima over k in {ks}, balanced / STEP R=10,100 / long-tail R=10 "
           f"counts, tau in {taus}: value = Thm 1 bound to max rel. {worst_val:.1e}, rigorous lower bound >= bound "
           f"- {max(worst_lb, 0):.1e} (tolerance {REL_TOL:g}), OF loss within the certified gap and the solver's "
           f"class-mean Gram an OF in every case; the full n x n DNN program agrees on {len(full_checks)} small "
           f"cases (class-mean Gram an OF with NC, i.e. the 0/1 NC+OF Gram matrix, which is completely positive, "
-          f"so the DNN relaxation is tight there). Outside the hypotheses: ")
-    search_relu = "counts lists of 2-3 classes of sizes 2..5, tau=1"
-    if cx_relu:
-        b_relu = full_batch_bound(cx_relu, 1.0)
-        if r_relu.value < b_relu:
-            ev += (f"without H >= 0 the certified UFM optimum is below the bound (smallest counts {cx_relu}, tau=1: "
-                   f"{r_relu.value:.6g} < {b_relu:.6g})")
-        else:
-            ev += (f"without H >= 0 the certified lower bound of the UFM falls below the bound at counts {cx_relu} "
-                   f"(tau=1: lower bound {r_relu.dual_bound:.6g}, optimum {r_relu.value:.6g}, bound {b_relu:.6g})")
-    else:
-        ev += f"without H >= 0 no case searched ({search_relu}) had a UFM optimum below the bound"
-    if cx_single:
-        single = [c for c, m in enumerate(cx_single) if m == 1]
-        M = np.eye(len(cx_single))
-        M[single[0], single[1]] = M[single[1], single[0]] = 1.0
-        from nctheory.solvers.reduced import reduced_scl_value
-
-        ev += (f"; with one-sample classes the OF is not the unique minimiser (smallest counts {cx_single}, tau=1: "
-               f"the two one-sample classes given the same feature have loss {reduced_scl_value(M, cx_single, 1.0):.10g}, "
-               f"the bound is {full_batch_bound(cx_single, 1.0):.10g}).")
-    else:
-        ev += ("; with one-sample classes no case searched (2-4 classes of sizes 1..4) had a second configuration "
-               "(two one-sample classes coinciding) at the bound.")
+          f"so the DNN relaxation is tight there). Outside the hypotheses: "
+          + _thm1_without_relu_text(cx_relu, r_relu) + _thm1_one_sample_text(cx_single))
     # What fails outside the hypotheses shows they are needed; it is evidence, not a defect of the
     # statement (verdict definitions in nctheory/claims/registry.py), so the verdict is "confirmed".
     return Verdict(
@@ -170,6 +102,106 @@ def check_thm1_certified(budget: Budget) -> Verdict:
     )
 
 
+def _thm1_reduced_optima(ks, taus):
+    """Inside the hypotheses: the certified UFM+ optimum of the symmetry-reduced program at balanced,
+    STEP and long-tail counts against Thm 1's bound. Returns (rows, worst relative value error,
+    worst lower-bound shortfall, failing rows)."""
+    rows, worst_val, worst_lb, failures = [], 0.0, 0.0, []
+    for k in ks:
+        profiles = {"balanced": [5] * k, "step_R10": _step(k, 20, 10), "step_R100": _step(k, 200, 100)}
+        if k <= 20:
+            profiles["longtail_R10"] = _longtail(k, 20, 10)
+        for name, counts in profiles.items():
+            for tau in taus:
+                bound = full_batch_bound(counts, tau)
+                r = _reduced(counts, tau, True)
+                of = r.geometry["candidates"]["OF"]
+                dv, dl = _rel(r.value, bound), (bound - r.dual_bound) / max(1.0, abs(bound))
+                worst_val, worst_lb = max(worst_val, dv), max(worst_lb, dl)
+                ok = dv <= REL_TOL and dl >= -REL_TOL and of["optimal_within_tol"] and r.geometry["name"] == "OF"
+                rows.append({"k": k, "profile": name, "tau": tau, "counts": counts if k <= 10 else f"{counts[:3]}...",
+                             "value": r.value, "bound": bound, "lower_bound": r.dual_bound, "rel_gap": r.rel_gap,
+                             "delta_of": r.geometry["delta_of"], "ok": ok})
+                if not ok:
+                    failures.append(rows[-1])
+    return rows, worst_val, worst_lb, failures
+
+
+def _thm1_full_program_optima():
+    """The independent cross-check without the symmetry reduction: the full n x n DNN program at three
+    small counts. Returns (rows, failing rows)."""
+    full_checks, failures = [], []
+    for counts, tau in (([4, 2, 2], 1.0), ([3, 3, 2], 0.1), ([6, 2, 2, 2], 0.5)):
+        g = _gram(counts, tau, True)
+        bound = full_batch_bound(counts, tau)
+        full_checks.append({"counts": counts, "tau": tau, "value": g.value, "lower_bound": g.dual_bound,
+                            "bound": bound, "geometry": g.geometry["name"], "rank": g.rank})
+        if _rel(g.value, bound) > REL_TOL or g.geometry["name"] != "OF":
+            failures.append(full_checks[-1])
+    return full_checks, failures
+
+
+def _thm1_without_relu(budget: Budget):
+    """Outside the hypotheses (1): the smallest counts at which, without H >= 0 (plain UFM), the bound
+    is not a lower bound (certified lower bound below it), and that certified solve; (None, None) if none."""
+    def ufm_above_bound(counts):
+        return _reduced(counts, 1.0, False).dual_bound >= full_batch_bound(counts, 1.0) * (1 - REL_TOL)
+
+    cx_relu = smallest_counterexample(st.lists(st.integers(2, 5), min_size=2, max_size=3), ufm_above_bound,
+                                      Budget(budget.level, min(budget.examples, 30), budget.seed))
+    return cx_relu, (_reduced(cx_relu, 1.0, False) if cx_relu else None)
+
+
+def _coinciding_singletons_gram(counts) -> np.ndarray:
+    """The class-mean Gram of the OF with the first two one-sample classes given the same feature
+    (G_M[c, c'] = 1; H >= 0 feasible: both singletons = e_1)."""
+    single = [c for c, m in enumerate(counts) if m == 1]
+    M = np.eye(len(counts))
+    M[single[0], single[1]] = M[single[1], single[0]] = 1.0
+    return M
+
+
+def _thm1_one_sample_classes(budget: Budget):
+    """Outside the hypotheses (2): one-sample classes. The bound (summed over classes with n_c >= 2) is
+    still attained by the OF, but the OF is not the only minimiser once two classes have one sample:
+    their features enter only as negatives, so the two singletons can coincide at the same loss.
+    Returns the smallest such counts (None if none was found)."""
+    from nctheory.solvers.reduced import reduced_scl_value
+
+    def unique_of(counts):
+        if sum(1 for m in counts if m == 1) < 2:
+            return True
+        M = _coinciding_singletons_gram(counts)
+        return reduced_scl_value(M, counts, 1.0) > full_batch_bound(counts, 1.0) * (1 + REL_TOL) + 1e-12
+
+    return smallest_counterexample(st.lists(st.integers(1, 4), min_size=2, max_size=4), unique_of,
+                                   Budget(budget.level, budget.examples, budget.seed))
+
+
+def _thm1_without_relu_text(cx_relu, r_relu) -> str:
+    if not cx_relu:
+        return ("without H >= 0 no case searched (counts lists of 2-3 classes of sizes 2..5, tau=1) had a UFM "
+                "optimum below the bound")
+    b_relu = full_batch_bound(cx_relu, 1.0)
+    if r_relu.value < b_relu:
+        return (f"without H >= 0 the certified UFM optimum is below the bound (smallest counts {cx_relu}, tau=1: "
+                f"{r_relu.value:.6g} < {b_relu:.6g})")
+    return (f"without H >= 0 the certified lower bound of the UFM falls below the bound at counts {cx_relu} "
+            f"(tau=1: lower bound {r_relu.dual_bound:.6g}, optimum {r_relu.value:.6g}, bound {b_relu:.6g})")
+
+
+def _thm1_one_sample_text(cx_single) -> str:
+    from nctheory.solvers.reduced import reduced_scl_value
+
+    if not cx_single:
+        return ("; with one-sample classes no case searched (2-4 classes of sizes 1..4) had a second configuration "
+                "(two one-sample classes coinciding) at the bound.")
+    M = _coinciding_singletons_gram(cx_single)
+    return (f"; with one-sample classes the OF is not the unique minimiser (smallest counts {cx_single}, tau=1: "
+            f"the two one-sample classes given the same feature have loss {reduced_scl_value(M, cx_single, 1.0):.10g}, "
+            f"the bound is {full_batch_bound(cx_single, 1.0):.10g}).")
+
+
 # ----------------------------------------------------------------------------------------------------
 @claim(
     "graf2021.balanced_etf",
@@ -185,6 +217,32 @@ def check_graf_balanced(budget: Budget) -> Verdict:
     ks = {"quick": [2, 3, 5], "standard": [2, 3, 4, 5, 10, 20], "full": [2, 3, 4, 5, 10, 20, 50, 100]}[budget.level]
     ms = {"quick": [2, 10], "standard": [2, 3, 10, 1000], "full": [2, 3, 10, 100, 1000, 100000]}[budget.level]
     taus = {"quick": [0.1, 1.0], "standard": [0.1, 0.5, 1.0, 10.0], "full": [0.05, 0.1, 0.5, 1.0, 2.0, 10.0]}[budget.level]
+    rows, failures = _balanced_reduced_optima(ks, ms, taus)
+    full = _balanced_full_program_optimum()
+    if full["geometry"] != "ETF":
+        failures.append(full)
+    if failures:
+        return Verdict("refuted", f"{len(failures)} balanced certified optima are not the simplex ETF",
+                       details={"rows": rows, "full_program": full}, counterexample=failures[0])
+    # outside the hypotheses: imbalanced counts (k >= 2)
+    cx = _imbalanced_etf_counterexample(budget)
+    k2 = [_etf_not_beaten(c, tau) for c, tau in _K2_IMBALANCED]
+    rcx = _reduced(cx, 1.0, False) if cx else None
+    return Verdict("confirmed", _graf_balanced_evidence(rows, ks, ms, taus, cx, rcx, k2),
+                   details={"rows": rows, "full_program": full, "k2_etf_optimal": k2,
+                   "outside_hypotheses": {"counts": cx, "tau": 1.0,
+                                   "class_mean_gram": rcx.class_mean_gram.tolist() if rcx else None,
+                                   "etf_rel_excess": rcx.geometry["candidates"]["ETF"]["rel_excess"] if rcx else None}},
+                   corrected_statement=_graf_balanced_corrected(cx, rcx, k2))
+
+
+# two-class imbalanced (counts, tau) at which the antipodal pair (the 2-ETF) is tested
+_K2_IMBALANCED = [(c, tau) for c in ([3, 2], [20, 2], [1000, 2]) for tau in (0.1, 1.0)]
+
+
+def _balanced_reduced_optima(ks, ms, taus):
+    """Inside the hypotheses: the certified UFM optimum of the symmetry-reduced program at n_c = m,
+    and whether the simplex ETF is optimal and is the solver's geometry. Returns (rows, failing rows)."""
     rows, failures = [], []
     for k in ks:
         for m in ms:
@@ -196,28 +254,34 @@ def check_graf_balanced(budget: Budget) -> Verdict:
                              "rel_gap": r.rel_gap, "delta_etf": r.geometry["delta_etf"], "ok": ok})
                 if not ok:
                     failures.append(rows[-1])
-    g = _gram([3, 3, 3], 1.0, False)
-    full = {"counts": [3, 3, 3], "tau": 1.0, "geometry": g.geometry["name"], "delta_etf": g.geometry["delta_etf"],
-            "rank": g.rank}
-    if g.geometry["name"] != "ETF":
-        failures.append(full)
-    if failures:
-        return Verdict("refuted", f"{len(failures)} balanced certified optima are not the simplex ETF",
-                       details={"rows": rows, "full_program": full}, counterexample=failures[0])
+    return rows, failures
 
-    # outside the hypotheses: imbalanced counts (k >= 2)
+
+def _balanced_full_program_optimum() -> dict:
+    """The cross-check without the symmetry reduction: the full n x n program at counts [3, 3, 3], tau = 1."""
+    g = _gram([3, 3, 3], 1.0, False)
+    return {"counts": [3, 3, 3], "tau": 1.0, "geometry": g.geometry["name"], "delta_etf": g.geometry["delta_etf"],
+            "rank": g.rank}
+
+
+def _etf_not_beaten(counts, tau) -> bool:
+    """No feasible point of the certified UFM program has a lower loss than the simplex ETF."""
+    return not _reduced(counts, tau, False).geometry["candidates"]["ETF"]["beaten_by_feasible"]
+
+
+def _imbalanced_etf_counterexample(budget: Budget):
+    """The smallest counts (2-4 classes of sizes 2..6, tau = 1) at which the ETF is certified not optimal."""
     def etf_optimal(counts):
         try:
-            return not _reduced(counts, 1.0, False).geometry["candidates"]["ETF"]["beaten_by_feasible"]
+            return _etf_not_beaten(counts, 1.0)
         except SolverError:
             return True  # no certified answer: not a counterexample
 
-    cx = smallest_counterexample(st.lists(st.integers(2, 6), min_size=2, max_size=4), etf_optimal,
-                                 Budget(budget.level, min(budget.examples, 40), budget.seed))
-    k2 = [not _reduced(c, tau, False).geometry["candidates"]["ETF"]["beaten_by_feasible"]
-          for c in ([3, 2], [20, 2], [1000, 2]) for tau in (0.1, 1.0)]
-    rcx = _reduced(cx, 1.0, False) if cx else None
-    k2_cases = [(c, tau) for c in ([3, 2], [20, 2], [1000, 2]) for tau in (0.1, 1.0)]
+    return smallest_counterexample(st.lists(st.integers(2, 6), min_size=2, max_size=4), etf_optimal,
+                                   Budget(budget.level, min(budget.examples, 40), budget.seed))
+
+
+def _graf_balanced_evidence(rows, ks, ms, taus, cx, rcx, k2) -> str:
     ev = (f"{len(rows)} certified UFM optima, k in {ks}, n_c = m in {ms}, tau in {taus}: the simplex-ETF "
           f"configuration's loss is within the certified gap (rel. <= {REL_TOL:g}) and the solver's class-mean "
           f"Gram is the ETF (delta_ETF <= 1e-3) in every case; the full n x n program agrees at [3,3,3]. Outside "
@@ -233,7 +297,11 @@ def check_graf_balanced(budget: Budget) -> Verdict:
                f"([3,2], [20,2], [1000,2] x tau 0.1, 1).")
     else:
         ev += (f"; for k = 2 the ETF (antipodal pair) stayed optimal in {sum(k2)}/{len(k2)} imbalanced cases and was "
-               f"beaten at {[kc for kc, ok in zip(k2_cases, k2) if not ok]} (counts, tau).")
+               f"beaten at {[kc for kc, ok in zip(_K2_IMBALANCED, k2) if not ok]} (counts, tau).")
+    return ev
+
+
+def _graf_balanced_corrected(cx, rcx, k2) -> str:
     corrected = "Balanced classes: the UFM optimum is the simplex ETF (certified)."
     if rcx is not None:
         corrected += (f" Imbalance can break it: at counts {cx} (tau=1) the ETF is certified sub-optimal, so balance is "
@@ -241,11 +309,7 @@ def check_graf_balanced(budget: Budget) -> Verdict:
     if all(k2):
         corrected += (" With k = 2 the antipodal (2-ETF) optimum survived every imbalance tested "
                       "([3,2], [20,2], [1000,2], tau 0.1 and 1).")
-    return Verdict("confirmed", ev, details={"rows": rows, "full_program": full, "k2_etf_optimal": k2,
-                   "outside_hypotheses": {"counts": cx, "tau": 1.0,
-                                   "class_mean_gram": rcx.class_mean_gram.tolist() if rcx else None,
-                                   "etf_rel_excess": rcx.geometry["candidates"]["ETF"]["rel_excess"] if rcx else None}},
-                   corrected_statement=corrected)
+    return corrected
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -313,46 +313,14 @@ def check_thm4_1(budget: Budget) -> Verdict:
     details: dict = {}
     grid = [(2, 1), (2, 3), (3, 1), (3, 2), (4, 2), (5, 1)] if budget.level != "quick" else [(2, 1), (3, 2)]
     taus = (0.2, 1.0)
-    inside = []
-    for K, n in grid:
-        for tau in taus:
-            for loss in THM41_LOSSES:
-                r = certified_thm41(loss, [n] * K, tau)
-                cf = r["closed_form"]
-                r["closed_form_diff"] = r["value"] - cf
-                inside.append({k: v for k, v in r.items() if k != "class_mean_gram"})
-                ok = (r["nc_optimal"] and r["solver_point_is_nc_etf"]
-                      and abs(r["value"] - cf) <= GAP_TOL * max(1.0, abs(cf)))
-                if not ok:
-                    return Verdict("refuted", f"balanced case whose certified optimum is not NC + ETF: {inside[-1]}",
-                                   details, counterexample=inside[-1])
-    details["inside"] = {"note": "nc_optimal: L(NC+ETF) is within the certified gap of the dual bound (NC is a "
-                                 "minimiser). Uniqueness evidence: interior-point solvers return a point in the "
-                                 "relative interior of the optimal face, and that point is NC1-3 + ETF; this is "
-                                 "strong evidence, not a proof, that every minimiser is NC.",
-                         "cases": len(inside), "grid_K_n": grid, "tau": taus,
-                         "max_abs_value_minus_closed_form": max(abs(r["closed_form_diff"]) for r in inside),
-                         "max_rel_gap": max(abs(r["rel_gap"]) for r in inside),
-                         "min_nc1_cosine": min(r["nc1_min_cosine"] for r in inside),
-                         "min_nc3_cosine": min(r["nc3_min_cosine"] for r in inside),
-                         "max_delta_etf": max(r["delta_etf_means"] for r in inside)}
-
+    inside, bad = _thm41_balanced_optima(grid, taus)
+    if bad is not None:
+        return Verdict("refuted", f"balanced case whose certified optimum is not NC + ETF: {bad}",
+                       details, counterexample=bad)
+    details["inside"] = _thm41_inside_summary(inside, grid, taus)
     # outside: imbalance (certified), smallest first
-    first = {}
-    k2_ok = []
     max_total = 6 if budget.level != "quick" else 4
-    for counts in imbalanced_counts(max_total):
-        for loss in THM41_LOSSES:
-            if loss in first:
-                continue
-            r = certified_thm41(loss, counts, 0.5)
-            if len(counts) == 2:
-                k2_ok.append((counts, loss, r["nc_optimal"]))
-            if not r["nc_optimal"]:
-                first[loss] = {k: v for k, v in r.items() if k != "class_mean_gram"}
-                first[loss]["class_mean_gram"] = np.round(r["class_mean_gram"], 4).tolist()
-        if len(first) == len(THM41_LOSSES):
-            break
+    first, k2_ok = _thm41_first_imbalanced(max_total)
     details["outside_imbalance"] = {"smallest_counterexamples": first,
                                     "K=2 imbalanced counts checked (all NC-optimal?)":
                                         all(ok for _, _, ok in k2_ok) if k2_ok else None,
@@ -368,12 +336,12 @@ def check_thm4_1(budget: Budget) -> Verdict:
     if not first:
         return Verdict("confirmed", f"no imbalanced counterexample among the count vectors of total <= {max_total} "
                        f"(K in 2, 3; tau 0.5): NC+ETF within the certified gap for all three losses", details)
+    s = details["inside"]
     inside_ev = (f"Inside (balanced, {len(inside)} certified Gram programs over [U; W_hat], features and prototypes "
                  f"free, K, n in {grid}, tau in {taus}): every optimum equals the closed form (max |diff| "
-                 f"{details['inside']['max_abs_value_minus_closed_form']:.1e}, rel. gaps <= "
-                 f"{details['inside']['max_rel_gap']:.1e}) and the interior-point optimum is NC1-3 + ETF (min "
-                 f"within-class cosine {details['inside']['min_nc1_cosine']:.6f}, min u_i.w_yi "
-                 f"{details['inside']['min_nc3_cosine']:.6f}, max Delta_ETF {details['inside']['max_delta_etf']:.1e}); "
+                 f"{s['max_abs_value_minus_closed_form']:.1e}, rel. gaps <= {s['max_rel_gap']:.1e}) and the "
+                 f"interior-point optimum is NC1-3 + ETF (min within-class cosine {s['min_nc1_cosine']:.6f}, min "
+                 f"u_i.w_yi {s['min_nc3_cosine']:.6f}, max Delta_ETF {s['max_delta_etf']:.1e}); "
                  f"the optima have numerical rank K-1 ((K, rank): {ranks}; eigenvalues above 1e-3 of the largest), "
                  f"so d = K-1 suffices (d >= K is not needed). ")
     out = thm41_outside_text(first, k2_ok, low_d, max_total)
@@ -386,6 +354,59 @@ def check_thm4_1(budget: Budget) -> Verdict:
                              "minimiser of NormFace, NTCE and NONL is NC1-3 with a simplex ETF, at the closed-form "
                              "values of koromilas2026.closed_forms. " + out["statement"]),
     )
+
+
+def _thm41_balanced_optima(grid, taus):
+    """Inside the hypotheses: the certified optimum of each loss at n samples per class for (K, n) in grid
+    and tau in taus, against NC + ETF and the closed form. Returns (the rows so far, the first failing row
+    or None); the solves stop at the first failure."""
+    inside = []
+    for K, n in grid:
+        for tau in taus:
+            for loss in THM41_LOSSES:
+                r = certified_thm41(loss, [n] * K, tau)
+                cf = r["closed_form"]
+                r["closed_form_diff"] = r["value"] - cf
+                inside.append({k: v for k, v in r.items() if k != "class_mean_gram"})
+                ok = (r["nc_optimal"] and r["solver_point_is_nc_etf"]
+                      and abs(r["value"] - cf) <= GAP_TOL * max(1.0, abs(cf)))
+                if not ok:
+                    return inside, inside[-1]
+    return inside, None
+
+
+def _thm41_inside_summary(inside: list, grid, taus) -> dict:
+    return {"note": "nc_optimal: L(NC+ETF) is within the certified gap of the dual bound (NC is a "
+                    "minimiser). Uniqueness evidence: interior-point solvers return a point in the "
+                    "relative interior of the optimal face, and that point is NC1-3 + ETF; this is "
+                    "strong evidence, not a proof, that every minimiser is NC.",
+            "cases": len(inside), "grid_K_n": grid, "tau": taus,
+            "max_abs_value_minus_closed_form": max(abs(r["closed_form_diff"]) for r in inside),
+            "max_rel_gap": max(abs(r["rel_gap"]) for r in inside),
+            "min_nc1_cosine": min(r["nc1_min_cosine"] for r in inside),
+            "min_nc3_cosine": min(r["nc3_min_cosine"] for r in inside),
+            "max_delta_etf": max(r["delta_etf_means"] for r in inside)}
+
+
+def _thm41_first_imbalanced(max_total: int):
+    """Outside the hypotheses: for each loss the first imbalanced count vector (in order of total size,
+    K in 2, 3, tau 0.5) whose certified optimum is not NC + ETF. Returns (loss -> that solve, the K = 2
+    solves as (counts, loss, nc_optimal))."""
+    first = {}
+    k2_ok = []
+    for counts in imbalanced_counts(max_total):
+        for loss in THM41_LOSSES:
+            if loss in first:
+                continue
+            r = certified_thm41(loss, counts, 0.5)
+            if len(counts) == 2:
+                k2_ok.append((counts, loss, r["nc_optimal"]))
+            if not r["nc_optimal"]:
+                first[loss] = {k: v for k, v in r.items() if k != "class_mean_gram"}
+                first[loss]["class_mean_gram"] = np.round(r["class_mean_gram"], 4).tolist()
+        if len(first) == len(THM41_LOSSES):
+            break
+    return first, k2_ok
 
 
 def thm41_outside_text(first: dict, k2_ok: list, low_d: list, max_total: int) -> dict:

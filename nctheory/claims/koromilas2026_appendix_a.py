@@ -34,7 +34,7 @@ import sympy as sp
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from nctheory.claims.registry import Budget, Verdict, Witness, check, cite, claim
+from nctheory.claims.registry import Budget, Verdict, Witness, cite, claim
 from nctheory.claims.search import smallest_counterexample
 from nctheory.geometry import simplex_etf
 from nctheory.losses import nonl, ntce
@@ -140,6 +140,54 @@ LEMMA_WITNESS = Witness(lemma_violation, REL_TOL, "both sides are float64 means 
 
 def check_lemma(budget: Budget, loss: str) -> Verdict:
     """Lemma A.3 (loss="ntce") or A.4 ("nonl"): the bound, its equality condition both ways, and outside."""
+    modes = ["random", "near_nc", "block", "negatives"]
+    cex, worst = _lemma_search(budget, loss, modes)
+    details = {"search": {"examples": budget.examples, "modes": modes, **worst}}
+    if cex is not None:
+        K, n, extra, tau, seed, mode = cex
+        U, y, W = configuration(K, n, K + 1 + extra, tau, seed, mode)
+        return Verdict("refuted", f"inside the hypotheses the bound or its equality condition fails at K={K}, n={n}, "
+                       f"tau={tau}, mode {mode}: L - L^cls = {lemma_gap(U, y, W, tau, loss):.3g}", details,
+                       counterexample={"loss": loss, "U": U.tolist(), "W": W.tolist(), "labels": y.tolist(), "tau": tau})
+    at_nc = _nc_etf_rel_diffs(loss)
+    details["nc_equality_max_rel_diff"] = max(at_nc)
+    # the contrast of the two equality conditions on the "negatives" configurations (own-class logits vary)
+    U, y, W = configuration(3, 3, 5, 1.0, 7, "negatives")
+    contrast = {l: lemma_gap(U, y, W, 1.0, l) for l in ("ntce", "nonl")}
+    details["negatives_only_constant"] = {**contrast, "own_class_spread": block_spread(U, y, W, False)}
+    # outside the hypotheses: imbalanced counts, the printed bound with n = M/K
+    out = _imbalanced_search(budget, loss)
+    eq_name = "every logit w_c.u_j" if loss == "ntce" else "every negative logit w_c.u_j (j in I_c', c' != c)"
+    ev = (f"Hypothesis search over {budget.examples} balanced configurations (K 2..4, n 1..3, d = K+1..K+3, tau "
+          f"0.1..2; random, near-NC, blockwise-constant and negatives-only-constant logits): the bound holds (smallest "
+          f"relative gap {worst['min_rel_gap']:.2e}, tolerance {REL_TOL:g}); where {eq_name} is constant on its "
+          f"block the bound is attained (largest |gap| {worst['max_equality_gap']:.1e}), although the features are "
+          f"not collapsed; where a block's logits spread by more than {SPREAD:g} it is strict (smallest relative gap "
+          f"{worst['min_strict_gap']:.2e}). At NC + ETF both sides equal log n + the ETF value (max rel. diff "
+          f"{max(at_nc):.1e}). With only the negative logits constant (own-class logits spread "
+          f"{details['negatives_only_constant']['own_class_spread']:.3f}): L_NTCE - L^cls = {contrast['ntce']:.3e}, "
+          f"L_NONL - L^cls = {contrast['nonl']:.1e} -- the two lemmas' equality conditions differ as stated. ")
+    if out is None:
+        return Verdict("confirmed", ev + "Outside (imbalanced counts, the printed bound with n = M/K): no "
+                       "counterexample found.", details)
+    counts, d, tau, seed = out
+    U, y, W = _imbalanced_configuration(counts, d, seed)
+    g = lemma_gap(U, y, W, tau, loss)
+    details["outside_imbalanced"] = {"counts": list(counts), "d": d, "tau": tau, "gap": g}
+    return Verdict(
+        "confirmed",
+        ev + f"Outside (imbalanced counts, the printed bound with n = M/K and equal class weights): it fails, smallest "
+        f"case counts {list(counts)}, d = {d}, tau = {tau}: L - L^cls = {g:.4f}. The lemma is stated and used (Thm "
+        f"A.1's proof) for balanced classes only, so balance is a needed hypothesis.",
+        details, counterexample={"loss": loss, "labels": y.tolist(), "U": U.tolist(), "W": W.tolist(), "tau": tau,
+                                 "note": "imbalanced counts: outside the hypotheses"},
+        corrected_statement=None)
+
+
+def _lemma_search(budget: Budget, loss: str, modes: list[str]):
+    """The bound and its equality condition both ways, searched over balanced configurations: L >= L^cls
+    everywhere, equality where the lemma's logits are constant on their blocks, strict where a block
+    spreads by more than SPREAD. Returns (the smallest violating example or None, the extremes seen)."""
     negatives_only = loss == "nonl"
     worst = {"min_rel_gap": math.inf, "max_equality_gap": 0.0, "min_strict_gap": math.inf}
 
@@ -162,16 +210,11 @@ def check_lemma(budget: Budget, loss: str) -> Verdict:
             return gap > REL_TOL * scale
         return True
 
-    modes = ["random", "near_nc", "block", "negatives"]
-    cex = smallest_counterexample(_strategy(modes), holds, budget)
-    details = {"search": {"examples": budget.examples, "modes": modes, **worst}}
-    if cex is not None:
-        K, n, extra, tau, seed, mode = cex
-        U, y, W = configuration(K, n, K + 1 + extra, tau, seed, mode)
-        return Verdict("refuted", f"inside the hypotheses the bound or its equality condition fails at K={K}, n={n}, "
-                       f"tau={tau}, mode {mode}: L - L^cls = {lemma_gap(U, y, W, tau, loss):.3g}", details,
-                       counterexample={"loss": loss, "U": U.tolist(), "W": W.tolist(), "labels": y.tolist(), "tau": tau})
-    # exact: at NC + ETF both sides equal the closed form log n + L~(ETF)
+    return smallest_counterexample(_strategy(modes), holds, budget), worst
+
+
+def _nc_etf_rel_diffs(loss: str) -> list[float]:
+    """Exact: at NC + ETF both sides equal the closed form log n + L~(ETF); the relative differences."""
     at_nc = []
     for K, n in ((2, 3), (3, 2), (5, 2)):
         E = simplex_etf(K)
@@ -179,50 +222,28 @@ def check_lemma(budget: Budget, loss: str) -> Verdict:
         for tau in (0.2, 1.0):
             L = float(_LOSS[loss](E[y], y, E, tau))
             at_nc.append(abs(L - math.log(n) - etf_value(K, tau, loss)) / max(1.0, abs(L)))
-    details["nc_equality_max_rel_diff"] = max(at_nc)
-    # the contrast of the two equality conditions on the "negatives" configurations (own-class logits vary)
-    U, y, W = configuration(3, 3, 5, 1.0, 7, "negatives")
-    contrast = {l: lemma_gap(U, y, W, 1.0, l) for l in ("ntce", "nonl")}
-    details["negatives_only_constant"] = {**contrast, "own_class_spread": block_spread(U, y, W, False)}
-    # outside the hypotheses: imbalanced counts, the printed bound with n = M/K
-    def holds_outside(ex):
-        counts, d, tau, seed = ex
-        rng = np.random.default_rng(seed)
-        y = np.repeat(np.arange(len(counts)), counts)
-        U, W = _unit(rng.normal(size=(y.size, d))), _unit(rng.normal(size=(len(counts), d)))
-        L = float(_LOSS[loss](U, y, W, tau))
-        return lemma_gap(U, y, W, tau, loss) >= -REL_TOL * max(1.0, abs(L))
+    return at_nc
 
-    out = smallest_counterexample(st.tuples(st.lists(st.integers(1, 4), min_size=2, max_size=3).filter(
-        lambda c: len(set(c)) > 1), st.integers(1, 4), st.sampled_from([0.5, 1.0]), st.integers(0, 10**6)),
-        holds_outside, budget)
-    eq_name = "every logit w_c.u_j" if loss == "ntce" else "every negative logit w_c.u_j (j in I_c', c' != c)"
-    ev = (f"Hypothesis search over {budget.examples} balanced configurations (K 2..4, n 1..3, d = K+1..K+3, tau "
-          f"0.1..2; random, near-NC, blockwise-constant and negatives-only-constant logits): the bound holds (smallest "
-          f"relative gap {worst['min_rel_gap']:.2e}, tolerance {REL_TOL:g}); where {eq_name} is constant on its "
-          f"block the bound is attained (largest |gap| {worst['max_equality_gap']:.1e}), although the features are "
-          f"not collapsed; where a block's logits spread by more than {SPREAD:g} it is strict (smallest relative gap "
-          f"{worst['min_strict_gap']:.2e}). At NC + ETF both sides equal log n + the ETF value (max rel. diff "
-          f"{max(at_nc):.1e}). With only the negative logits constant (own-class logits spread "
-          f"{details['negatives_only_constant']['own_class_spread']:.3f}): L_NTCE - L^cls = {contrast['ntce']:.3e}, "
-          f"L_NONL - L^cls = {contrast['nonl']:.1e} -- the two lemmas' equality conditions differ as stated. ")
-    if out is None:
-        return Verdict("confirmed", ev + "Outside (imbalanced counts, the printed bound with n = M/K): no "
-                       "counterexample found.", details)
-    counts, d, tau, seed = out
+
+def _imbalanced_configuration(counts, d: int, seed: int):
+    """Random unit features and prototypes (U, y, W) with the given (imbalanced) class counts."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(len(counts)), counts)
     U, W = _unit(rng.normal(size=(y.size, d))), _unit(rng.normal(size=(len(counts), d)))
-    g = lemma_gap(U, y, W, tau, loss)
-    details["outside_imbalanced"] = {"counts": list(counts), "d": d, "tau": tau, "gap": g}
-    return Verdict(
-        "confirmed",
-        ev + f"Outside (imbalanced counts, the printed bound with n = M/K and equal class weights): it fails, smallest "
-        f"case counts {list(counts)}, d = {d}, tau = {tau}: L - L^cls = {g:.4f}. The lemma is stated and used (Thm "
-        f"A.1's proof) for balanced classes only, so balance is a needed hypothesis.",
-        details, counterexample={"loss": loss, "labels": y.tolist(), "U": U.tolist(), "W": W.tolist(), "tau": tau,
-                                 "note": "imbalanced counts: outside the hypotheses"},
-        corrected_statement=None)
+    return U, y, W
+
+
+def _imbalanced_search(budget: Budget, loss: str):
+    """Outside the hypotheses: the smallest imbalanced case where the printed bound (n = M/K) fails, or None."""
+    def holds_outside(ex):
+        counts, d, tau, seed = ex
+        U, y, W = _imbalanced_configuration(counts, d, seed)
+        L = float(_LOSS[loss](U, y, W, tau))
+        return lemma_gap(U, y, W, tau, loss) >= -REL_TOL * max(1.0, abs(L))
+
+    return smallest_counterexample(st.tuples(st.lists(st.integers(1, 4), min_size=2, max_size=3).filter(
+        lambda c: len(set(c)) > 1), st.integers(1, 4), st.sampled_from([0.5, 1.0]), st.integers(0, 10**6)),
+        holds_outside, budget)
 
 
 _HYP = ["balanced labels: |I_c| = n = M/K for every class c", "unit-norm features u_i and prototypes w_hat_c, any d"]
@@ -316,52 +337,17 @@ def check_appA_step2(budget: Budget) -> Verdict:
     ident = {K: step2_identity(K, 2) for K in (3, 4)}
     details["sympy_identity"] = ident
     # 2. the bound is attained at the ETF (exact evaluation) and holds on searched ball configurations
-    at_etf = []
-    for K in (2, 3, 5, 10):
-        E = simplex_etf(K)
-        for tau in (0.1, 0.5, 1.0):
-            for loss in ("ntce", "nonl"):
-                at_etf.append(abs(class_level(E, E, 1, tau, loss, True) - etf_value(K, tau, loss)))
+    at_etf = _etf_attains_bound()
     details["etf_attains_bound_max_abs_diff"] = max(at_etf)
-    worst = {"loss_minus_mid": math.inf, "mid_minus_bound": math.inf}
-
-    def holds(ex):
-        K, d, tau, seed, shrink, loss = ex
-        rng = np.random.default_rng(seed)
-        W = _unit(rng.normal(size=(K, d)))
-        mu = _unit(rng.normal(size=(K, d))) * (1 - shrink * rng.uniform(0, 1, size=(K, 1)))  # in the ball
-        if seed % 3 == 0:  # near the ETF, one mean pulled into the ball
-            E = simplex_etf(K, d) if d >= K - 1 else W
-            W, mu = E, E.copy()
-            mu[0] *= 1 - 0.1 * shrink
-        Lt, mid, b = jensen_chain(mu, W, tau, loss)
-        worst["loss_minus_mid"] = min(worst["loss_minus_mid"], Lt - mid)
-        worst["mid_minus_bound"] = min(worst["mid_minus_bound"], mid - b)
-        return Lt >= mid - REL_TOL * max(1, abs(Lt)) and mid >= b - REL_TOL * max(1, abs(b))
-
-    strat = st.tuples(st.integers(2, 5), st.integers(1, 6), st.sampled_from([0.1, 0.5, 1.0, 2.0]),
-                      st.integers(0, 10**6), st.sampled_from([0.0, 0.3, 1.0]), st.sampled_from(["ntce", "nonl"]))
-    cex = smallest_counterexample(strat, holds, budget)
+    cex, worst = _ball_bound_search(budget)
     details["bound_search"] = {"examples": budget.examples, **worst}
     if not all(ident.values()) or max(at_etf) > 1e-12 or cex is not None:
         return Verdict("unchecked", f"the derived bound did not go through: identity {ident}, ETF attains it to "
                        f"{max(at_etf):.1e}, search counterexample {cex}", details)
     # 3. certified programs over the ball: the minimum is the ETF value, and every near-minimiser has unit mu_c
-    #    aligned with w_c (tau >= 0.5: at tau = 0.1 the whole loss is ~e^{-K/((K-1)tau)} ~ 1e-9 above its
-    #    minimum anywhere near it, below the program's 1e-6 slack)
+    #    aligned with w_c
     Ks = (2, 3, 4) if budget.level == "quick" else (2, 3, 4, 5)
-    rows, bad = [], []
-    for K in Ks:
-        for tau in (0.5, 1.0):
-            for loss in ("ntce", "nonl"):
-                b = etf_value(K, tau, loss)
-                r, X = class_level_program(K, tau, loss)
-                rd, _ = class_level_program(K, tau, loss, max_deviation_slack=DEV_SLACK)
-                row = {"K": K, "tau": tau, "loss": loss, "etf_value": b, "min": r.primal, "solver_dual": r.dual,
-                       "min_norm2_mu": float(np.diag(X)[:K].min()), "max_deviation": rd.primal}
-                rows.append(row)
-                if abs(r.primal - b) > 1e-6 * max(1, abs(b)) or rd.primal > DEV_TOL:
-                    bad.append(row)
+    rows, bad = _ball_programs(Ks)
     details["programs"] = rows
     if bad:
         return Verdict("refuted", f"a ball configuration beats the ETF or a near-minimiser leaves the sphere: {bad[0]}",
@@ -380,6 +366,62 @@ def check_appA_step2(budget: Budget) -> Verdict:
           f"mu_c = w_c. So Step 3 may use Step 2 for class means in the ball, as the paper does without saying so. "
           f"The ETF needs only d >= K - 1 (it lives in K - 1 dimensions).")
     return Verdict("confirmed", ev, details)
+
+
+def _etf_attains_bound() -> list[float]:
+    """|L~(ETF) - the ETF value| for both losses, K 2..10 and tau 0.1..1 (exact evaluation)."""
+    at_etf = []
+    for K in (2, 3, 5, 10):
+        E = simplex_etf(K)
+        for tau in (0.1, 0.5, 1.0):
+            for loss in ("ntce", "nonl"):
+                at_etf.append(abs(class_level(E, E, 1, tau, loss, True) - etf_value(K, tau, loss)))
+    return at_etf
+
+
+def _ball_bound_search(budget: Budget):
+    """The chain L~ >= the Jensen bound >= the ETF value, searched over w_c unit and mu_c in the ball (means
+    shrunk into it; near-ETF ones with one mean pulled inside). Returns (the smallest violating example or
+    None, the smallest slacks of the two steps seen)."""
+    worst = {"loss_minus_mid": math.inf, "mid_minus_bound": math.inf}
+
+    def holds(ex):
+        K, d, tau, seed, shrink, loss = ex
+        rng = np.random.default_rng(seed)
+        W = _unit(rng.normal(size=(K, d)))
+        mu = _unit(rng.normal(size=(K, d))) * (1 - shrink * rng.uniform(0, 1, size=(K, 1)))  # in the ball
+        if seed % 3 == 0:  # near the ETF, one mean pulled into the ball
+            E = simplex_etf(K, d) if d >= K - 1 else W
+            W, mu = E, E.copy()
+            mu[0] *= 1 - 0.1 * shrink
+        Lt, mid, b = jensen_chain(mu, W, tau, loss)
+        worst["loss_minus_mid"] = min(worst["loss_minus_mid"], Lt - mid)
+        worst["mid_minus_bound"] = min(worst["mid_minus_bound"], mid - b)
+        return Lt >= mid - REL_TOL * max(1, abs(Lt)) and mid >= b - REL_TOL * max(1, abs(b))
+
+    strat = st.tuples(st.integers(2, 5), st.integers(1, 6), st.sampled_from([0.1, 0.5, 1.0, 2.0]),
+                      st.integers(0, 10**6), st.sampled_from([0.0, 0.3, 1.0]), st.sampled_from(["ntce", "nonl"]))
+    return smallest_counterexample(strat, holds, budget), worst
+
+
+def _ball_programs(Ks) -> tuple[list[dict], list[dict]]:
+    """The certified class-level programs over the ball for K in Ks, tau 0.5 and 1, both losses: the minimum
+    against the ETF value, and the max-deviation program within DEV_SLACK of it. tau >= 0.5: at tau = 0.1
+    the whole loss is ~e^{-K/((K-1)tau)} ~ 1e-9 above its minimum anywhere near it, below the program's
+    1e-6 slack. Returns (rows, rows that fail)."""
+    rows, bad = [], []
+    for K in Ks:
+        for tau in (0.5, 1.0):
+            for loss in ("ntce", "nonl"):
+                b = etf_value(K, tau, loss)
+                r, X = class_level_program(K, tau, loss)
+                rd, _ = class_level_program(K, tau, loss, max_deviation_slack=DEV_SLACK)
+                row = {"K": K, "tau": tau, "loss": loss, "etf_value": b, "min": r.primal, "solver_dual": r.dual,
+                       "min_norm2_mu": float(np.diag(X)[:K].min()), "max_deviation": rd.primal}
+                rows.append(row)
+                if abs(r.primal - b) > 1e-6 * max(1, abs(b)) or rd.primal > DEV_TOL:
+                    bad.append(row)
+    return rows, bad
 
 
 # slack of the max-deviation program (>> Clarabel's 1e-8 tolerances); measured deviations 2e-6..1e-4 at this

@@ -102,59 +102,17 @@ def check_thm4_2(budget: Budget) -> Verdict:
     d = thm4_2_derivation()
     if not d.agree:
         return Verdict("unchecked", "symbolic Proposition P did not go through", details={"steps": str(d.steps)})
-
-    # (1) Proposition P by search, far outside the hypotheses (imbalance, d < K - 1, non-negative)
-    def order_holds(ex):
-        A, y, tau = _draw(ex)
-        return l_scl(A, y, tau) >= l_proto(A, y, tau) - ORDER_TOL
-
-    def equal_when_collapsed(ex):
-        A, y, tau = _draw(ex[:4] + (True, ex[5]))
-        return abs(l_scl(A, y, tau) - l_proto(A, y, tau)) <= 1e-12
-
-    strat = st.tuples(st.lists(st.integers(2, 5), min_size=2, max_size=4), st.integers(1, 5),
-                      st.sampled_from([0.1, 0.5, 1.0, 2.0]), st.booleans(), st.booleans(), st.integers(0, 10**6))
-    cex = smallest_counterexample(strat, order_holds, budget)
-    cex_eq = smallest_counterexample(strat, equal_when_collapsed, budget)
+    cex, cex_eq = _proposition_p_search(budget)
     if cex is not None or cex_eq is not None:
         return Verdict("refuted", f"Proposition P fails: order {cex}, equality-at-collapse {cex_eq}",
                        counterexample={"order": cex, "collapsed_equality": cex_eq})
-
-    # (2) the printed proof's L_*: log argument sum_c n_c e^{a.mu_c/tau} - e^{1/tau} < 0
-    A = np.array([[1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
-    y = np.array([0, 0, 1, 1])
-    tau = 0.5
-    mu = np.stack([A[y == c].mean(0) for c in range(2)])
-    Dstar = float((2 * np.exp(A[0] @ mu.T / tau)).sum() - math.exp(1 / tau))
-
-    # (3) minimiser sets by the certified Gram program, inside and outside the hypotheses
-    cases = {"balanced K=3 (2 views each)": ([0, 0, 1, 1, 2, 2], False),
-             "balanced K=2 (3 each)": ([0, 0, 0, 1, 1, 1], False),
-             "imbalanced (2,4,6)": ([0] * 2 + [1] * 4 + [2] * 6, False),
-             "non-negative balanced K=3": ([0, 0, 1, 1, 2, 2], True),
-             "non-negative imbalanced (2,4,6)": ([0] * 2 + [1] * 4 + [2] * 6, True)}
-    solved, worst_val, worst_gm = {}, 0.0, 0.0
-    tau = 0.5
-    for name, (yy, nonneg) in cases.items():
-        yy = np.array(yy)
-        r1 = solve_gram(scl_form(yy, tau), y=yy, nonneg=nonneg)
-        r2 = solve_gram(proto_loss_form(yy, tau), y=yy, nonneg=nonneg)
-        v1, v2 = r1.value / yy.size, r2.value
-        gm = float(np.abs(r1.class_mean_gram - r2.class_mean_gram).max())
-        nc2 = min(r1.geometry.get("nc_min_cosine") or 1.0, r2.geometry.get("nc_min_cosine") or 1.0)
-        solved[name] = {"min_scl": v1, "min_proto": v2, "rel_gaps": [r1.rel_gap, r2.rel_gap],
-                        "class_mean_gram_diff": gm, "geometry": [r1.geometry["name"], r2.geometry["name"]],
-                        "min_within_class_cosine": nc2}
-        worst_val, worst_gm = max(worst_val, abs(v1 - v2)), max(worst_gm, gm)
-    # (4) d < K - 1: Riemannian L-BFGS, K = 4 classes of 2 views in d = 2
-    yq = np.repeat(np.arange(4), 2)
+    Dstar = _printed_lstar_log_argument()
+    solved = _certified_minimisers(_GRAM_CASES, tau=0.5)
+    worst_val = max(abs(v["min_scl"] - v["min_proto"]) for v in solved.values())
+    worst_gm = max(v["class_mean_gram_diff"] for v in solved.values())
     restarts = 3 if budget.level == "quick" else 6
-    ms, As = riemannian_min(lambda A, y, t: scl(A, y, t) / len(y), yq, 2, 0.5, restarts)
-    mp, Ap = riemannian_min(lambda A, y, t: proto_loss(A, y, t), yq, 2, 0.5, restarts)
-    low_d = {"min_scl": ms, "min_proto": mp, "scl_minimiser_proto_value": l_proto(As, yq, 0.5),
-             "proto_minimiser_scl_value": l_scl(Ap, yq, 0.5),
-             "class_mean_gram_scl": np.round(_mean_gram(As, yq), 6).tolist(),
-             "class_mean_gram_proto": np.round(_mean_gram(Ap, yq), 6).tolist()}
+    low_d = _riemannian_minima_below_etf_dim(restarts)
+    ms, mp = low_d["min_scl"], low_d["min_proto"]
     # the solver values are certified to relative gap 1e-6 (solvers.gram.GAP_TOL); class-mean Gram
     # entries of a degenerate optimum are accurate to ~1e-4 (solvers.verdict.GEOMETRY_TOL = 1e-3)
     min_cos = min(v["min_within_class_cosine"] for v in solved.values())
@@ -165,7 +123,7 @@ def check_thm4_2(budget: Budget) -> Verdict:
           f"2..5, d 1..5 incl. d < K-1, tau 0.1..2, with/without non-negativity) respect the order and the equality at "
           f"collapse. The printed proof is not valid: L_*'s log argument is {Dstar:.4f} < 0 at K = 2, tau = 1/2, A = [e1, "
           f"-e1, -e1, -e1], so the printed bound L_* (Eq. 13) is undefined there. Certified Gram programs (tau = 0.5): min L_SCL = min L_proto to {worst_val:.1e} and "
-          f"equal class-mean Gram matrices to {worst_gm:.1e} in {len(cases)} cases incl. imbalance (2,4,6) and "
+          f"equal class-mean Gram matrices to {worst_gm:.1e} in {len(_GRAM_CASES)} cases incl. imbalance (2,4,6) and "
           f"non-negative features (geometries {[v['geometry'][0] for v in solved.values()]}), both solutions collapsed "
           f"(within-class cosine >= {min_cos:.7f}); with Proposition P, equal minima give argmin L_SCL within argmin "
           f"L_proto, and the collapsed proto optimum gives the converse (uniqueness of the proto optimum is not "
@@ -180,3 +138,67 @@ def check_thm4_2(budget: Budget) -> Verdict:
     return Verdict("unchecked", ev + f" The checks do not all agree (certified programs agree: {ok3}; d < K - 1 "
                    f"first-order minima agree: {ok4}): undecided.",
                    details={"gram_programs": solved, "d_below_K_minus_1": low_d})
+
+
+def _proposition_p_search(budget: Budget):
+    """(1) Proposition P by search, far outside the hypotheses (imbalance, d < K - 1, non-negative):
+    L_SCL >= L_proto everywhere, and equality at collapsed configurations. Returns the two smallest
+    counterexamples (None where none was found)."""
+    def order_holds(ex):
+        A, y, tau = _draw(ex)
+        return l_scl(A, y, tau) >= l_proto(A, y, tau) - ORDER_TOL
+
+    def equal_when_collapsed(ex):
+        A, y, tau = _draw(ex[:4] + (True, ex[5]))
+        return abs(l_scl(A, y, tau) - l_proto(A, y, tau)) <= 1e-12
+
+    strat = st.tuples(st.lists(st.integers(2, 5), min_size=2, max_size=4), st.integers(1, 5),
+                      st.sampled_from([0.1, 0.5, 1.0, 2.0]), st.booleans(), st.booleans(), st.integers(0, 10**6))
+    return smallest_counterexample(strat, order_holds, budget), smallest_counterexample(strat, equal_when_collapsed, budget)
+
+
+def _printed_lstar_log_argument() -> float:
+    """(2) The log argument of the printed proof's L_*, sum_c n_c e^{a.mu_c/tau} - e^{1/tau}, at K = 2,
+    tau = 1/2, A = [e1, -e1, -e1, -e1] (negative: L_* is undefined there)."""
+    A = np.array([[1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+    y = np.array([0, 0, 1, 1])
+    tau = 0.5
+    mu = np.stack([A[y == c].mean(0) for c in range(2)])
+    return float((2 * np.exp(A[0] @ mu.T / tau)).sum() - math.exp(1 / tau))
+
+
+# (3) the labels (and whether H >= 0) of the certified minimiser comparison, inside and outside the hypotheses
+_GRAM_CASES = {"balanced K=3 (2 views each)": ([0, 0, 1, 1, 2, 2], False),
+               "balanced K=2 (3 each)": ([0, 0, 0, 1, 1, 1], False),
+               "imbalanced (2,4,6)": ([0] * 2 + [1] * 4 + [2] * 6, False),
+               "non-negative balanced K=3": ([0, 0, 1, 1, 2, 2], True),
+               "non-negative imbalanced (2,4,6)": ([0] * 2 + [1] * 4 + [2] * 6, True)}
+
+
+def _certified_minimisers(cases: dict, tau: float) -> dict:
+    """(3) The minimiser sets by the certified Gram program: per case the minima of L_SCL and L_proto,
+    their class-mean Gram difference, geometries and smallest within-class cosine."""
+    solved = {}
+    for name, (yy, nonneg) in cases.items():
+        yy = np.array(yy)
+        r1 = solve_gram(scl_form(yy, tau), y=yy, nonneg=nonneg)
+        r2 = solve_gram(proto_loss_form(yy, tau), y=yy, nonneg=nonneg)
+        v1, v2 = r1.value / yy.size, r2.value
+        gm = float(np.abs(r1.class_mean_gram - r2.class_mean_gram).max())
+        nc2 = min(r1.geometry.get("nc_min_cosine") or 1.0, r2.geometry.get("nc_min_cosine") or 1.0)
+        solved[name] = {"min_scl": v1, "min_proto": v2, "rel_gaps": [r1.rel_gap, r2.rel_gap],
+                        "class_mean_gram_diff": gm, "geometry": [r1.geometry["name"], r2.geometry["name"]],
+                        "min_within_class_cosine": nc2}
+    return solved
+
+
+def _riemannian_minima_below_etf_dim(restarts: int) -> dict:
+    """(4) d < K - 1 (a rank constraint the convex program cannot express): Riemannian L-BFGS minima of
+    both losses, K = 4 classes of 2 views in d = 2, tau = 0.5, each minimiser evaluated in the other loss."""
+    yq = np.repeat(np.arange(4), 2)
+    ms, As = riemannian_min(lambda A, y, t: scl(A, y, t) / len(y), yq, 2, 0.5, restarts)
+    mp, Ap = riemannian_min(lambda A, y, t: proto_loss(A, y, t), yq, 2, 0.5, restarts)
+    return {"min_scl": ms, "min_proto": mp, "scl_minimiser_proto_value": l_proto(As, yq, 0.5),
+            "proto_minimiser_scl_value": l_scl(Ap, yq, 0.5),
+            "class_mean_gram_scl": np.round(_mean_gram(As, yq), 6).tolist(),
+            "class_mean_gram_proto": np.round(_mean_gram(Ap, yq), 6).tolist()}
