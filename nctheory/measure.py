@@ -609,7 +609,7 @@ def nc_metrics(st: FeatureStatistics, koromilas: bool = True) -> dict:
             group[key] = None
             undefined[key] = str(exc)
 
-    kini, gill, papyan, ours, koro = {}, {}, {}, {}, {}
+    kini, gill, papyan, ours = {}, {}, {}, {}
     try:
         cls = M.classify_geometry(G, geometry_tol(k)) if k >= 2 else None
     except InputError as exc:  # e.g. every class mean is 0: G_M = 0 has no direction
@@ -633,43 +633,51 @@ def nc_metrics(st: FeatureStatistics, koromilas: bool = True) -> dict:
     ours["nc_within_class_spread"] = M.nc_within_class_spread_from_sums(sec["within"], sec["total"])
     out = {"kini2023": kini, "gill2023": gill, "papyan2020": papyan, "nctheory": ours}
     if koromilas:
-        Um, g = st.unit_means, st.unit_sample_sum / st.n
-        W = sec["W"]
-        koro["erank_intra"] = {}
-        for v in ("paper", "code"):
-            val = st.eranks.get(v)
-            koro["erank_intra"][v] = val if isinstance(val, float) else None
-            if not isinstance(val, float):
-                undefined[f"erank_intra.{v}"] = val
-        koro["erank_inter"] = {}
-        for v, centring in (("paper", "cov"), ("code", "cov"), ("paper_global_mean_second_moment",
-                                                              "global-mean-second-moment")):
-            put(koro["erank_inter"], v, M.erank_inter_from_means, Um, g, v.split("_")[0], centring)
-        koro["erank_weights"] = {}
-        put(koro["erank_weights"], "code_centred", M.erank_weights, W, "paper", "code-centred")
-        put(koro["erank_weights"], "paper", M.erank_weights, W, "paper", "paper")
-        if sec["align_error"] is None:
-            koro["align_weight_instance"] = sec["align_instance"] / st.n
-        else:
-            koro["align_weight_instance"] = None
-            undefined["align_weight_instance"] = sec["align_error"]
-        put(koro, "align_weight_class", M.align_weight_class_from_means, W, Um)
-        koro["mir"], koro["hdr"] = {}, {}
-        for centring in ("raw-global-mean", "mean-of-means", "code"):
-            try:
-                GMi = M.mean_gram_for_information_from_means(Um, g, centring)
-                GW = M.normalised_gram(W)
-            except InputError as exc:
-                koro["mir"][centring] = koro["hdr"][centring] = None
-                undefined[f"mir.{centring}"] = undefined[f"hdr.{centring}"] = str(exc)
-                continue
-            put(koro["mir"], centring, M.mir_from_grams, GW, GMi)
-            put(koro["hdr"], centring, M.hdr_from_grams, GW, GMi)
-        koro["classifier"] = "given W" if sec["W_given"] else "fixed-prototype (normalised class means)"
-        koro["features"] = "L2-normalised rows (as the authors' code)"
-        out["koromilas2026"] = koro
+        out["koromilas2026"] = _koromilas_metrics(st, put, undefined)
     out["undefined"] = undefined
     return out
+
+
+def _koromilas_metrics(st: FeatureStatistics, put, undefined: dict) -> dict:
+    """Koromilas et al.'s metrics (their code's conventions: L2-normalised rows), each named by variant;
+    ``put`` stores a value or, on InputError, None with the reason in ``undefined``."""
+    koro: dict = {}
+    sec = st.second
+    Um, g = st.unit_means, st.unit_sample_sum / st.n
+    W = sec["W"]
+    koro["erank_intra"] = {}
+    for v in ("paper", "code"):
+        val = st.eranks.get(v)
+        koro["erank_intra"][v] = val if isinstance(val, float) else None
+        if not isinstance(val, float):
+            undefined[f"erank_intra.{v}"] = val
+    koro["erank_inter"] = {}
+    for v, centring in (("paper", "cov"), ("code", "cov"), ("paper_global_mean_second_moment",
+                                                          "global-mean-second-moment")):
+        put(koro["erank_inter"], v, M.erank_inter_from_means, Um, g, v.split("_")[0], centring)
+    koro["erank_weights"] = {}
+    put(koro["erank_weights"], "code_centred", M.erank_weights, W, "paper", "code-centred")
+    put(koro["erank_weights"], "paper", M.erank_weights, W, "paper", "paper")
+    if sec["align_error"] is None:
+        koro["align_weight_instance"] = sec["align_instance"] / st.n
+    else:
+        koro["align_weight_instance"] = None
+        undefined["align_weight_instance"] = sec["align_error"]
+    put(koro, "align_weight_class", M.align_weight_class_from_means, W, Um)
+    koro["mir"], koro["hdr"] = {}, {}
+    for centring in ("raw-global-mean", "mean-of-means", "code"):
+        try:
+            GMi = M.mean_gram_for_information_from_means(Um, g, centring)
+            GW = M.normalised_gram(W)
+        except InputError as exc:
+            koro["mir"][centring] = koro["hdr"][centring] = None
+            undefined[f"mir.{centring}"] = undefined[f"hdr.{centring}"] = str(exc)
+            continue
+        put(koro["mir"], centring, M.mir_from_grams, GW, GMi)
+        put(koro["hdr"], centring, M.hdr_from_grams, GW, GMi)
+    koro["classifier"] = "given W" if sec["W_given"] else "fixed-prototype (normalised class means)"
+    koro["features"] = "L2-normalised rows (as the authors' code)"
+    return koro
 
 
 def ufm_optimum(labels, tau: float, dim: int, relu: bool) -> dict:
@@ -767,6 +775,39 @@ def _plan(plan):
     return plan.expanded()
 
 
+def _bound_report(st: FeatureStatistics, y, plan, tau: float):
+    """The predicted lower bound (Kini et al. Thm 1 for the full batch, Thm 2 for the plan's batches), whether
+    it is a theorem for these features (the checks of :func:`accumulate`), and the number of anchors."""
+    theorem = st.nonnegative and st.unit_rows
+    if plan is None:
+        bound, stated = bounds.full_batch_bound(st.counts, tau), bounds.full_batch_bound(st.counts, tau, stated=True)
+        anchors, which = int(y.size), "Kini et al. Thm 1 (full batch)"
+    else:
+        bound = bounds.batch_bound(y, plan.batches, tau, multiset=plan.multiset)
+        stated = bounds.batch_bound(y, plan.batches, tau, stated=True, multiset=plan.multiset)
+        anchors, which = int(plan.indices.size), "Kini et al. Thm 2 (the plan's batches)"
+    entry = {"value": float(bound), "printed_formula": float(stated), "statement": which,
+             "is_theorem": bool(theorem),
+             "note": "classes with one sample in a batch are left out (nctheory.bounds); a lower bound "
+                     "of the loss whenever the checks hold" if theorem else
+                     "not a theorem for these features (see checks): reported for reference"}
+    return entry, bound, anchors
+
+
+def _test_ncc(st: FeatureStatistics, classes, test_features, test_labels, d: int, chunk_rows: int) -> float:
+    """NCC accuracy of the training class means on test features (labels mapped with the training mapping)."""
+    trows = as_rows(test_features, "test features")
+    if trows.d != d:
+        raise InputError(f"test features have dimension {trows.d}, features {d}")
+    if test_labels is None:
+        raise InputError("test features need test labels (--test-labels)")
+    traw = read_label_file(test_labels, "--test-labels") if isinstance(test_labels, (str, Path)) else test_labels
+    yt, _ = encode_labels(traw, classes, "test labels")
+    if yt.size != trows.n:
+        raise InputError(f"{yt.size} test labels for {trows.n} test feature rows")
+    return ncc_streamed(st, trows, yt, chunk_rows) / trows.n
+
+
 def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features=None, test_labels=None,
             chunk_rows: int = CHUNK_ROWS, loss: bool = True, ufm: bool = True, device: str = "cpu",
             progress: bool = False) -> dict:
@@ -806,24 +847,12 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
               "label_mapping": mapping_note(classes), "tau": tau,
               "batches": "full batch" if plan is None else (f"plan: {plan.num_batches} batches, {plan.num_epochs} "
                                                             f"epoch(s)" + (", multiset" if plan.multiset else ""))}
-    theorem = st.nonnegative and st.unit_rows
     report["checks"] = {"min_entry": st.min_entry, "nonnegative": st.nonnegative,
                         "max_norm_deviation": st.max_norm_deviation, "unit_rows": st.unit_rows,
                         "unit_tol": UNIT_TOL, "zero_rows": st.zero_rows,
                         "checked": "entries >= 0 (smallest entry) and | ||h_i|| - 1 | <= unit_tol for every row: "
                                    "the hypotheses of Kini et al. Thm 1/2 (unit features in the non-negative orthant)"}
-    if plan is None:
-        bound, stated = bounds.full_batch_bound(counts, tau), bounds.full_batch_bound(counts, tau, stated=True)
-        anchors, which = rows.n, "Kini et al. Thm 1 (full batch)"
-    else:
-        bound = bounds.batch_bound(y, plan.batches, tau, multiset=plan.multiset)
-        stated = bounds.batch_bound(y, plan.batches, tau, stated=True, multiset=plan.multiset)
-        anchors, which = int(plan.indices.size), "Kini et al. Thm 2 (the plan's batches)"
-    report["bound"] = {"value": float(bound), "printed_formula": float(stated), "statement": which,
-                       "is_theorem": bool(theorem),
-                       "note": "classes with one sample in a batch are left out (nctheory.bounds); a lower bound "
-                               "of the loss whenever the checks hold" if theorem else
-                               "not a theorem for these features (see checks): reported for reference"}
+    report["bound"], bound, anchors = _bound_report(st, y, plan, tau)
     if loss:
         value = (scl_streamed(rows, y, tau, class_sums=st.sums, chunk_rows=chunk_rows, device=device,
                               progress=progress) if plan is None
@@ -846,16 +875,7 @@ def measure(features, labels=None, *, tau: float = 0.1, plan=None, test_features
                              else {"status": "not requested (--no-ufm)"})
     ncc = {"train": st.second["ncc_correct"] / rows.n}
     if test_features is not None:
-        trows = as_rows(test_features, "test features")
-        if trows.d != rows.d:
-            raise InputError(f"test features have dimension {trows.d}, features {rows.d}")
-        if test_labels is None:
-            raise InputError("test features need test labels (--test-labels)")
-        traw = read_label_file(test_labels, "--test-labels") if isinstance(test_labels, (str, Path)) else test_labels
-        yt, _ = encode_labels(traw, classes, "test labels")
-        if yt.size != trows.n:
-            raise InputError(f"{yt.size} test labels for {trows.n} test feature rows")
-        ncc["test"] = ncc_streamed(st, trows, yt, chunk_rows) / trows.n
+        ncc["test"] = _test_ncc(st, classes, test_features, test_labels, rows.d, chunk_rows)
     report["ncc_accuracy"] = ncc
     report["seconds"] = time.perf_counter() - t0
     return report

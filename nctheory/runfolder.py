@@ -409,21 +409,9 @@ def _read_csv(path: Path, name: str):
     return header, rows, torn
 
 
-def read_metrics_csv(path, *, checkpoint_epoch: int | None = None, fieldnames: Iterable[str] | None = None,
-                     ignore_on_duplicate: Iterable[str] = TIMING_COLUMNS) -> MetricsCheck:
-    """Read and check a run's metrics.csv (no writes). Without ``checkpoint_epoch``: what a reader of a
-    run (plot, compare) accepts: a header with an ``epoch`` column, at least one row, epochs exactly
-    1, 2, ..., N in order (a torn last line of a live or killed run is dropped and reported in
-    ``dropped``). With ``checkpoint_epoch`` E (resume): rows after E are dropped, a row repeated with the
-    same values (``ignore_on_duplicate`` apart) is kept once, and the rest must be exactly epochs 1..E;
-    ``fieldnames`` (the trainer's columns): a column it does not write is refused, a missing one is
-    filled empty. Anything else: InputError with the reason."""
-    path = Path(path)
-    name = str(path)
-    header, rows, torn = _read_csv(path, name)
-    dropped = []
-    if torn is not None:
-        dropped.append(f"a torn last line (line {torn[0]})")
+def _check_header(name, header, checkpoint_epoch, fieldnames):
+    """The header of a metrics file: present, with an ``epoch`` column, no repeated column, and (resume)
+    no column the trainer does not write."""
     if header is None:
         if checkpoint_epoch:
             raise InputError(f"{name} is empty but the checkpoint is at epoch {checkpoint_epoch}; the run cannot "
@@ -435,25 +423,20 @@ def read_metrics_csv(path, *, checkpoint_epoch: int | None = None, fieldnames: I
         dup = sorted({c for c in header if header.count(c) > 1})
         raise InputError(f"{name} repeats the column(s) {', '.join(dup)} in its header")
     if fieldnames is not None:
-        fieldnames = list(fieldnames)
-        extra = [c for c in header if c not in fieldnames]
+        extra = [c for c in header if c not in set(fieldnames)]
         if extra:
             raise InputError(f"{name} has column(s) {', '.join(extra)} that the trainer does not write")
-    parsed = [(line, parse_epoch(r["epoch"], f"{name} line {line}"), r) for line, r in rows]
-    if checkpoint_epoch is not None:
-        E = int(checkpoint_epoch)
-        after = [e for _, e, _ in parsed if e > E]
-        if after:
-            dropped.append(f"row(s) for epoch(s) {_epoch_ranges(sorted(set(after)))} after the checkpoint's "
-                           f"epoch {E}")
-        parsed = [t for t in parsed if t[1] <= E]
-    ignore = set(ignore_on_duplicate)
+
+
+def _one_row_per_epoch(name, header, parsed, *, resuming, ignore, dropped):
+    """Rows ``(line, epoch, row)`` checked to be epochs 1, 2, ... in order; on resume (``resuming``) a row
+    repeated with the same values (``ignore`` apart) is kept once and noted in ``dropped``."""
     kept, seen = [], {}
     for line, e, r in parsed:
         if e in seen:
             first_line, first = seen[e]
             same = all(first.get(c) == r.get(c) for c in header if c not in ignore)
-            if checkpoint_epoch is not None and same:  # the same epoch computed twice: keep it once
+            if resuming and same:  # the same epoch computed twice: keep it once
                 dropped.append(f"a repeat of epoch {e}'s row (line {line})")
                 continue
             raise InputError(f"{name}: epoch {e} appears twice (lines {first_line} and {line})"
@@ -467,6 +450,36 @@ def read_metrics_csv(path, *, checkpoint_epoch: int | None = None, fieldnames: I
                              "from 1")
         seen[e] = (line, r)
         kept.append({**r, "epoch": str(e)})  # the canonical spelling ("2.0" -> "2")
+    return kept
+
+
+def read_metrics_csv(path, *, checkpoint_epoch: int | None = None, fieldnames: Iterable[str] | None = None,
+                     ignore_on_duplicate: Iterable[str] = TIMING_COLUMNS) -> MetricsCheck:
+    """Read and check a run's metrics.csv (no writes). Without ``checkpoint_epoch``: what a reader of a
+    run (plot, compare) accepts: a header with an ``epoch`` column, at least one row, epochs exactly
+    1, 2, ..., N in order (a torn last line of a live or killed run is dropped and reported in
+    ``dropped``). With ``checkpoint_epoch`` E (resume): rows after E are dropped, a row repeated with the
+    same values (``ignore_on_duplicate`` apart) is kept once, and the rest must be exactly epochs 1..E;
+    ``fieldnames`` (the trainer's columns): a column it does not write is refused, a missing one is
+    filled empty. Anything else: InputError with the reason."""
+    path = Path(path)
+    name = str(path)
+    fieldnames = None if fieldnames is None else list(fieldnames)
+    header, rows, torn = _read_csv(path, name)
+    dropped = []
+    if torn is not None:
+        dropped.append(f"a torn last line (line {torn[0]})")
+    _check_header(name, header, checkpoint_epoch, fieldnames)
+    parsed = [(line, parse_epoch(r["epoch"], f"{name} line {line}"), r) for line, r in rows]
+    if checkpoint_epoch is not None:
+        E = int(checkpoint_epoch)
+        after = [e for _, e, _ in parsed if e > E]
+        if after:
+            dropped.append(f"row(s) for epoch(s) {_epoch_ranges(sorted(set(after)))} after the checkpoint's "
+                           f"epoch {E}")
+        parsed = [t for t in parsed if t[1] <= E]
+    kept = _one_row_per_epoch(name, header, parsed, resuming=checkpoint_epoch is not None,
+                              ignore=set(ignore_on_duplicate), dropped=dropped)
     if checkpoint_epoch is not None:
         E = int(checkpoint_epoch)
         if len(kept) < E:

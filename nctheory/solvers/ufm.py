@@ -212,7 +212,7 @@ def _check_problem(p: UFMProblem, method: str):
             n.replace("_", "-") for n, s in LOSSES.items() if s.has_gram and s.batches) + f", not {p.loss}")
     validate.boolean(p.multiset, "multiset")
     if p.multiset and not spec.multiset:
-        raise InputError(f"a plan whose batches repeat a sample applies to "
+        raise InputError("a plan whose batches repeat a sample applies to "
                          + ", ".join(n.replace("_", "-") for n, s in LOSSES.items() if s.multiset) + f", not {p.loss}")
     return spec, y, k, batches
 
