@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from nctheory.errors import InputError
+from nctheory.losses.reference import supcon_dense
 from nctheory.losses import (
     ce,
     nonl,
@@ -40,29 +41,14 @@ def nrm(x):
 
 
 def reference_supcon(features, labels, temperature, base_temperature, guard=True, eps=0.0):
-    """A transcription of the reference SupCon loss (contrast_mode 'all'), masks and all.
+    """The reference SupCon semantics (contrast_mode 'all'), nctheory.losses.reference.supcon_dense.
 
     guard=False, eps=1e-9 is the reference file as stored (SupContrast losses.py): an anchor without
     positives divides 0 by 0 (NaN, the users' reports in SupContrast issues #50 and #141).
     guard=True, eps=0 is the later convention: such an anchor gets mean log-prob 0 and still
     counts in the final mean."""
-    bsz, views = features.shape[:2]
-    labels = labels.reshape(-1, 1)
-    mask = torch.eq(labels, labels.T).to(features.dtype)
-    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
-    adc = contrast @ contrast.T / temperature
-    logits = adc - adc.max(dim=1, keepdim=True).values.detach()
-    mask = mask.repeat(views, views)
-    logits_mask = torch.ones_like(mask) - torch.eye(bsz * views, dtype=mask.dtype)
-    mask = mask * logits_mask
-    exp_logits = torch.exp(logits) * logits_mask
-    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True) + eps)
-    mpp = mask.sum(1)
-    if guard:
-        mpp = torch.where(mpp < 1e-6, torch.ones_like(mpp), mpp)
-    mean_log_prob_pos = (mask * log_prob).sum(1) / mpp
-    loss = -(temperature / base_temperature) * mean_log_prob_pos
-    return loss.view(views, bsz).mean()
+    return supcon_dense(features, labels, temperature=temperature, base_temperature=base_temperature,
+                        guard=guard, log_eps=eps)
 
 
 REL = 1e-10
@@ -382,3 +368,37 @@ def test_normalisation_of_tiny_and_huge_rows():
     ref = normface(z, y, W, 0.5)
     for s in (1e-30, 1e30):
         assert normface(z * s, y, W * s, 0.5).item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------- the dense comparator itself
+def _naive_supcon(F, pos, anchors, tau, base_tau):
+    """Khosla et al. Eq. 2 (L^sup_out) by loops: rows F (view-major), pos(a, p) for a != p, the mean over
+    ``anchors`` of -(tau / base_tau) * mean_{p in P(a)} log(exp(z_a z_p / tau) / sum_{c != a} exp(z_a z_c / tau)),
+    0 for an anchor without positives."""
+    total = 0.0
+    for a in anchors:
+        den = sum(math.exp(F[a] @ F[c] / tau) for c in range(len(F)) if c != a)
+        P = [p for p in range(len(F)) if p != a and pos(a, p)]
+        if P:
+            total += -(tau / base_tau) * sum(F[a] @ F[p] / tau - math.log(den) for p in P) / len(P)
+    return total / len(anchors)
+
+
+@pytest.mark.parametrize("mode", ["all", "one"])
+@pytest.mark.parametrize("kind", ["labels", "mask", "simclr"])
+def test_supcon_dense_equals_the_definition_by_loops(mode, kind):
+    rng = np.random.default_rng(3)
+    b, V, tau, base = 5, 2, 0.5, 0.7
+    X = rng.standard_normal((b, V, 3))
+    X /= np.linalg.norm(X, axis=2, keepdims=True)
+    y = np.array([0, 0, 1, 2, 2])
+    M = rng.random((b, b)) < 0.5
+    F = X.transpose(1, 0, 2).reshape(V * b, 3)  # row v * b + i
+    same = {"labels": lambda i, j: y[i] == y[j], "mask": lambda i, j: bool(M[i, j]),
+            "simclr": lambda i, j: i == j}[kind]
+    anchors = range(b) if mode == "one" else range(V * b)
+    want = _naive_supcon(F, lambda a, p: same(a % b, p % b), anchors, tau, base)
+    kw = {"labels": {"labels": torch.tensor(y)}, "mask": {"mask": torch.tensor(M, dtype=torch.float64)},
+          "simclr": {}}[kind]
+    got = supcon_dense(torch.tensor(X), temperature=tau, base_temperature=base, contrast_mode=mode, **kw)
+    assert close(got, want, 1e-12), (float(got), want)
