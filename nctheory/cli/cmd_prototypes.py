@@ -127,6 +127,7 @@ def _ratios(text: str | None) -> list[float]:
 
 
 def run(args) -> int:
+    from nctheory.cli.progress import stderr_progress
     from nctheory.counts import parse_counts
     from nctheory.solvers.prototypes import check_memory, gill_batch_counts, learned_geometry, parse_nw
     from nctheory.validate import PLOT_SUFFIXES, integer, number_list, output_file, real
@@ -154,9 +155,12 @@ def run(args) -> int:
         if args.batch < args.k:
             raise InputError("--batch must be at least k")
         comps = [(R, gill_batch_counts(args.k, R, args.batch, n_major_classes=args.n_major)) for R in Rs]
-    rows = []
+    rows, note, total = [], stderr_progress(), len(comps) * len(nws)
     for R, counts in comps:
         for nw in nws:
+            if note is not None:
+                note(f"[{len(rows) + 1}/{total}] {'counts' if R == 'counts' else f'R = {R:g}'}, n_w = {nw}: "
+                     "certifying the learned geometry")
             r = learned_geometry(Gs, counts, nw, args.tau, args.limit_form)
             s = r.summary()
             s["R"] = R

@@ -241,12 +241,13 @@ def plot(out, path):
 
 
 def run(args) -> int:
+    from nctheory.cli.progress import stderr_progress
     from nctheory.solvers import solve_ufm
     from nctheory.validate import PLOT_SUFFIXES, output_file
 
     if args.plot is not None:
         output_file(args.plot, "--plot", suffixes=PLOT_SUFFIXES, force=args.force)
-    report = solve_ufm(ufm_problem(args), args.method)
+    report = solve_ufm(ufm_problem(args), args.method, progress=stderr_progress())
     if args.plot:
         plot(report.data, args.plot)
     if args.json:

@@ -369,10 +369,12 @@ def _choose(s: _CheckedProblem, method: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------- solve
-def solve_ufm(problem: UFMProblem, method: str = "auto") -> UFMReport:
+def solve_ufm(problem: UFMProblem, method: str = "auto", progress=None) -> UFMReport:
     """The UFM / UFM+ minimum of ``problem`` by ``method`` ("auto", "gram", "reduced", "riemannian",
     "enumerate"; module docstring), with its certificate and geometry verdict. InputError for bad input;
-    SolverError when the chosen solver does not certify (gram/reduced) or converge (riemannian)."""
+    SolverError when the chosen solver does not certify (gram/reduced) or converge (riemannian).
+    ``progress``: a callable given one line of text at each stage (the method chosen and its memory
+    estimate, the search in the requested dimension), or None."""
     s = _CheckedProblem(problem, method)
     p, y, k = problem, s.y, s.k
     chosen = _choose(s, method)
@@ -380,6 +382,10 @@ def solve_ufm(problem: UFMProblem, method: str = "auto") -> UFMReport:
         raise InputError(f"the Gram program has a {s.size} x {s.size} PSD cone: too large (use --method riemannian"
                          + (" or reduced" if s.spec.name == "scl" and s.batches is None else "") + ")")
     _check_memory(s, chosen)
+    if progress is not None:
+        need, what = _memory(s, chosen)
+        progress(f"solving {p.loss} ({'UFM+' if p.relu else 'UFM'}, n = {s.n}, k = {k}) by {chosen}: {what}; "
+                 f"memory estimate {need / 2**20:.1f} MiB")
     out = {"loss": p.loss, "tau": p.tau, "relu": bool(p.relu), "n": int(s.n), "k": k,
            "counts": np.bincount(y, minlength=k).tolist(), "method": chosen, "plan": p.plan_name, "dim": p.dim}
     if method == "riemannian" and chosen == "enumerate":
@@ -390,6 +396,8 @@ def solve_ufm(problem: UFMProblem, method: str = "auto") -> UFMReport:
               "riemannian": _solve_riemannian}[chosen](s, out)
     if (method == "auto" and chosen in ("gram", "reduced") and not out["certified"]
             and p.dim is not None and p.dim < s.size):
+        if progress is not None:
+            progress(f"the optimum is not attained in dimension {p.dim}: bracketing it there")
         result = _bracket_in_dimension(s, out, chosen) or result
     if bound is not None:
         key = "value" if out["certified"] else ("upper_bound" if "upper_bound" in out else "lower_bound")
