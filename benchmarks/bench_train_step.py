@@ -1,7 +1,8 @@
 """Benchmark: SCL training-step throughput and loss cost (side by side, same process, ratios).
 
-Part A -- images/s of one SCL training step of a CIFAR-size ResNet-18 (3x32x32 inputs, two views per
-image, SCL sum form / anchors, SGD lr 0.1 momentum 0.9), in
+Part A -- images/s, steps/s and peak CUDA memory (max_memory_allocated over the warm-up and timed
+steps) of one SCL training step of a CIFAR-size ResNet-18 (3x32x32 inputs, two views per image, SCL
+sum form / anchors, SGD lr 0.1 momentum 0.9), in
     fp32                      strict IEEE float32, contiguous (NCHW) memory format: TF32 disabled for
                               convolutions and matmuls (torch's default lets cuDNN convolutions use TF32
                               on Ampere/Hopper, which would make "fp32" partly a 10-bit-mantissa format);
@@ -79,6 +80,8 @@ def _bench_step(device, batch, steps, warmup, mode, width):
         loss.backward()
         opt.step()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         step()
     sync(device)
@@ -87,8 +90,9 @@ def _bench_step(device, batch, steps, warmup, mode, width):
         step()
     sync(device)
     dt = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"mode": mode, "batch": batch, "views": 2, "images_per_s": 2 * batch * steps / dt,
-            "ms_per_step": 1000 * dt / steps}
+            "steps_per_s": steps / dt, "ms_per_step": 1000 * dt / steps, "peak_MiB": peak}
 
 
 def supcon_reference(features, labels, temperature=0.1, base_temperature=0.1):
@@ -165,12 +169,13 @@ def main(argv=None):
     base, base_default = rows_a[0]["images_per_s"], rows_a[1]["images_per_s"]
     print(f"\nA. ResNet-18 (width {width}) SCL training step, batch {batch} x 2 views, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({platform.processor() or 'cpu'})"))
-    print(f"{'mode':<18}{'images/s':>12}{'ms/step':>10}{'x fp32':>8}{'x fp32-default':>16}")
+    print(f"{'mode':<18}{'images/s':>12}{'steps/s':>9}{'ms/step':>10}{'peak MiB':>10}{'x fp32':>8}{'x fp32-default':>16}")
     for r in rows_a:
         r["speedup_vs_fp32"] = r["images_per_s"] / base
         r["speedup_vs_fp32_default"] = r["images_per_s"] / base_default
-        print(f"{r['mode']:<18}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.2f}{r['speedup_vs_fp32']:>8.2f}"
-              f"{r['speedup_vs_fp32_default']:>16.2f}")
+        mem = f"{r['peak_MiB']:.0f}" if r["peak_MiB"] is not None else "n/a"
+        print(f"{r['mode']:<18}{r['images_per_s']:>12.1f}{r['steps_per_s']:>9.2f}{r['ms_per_step']:>10.2f}{mem:>10}"
+              f"{r['speedup_vs_fp32']:>8.2f}{r['speedup_vs_fp32_default']:>16.2f}")
 
     sizes = [64, 128] if tiny else [1024, 2048, 4096, 8192]
     rows_b = []
@@ -193,8 +198,9 @@ def main(argv=None):
     print("(equal values: both compute the same mean-form loss; the ratio of ms / MiB is the comparison)")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"device": str(device), "torch": torch.__version__, "train_step": rows_a, "loss": rows_b}, fh,
-                      indent=2)
+            json.dump({"device": str(device), "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                                                               else platform.processor() or "cpu"),
+                       "torch": torch.__version__, "train_step": rows_a, "loss": rows_b}, fh, indent=2)
 
 
 if __name__ == "__main__":

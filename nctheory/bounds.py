@@ -32,7 +32,7 @@ import numpy as np
 
 from nctheory.counts import parse_counts
 from nctheory.errors import InputError
-from nctheory.losses._inputs import as_batches, check_tau
+from nctheory.validate import batch_indices, temperature as check_tau  # torch-free: `nctheory bound` needs no torch
 
 
 def class_terms(n_c, n_b, tau: float, stated: bool = False) -> np.ndarray:
@@ -85,7 +85,7 @@ def batch_bound(labels, batches: Iterable, tau: float = 1.0, stated: bool = Fals
     _, cls = np.unique(y, return_inverse=True)
     cls = cls.reshape(-1).astype(np.int64)
     k = int(cls.max()) + 1 if cls.size else 1
-    bs = [b.numpy() for b in as_batches(batches, y.size, multiset=multiset)]
+    bs = batch_indices(batches, y.size, multiset=multiset)
     sizes = np.fromiter((b.size for b in bs), dtype=np.int64, count=len(bs))
     idx = np.concatenate(bs)
     bid = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)

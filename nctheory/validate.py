@@ -140,6 +140,21 @@ def integer(value, name: str, *, lo=None, hi=None, allow_none: bool = False, par
     return v
 
 
+def temperature(tau, name: str = "tau") -> float:
+    """A temperature tau as a float: a real number > 0 and finite (a string or a bool is refused); a
+    one-element torch tensor or a 0-d numpy array is read as its number (a complex or bool tensor is
+    refused). The one check of tau for every loss and bound (``nctheory.losses._inputs.check_tau`` is this
+    function); torch is not imported for it: a tensor exists only if torch already is."""
+    if _is_tensor(tau):
+        if tau.numel() != 1:
+            raise InputError(f"{name} must be a number > 0, got a tensor of shape {tuple(tau.shape)}")
+        real_array(tau.reshape(1), name)  # complex / bool tensors refused
+        tau = tau.item()
+    elif isinstance(tau, np.ndarray) and tau.ndim == 0:
+        tau = tau[()]
+    return real(tau, name, lo=0, lo_open=True)
+
+
 def boolean(value, name: str, *, allow_none: bool = False) -> bool | None:
     """``value`` as a bool: only True/False (JSON true/false); 0, 1 and "true" are refused."""
     if value is None and allow_none:
@@ -283,6 +298,31 @@ def int_array(x, name: str, *, ndim: int | None = 1, lo: int | None = None, hi: 
         if hi is not None and amax > hi:
             raise InputError(f"{name} must be <= {hi}, found {amax}")
     return a.astype(np.int64, copy=False)
+
+
+def batch_indices(batches, n: int, multiset: bool = False) -> list[np.ndarray]:
+    """A set of batches as a list of non-empty int64 arrays of sample indices in [0, n), distinct within a
+    batch unless ``multiset`` (then a repeated index is a copy of the sample, as in
+    :func:`nctheory.losses.scl_batches`); ``None`` is the full batch [0, n). The one check of a set of
+    batches (``nctheory.losses._inputs.as_batches`` returns these arrays as tensors)."""
+    if batches is None:
+        return [np.arange(n, dtype=np.int64)]
+    out = []
+    for b, batch in enumerate(batches):
+        arr = np.asarray(batch)
+        if arr.ndim != 1 or arr.size == 0:
+            raise InputError(f"batch {b} must be a non-empty list of sample indices")
+        if arr.dtype.kind not in "iu":
+            raise InputError(f"batch {b} holds non-integer indices")
+        if arr.min() < 0 or arr.max() >= n:
+            raise InputError(f"batch {b} has index {int(arr.min() if arr.min() < 0 else arr.max())} outside [0, {n})")
+        if not multiset and np.unique(arr).size != arr.size:
+            raise InputError(f"batch {b} repeats a sample index (pass multiset=True if its samples are "
+                             f"drawn with replacement)")
+        out.append(arr.astype(np.int64))
+    if not out:
+        raise InputError("the set of batches is empty")
+    return out
 
 
 def labels(y, name: str = "labels", *, k: int | None = None, max_classes: int | None = None,

@@ -15,7 +15,6 @@ Plans carry ``views`` (every batch holds each sample in V views) and ``multiset`
 a sample; each occurrence is a copy with the same feature) as attributes; see plan.py.
 """
 
-from nctheory.batching.interaction import CheckResult, check_plan, of_embedding, witness_embedding  # noqa: F401
 from nctheory.batching.plan import Plan, expand_views, load_plan, plan_from_json, read_labels, save_plan  # noqa: F401
 from nctheory.batching.schemes import (  # noqa: F401
     PLAN_SCHEMES,
@@ -27,5 +26,37 @@ from nctheory.batching.schemes import (  # noqa: F401
     make_plan,
     plan_size,
 )
-from nctheory.batching.sampler import PlanBatchSampler  # noqa: F401
-from nctheory.batching.record import RecordingSampler, record_plan  # noqa: F401
+
+# Loaded on first use (PEP 562), so that reading, making and binding a plan (`nctheory make-plan`,
+# `nctheory bound --plan`) imports neither torch (sampler, record) nor scipy (interaction): each
+# name is still ``nctheory.batching.<name>``, and ``from nctheory.batching import check_plan`` works.
+_LAZY = {
+    "CheckResult": "interaction", "check_plan": "interaction", "of_embedding": "interaction",
+    "witness_embedding": "interaction",
+    "PlanBatchSampler": "sampler",
+    "RecordingSampler": "record", "record_plan": "record",
+}
+
+__all__ = ["Plan", "expand_views", "load_plan", "plan_from_json", "read_labels", "save_plan", "PLAN_SCHEMES",
+           "SCHEMES", "batch_binding", "choose_binding_examples", "duplicate_views", "epoch_batches", "make_plan",
+           "plan_size", *_LAZY]
+
+
+def __getattr__(name):
+    """The names of interaction (scipy), sampler and record (torch), imported when first asked for."""
+    where = _LAZY.get(name)
+    if where == "interaction":
+        from nctheory.batching import interaction as mod
+    elif where == "sampler":
+        from nctheory.batching import sampler as mod
+    elif where == "record":
+        from nctheory.batching import record as mod
+    else:
+        raise AttributeError(f"module 'nctheory.batching' has no attribute {name!r}")
+    value = getattr(mod, name)
+    globals()[name] = value  # once: later look-ups are ordinary attribute reads
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

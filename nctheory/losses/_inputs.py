@@ -86,37 +86,12 @@ def as_labels(y, n: int, device, k: int | None = None, name: str = "y") -> torch
 
 def as_batches(batches, n: int, multiset: bool = False) -> list[torch.Tensor]:
     """A list of non-empty batches of sample indices in [0, n), distinct within a batch unless
-    ``multiset`` (then a repeated index is a copy of the sample: see :func:`nctheory.losses.scl_batches`)."""
-    if batches is None:
-        return [torch.arange(n)]
-    out = []
-    for b, batch in enumerate(batches):
-        arr = np.asarray(batch)
-        if arr.ndim != 1 or arr.size == 0:
-            raise InputError(f"batch {b} must be a non-empty list of sample indices")
-        if arr.dtype.kind not in "iu":
-            raise InputError(f"batch {b} holds non-integer indices")
-        if arr.min() < 0 or arr.max() >= n:
-            raise InputError(f"batch {b} has index {int(arr.min() if arr.min() < 0 else arr.max())} outside [0, {n})")
-        if not multiset and np.unique(arr).size != arr.size:
-            raise InputError(f"batch {b} repeats a sample index (pass multiset=True if its samples are "
-                             f"drawn with replacement)")
-        out.append(torch.as_tensor(arr.astype(np.int64)))
-    if not out:
-        raise InputError("the set of batches is empty")
-    return out
+    ``multiset`` (then a repeated index is a copy of the sample: see :func:`nctheory.losses.scl_batches`):
+    :func:`nctheory.validate.batch_indices` (the one check) as long tensors."""
+    return [torch.as_tensor(a) for a in validate.batch_indices(batches, n, multiset=multiset)]
 
 
-def check_tau(tau, name: str = "tau") -> float:
-    """tau as a float: a real number > 0 and finite (a string or a bool is refused)."""
-    if isinstance(tau, torch.Tensor):
-        if tau.numel() != 1:
-            raise InputError(f"{name} must be a number > 0, got a tensor of shape {tuple(tau.shape)}")
-        validate.real_array(tau.reshape(1), name)  # complex / bool tensors refused
-        tau = tau.item()
-    elif isinstance(tau, np.ndarray) and tau.ndim == 0:
-        tau = tau[()]
-    return validate.real(tau, name, lo=0, lo_open=True)
+check_tau = validate.temperature  # tau as a float: a real number > 0 and finite (one definition, torch-free)
 
 
 def like(W, z: torch.Tensor, name: str = "W") -> torch.Tensor:
