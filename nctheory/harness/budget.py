@@ -50,12 +50,12 @@ PAIRWISE_LOSSES = frozenset({"scl", "scl_prototypes"})
 # the built-in datasets' sizes (train + test images, image shape, classes) before any subsampling
 DATASET_SIZES = {"digits": (1797, (1, 8, 8), 10), "mnist": (70000, (1, 28, 28), 10),
                  "cifar10": (60000, (3, 32, 32), 10), "cifar100": (60000, (3, 32, 32), 100)}
-_FLAGS = {"width", "feat_dim", "views", "batch_size", "n_max", "n_total", "batching"}  # keys that are CLI flags
+_CLI_KEYS = {"width", "feat_dim", "views", "batch_size", "n_max", "n_total", "batching"}  # keys that are CLI flags
 
 
 def _flag(key: str, value) -> str:
     """A config key as the user sets it: --views 10000 (a flag of `nctheory train`) or mlp_hidden=8 (--set)."""
-    if key in _FLAGS:
+    if key in _CLI_KEYS:
         return f"--{key.replace('_', '-')} {value}"
     return f"{key}={value}"
 
