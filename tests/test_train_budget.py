@@ -98,6 +98,24 @@ def test_parameters_are_those_of_the_network_built(d):
     assert est["feat_dim"] == model.feat_dim
 
 
+@pytest.mark.parametrize("d", [{}, {"test_fraction": 0.5}, {"n_max": 50, "imbalance": "step", "ratio": 10.0},
+                               {"n_total": 300}, FAST, {**FAST, "synthetic": {"k": 3, "n_per_class": 5, "shape": [3, 4, 4]}}])
+def test_data_size_bounds_the_data_loaded(d):
+    """Before loading: the image shape and the classes exactly, the training and test counts upper bounds
+    (exact for synthetic data)."""
+    from nctheory.harness.data import load_data
+
+    cfg = TrainConfig.from_dict(d)
+    size = budget.data_size(cfg)
+    data = load_data(cfg.dataset, imbalance=cfg.imbalance, ratio=cfg.ratio, n_max=cfg.n_max, n_total=cfg.n_total,
+                     test_fraction=cfg.test_fraction, seed=cfg.seed, synthetic=cfg.synthetic)
+    n_train, n_test = int(data.x_train.shape[0]), int(data.x_test.shape[0])
+    assert size.shape == tuple(data.input_shape) and size.k == data.k
+    assert size.n_train >= n_train and size.n_test >= n_test
+    if cfg.dataset == "synthetic":
+        assert (size.n_train, size.n_test) == (n_train, n_test)
+
+
 @pytest.mark.parametrize("arch,shape", [("mlp", (1, 8, 8)), ("resnet18", (1, 8, 8)), ("resnet18", (3, 32, 32)),
                                         ("resnet34", (3, 9, 9))])
 def test_layer_outputs_follow_the_forward_pass(arch, shape):

@@ -80,8 +80,9 @@ class DataSize:
 
 def data_size(cfg) -> DataSize | None:
     """The data of ``cfg`` from the configuration alone (None for a dataset of your own, whose size is known
-    only once it is loaded). The built-in datasets' training count is an upper bound (before subsampling to
-    n_max / n_total); synthetic's is exact."""
+    only once it is loaded). The built-in datasets' training count is an upper bound (digits: its
+    stratified split's rounding; n_max / n_total: before the imbalance counts), and so are the test count
+    and the image count; synthetic's are exact."""
     if cfg.dataset == "synthetic":
         syn = {"k": 4, "n_per_class": 32, "n_test_per_class": 16, "shape": (1, 8, 8), **(cfg.synthetic or {})}
         k = validate.integer(syn["k"], "synthetic k", lo=2)
@@ -95,8 +96,12 @@ def data_size(cfg) -> DataSize | None:
     if cfg.dataset not in DATASET_SIZES:
         return None
     total, shape, k = DATASET_SIZES[cfg.dataset]
-    n_test = {"digits": math.ceil(total * cfg.test_fraction), "mnist": 10000}.get(cfg.dataset, 10000)
-    n_train = total - n_test
+    if cfg.dataset == "digits":  # a stratified split: each class's test count is rounded (at most 1/2 off)
+        n_test = min(total, max(0, int(total * cfg.test_fraction) + k))
+        n_train = min(total, max(0, total - int(total * cfg.test_fraction) + k))
+    else:  # MNIST's and CIFAR's own test sets
+        n_test = 10000
+        n_train = total - n_test
     if cfg.n_total is not None:
         n_train = min(n_train, int(cfg.n_total) + k)
     elif cfg.n_max is not None:
