@@ -175,3 +175,20 @@ def test_a_plotting_failure_warns_on_stderr_and_json_stays_pure(tmp_path, capsys
     summary = json.loads(out)  # nothing but the JSON on stdout
     assert summary["epochs"] == 1
     assert "warning: plotting failed: No module named 'matplotlib'" in err
+
+
+def test_a_failing_sweep_overlay_warns_on_stderr_and_json_stays_pure(tmp_path, capsys, monkeypatch):
+    import nctheory.runplots
+
+    def broken(*a, **k):
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(train_mod, "plot_run", broken)
+    monkeypatch.setattr(nctheory.runplots, "compare_runs", broken)
+    cfg = tmp_path / "sweep.json"
+    cfg.write_text(json.dumps({**FAST, "sweep": [{"name": "a"}, {"name": "b", "seed": 1}]}))
+    rc = main(["train", "--config", str(cfg), "--out", str(tmp_path / "s"), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert [r["run"] for r in json.loads(out)] == [str(tmp_path / "s" / "a"), str(tmp_path / "s" / "b")]
+    assert "warning: the sweep's overlay" in err and err.count("warning: plotting failed") == 2
