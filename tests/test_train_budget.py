@@ -99,7 +99,8 @@ def test_parameters_are_those_of_the_network_built(d):
 
 
 @pytest.mark.parametrize("d", [{}, {"test_fraction": 0.5}, {"n_max": 50, "imbalance": "step", "ratio": 10.0},
-                               {"n_total": 300}, FAST, {**FAST, "synthetic": {"k": 3, "n_per_class": 5, "shape": [3, 4, 4]}}])
+                               {"n_total": 300}, FAST,
+                               {**FAST, "synthetic": {"k": 3, "n_per_class": 5, "shape": [3, 4, 4]}}])
 def test_data_size_bounds_the_data_loaded(d):
     """Before loading: the image shape and the classes exactly, the training and test counts upper bounds
     (exact for synthetic data)."""
@@ -192,3 +193,16 @@ def test_a_failing_sweep_overlay_warns_on_stderr_and_json_stays_pure(tmp_path, c
     assert rc == 0
     assert [r["run"] for r in json.loads(out)] == [str(tmp_path / "s" / "a"), str(tmp_path / "s" / "b")]
     assert "warning: the sweep's overlay" in err and err.count("warning: plotting failed") == 2
+
+
+@pytest.mark.parametrize("d,words", [
+    ({"dataset": "mnist", "model": "resnet18", "batching": "full"}, ["activations", "--views 2", "--width 64",
+                                                                      "--batching reshuffle"]),
+    ({"dataset": "cifar10"}, ["the data (60000 images of 3x32x32)", "--n-max N or --n-total N"]),
+    ({"model": "mlp", "mlp_hidden": 100000, "mlp_depth": 4}, ["parameters", "mlp_hidden=100000", "mlp_depth=4"]),
+])
+def test_the_refusal_says_what_is_large_and_what_lowers_it(d, words):
+    with memory_limit_set("1G"), pytest.raises(InputError) as exc:
+        budget.check_train_memory(TrainConfig.from_dict(d))
+    msg = str(exc.value)
+    assert "\n" not in msg and "limit 1.0 GB (--max-memory)" in msg and all(w in msg for w in words), msg

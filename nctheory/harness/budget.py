@@ -16,8 +16,9 @@ parts (bytes):
   backward pass, plus twice the largest one (the gradients in flight), in float32 (bf16 under autocast),
   from the layer widths of the network built on the ``meta`` device (no memory, no forward pass); for
   ResNet-18 on 512 images of 1x8x8 and on 64 of 3x32x32 the sum of the layer outputs was 268 and 533 MB,
-  the measured peak of a forward and backward pass 294 and 531 MB. A network of your own (``model: package.module:factory``) is not built here: its
-  parameters and activations are not in the estimate.
+  the measured peak of a forward and backward pass 294 and 531 MB. A network of your own
+  (``model: package.module:factory``) is not built here: its parameters and activations are not in the
+  estimate.
 - ``loss``: :func:`loss_memory` for the batch, the dense path (the loss as :mod:`nctheory.losses` computes
   it on one (m, d) batch).
 - ``measurements``: the per-epoch geometry, the backbone (p) and feature (d) outputs of every training and
@@ -50,7 +51,7 @@ PAIRWISE_LOSSES = frozenset({"scl", "scl_prototypes"})
 # the built-in datasets' sizes (train + test images, image shape, classes) before any subsampling
 DATASET_SIZES = {"digits": (1797, (1, 8, 8), 10), "mnist": (70000, (1, 28, 28), 10),
                  "cifar10": (60000, (3, 32, 32), 10), "cifar100": (60000, (3, 32, 32), 100)}
-_CLI_KEYS = {"width", "feat_dim", "views", "batch_size", "n_max", "n_total", "batching"}  # keys that are CLI flags
+_CLI_KEYS = {"width", "feat_dim", "views", "batch_size", "n_max", "n_total"}  # keys that are CLI flags
 
 
 def _flag(key: str, value) -> str:
@@ -202,17 +203,18 @@ def train_memory(cfg, data: DataSize, amp_dtype=None) -> dict:
 
 
 def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
-    """What the largest of ``parts`` (bytes ``b``) is, and the flags that lower it."""
+    """What the largest of ``parts`` (bytes ``b``) is, and what lowers it (the flags with their values)."""
     name = max(parts, key=lambda k: b[k])
     arch = ([_flag("width", cfg.width)] if cfg.model.startswith("resnet")
             else [_flag("mlp_hidden", cfg.mlp_hidden), _flag("mlp_depth", cfg.mlp_depth)])
     d = [_flag("feat_dim", est["feat_dim"])] if cfg.feat_dim is not None else []
-    batch = ([_flag("views", cfg.views)] + ([_flag("batch_size", cfg.batch_size)] if cfg.batching != "full"
-                                            else [_flag("batching", "full")]))
+    batch = [_flag("views", cfg.views)] + ([_flag("batch_size", cfg.batch_size)] if cfg.batching != "full" else [])
     if name in ("data", "data_loading"):
         what = f"the data ({data.images} images of {'x'.join(map(str, data.shape))})"
-        flags = ([f"synthetic n_per_class={cfg.synthetic.get('n_per_class', 32)}"] if cfg.dataset == "synthetic"
-                 else [_flag("n_max", cfg.n_max), _flag("n_total", cfg.n_total)])
+        if cfg.dataset == "synthetic":
+            flags = [f"synthetic n_per_class={cfg.synthetic.get('n_per_class', 32)}"]
+        else:
+            return what, "use fewer images (--n-max N or --n-total N)"
     elif name == "parameters":
         what, flags = f"{est['parameters']} parameters with their gradients and momentum", d + arch
     elif name == "activations":
@@ -221,7 +223,10 @@ def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
         what, flags = f"the dense loss of a batch of {est['rows']} feature rows", batch
     else:
         what, flags = f"the geometry of {data.images} images' features", d + arch
-    return what, " or ".join(flags)
+    tip = "lower " + " or ".join(flags)
+    if name in ("activations", "loss") and cfg.batching == "full":
+        tip += " or train on mini-batches (--batching reshuffle --batch-size B)"
+    return what, tip
 
 
 def check_train_memory(cfg, data: DataSize | None = None, device=None, loaded: bool = False,
@@ -245,8 +250,8 @@ def check_train_memory(cfg, data: DataSize | None = None, device=None, loaded: b
     cuda = device is not None and str(device).startswith("cuda")
     host = ("data_loading",) if cuda else on_device
     need = max(b["data_loading"], sum(b[k] for k in host)) if not cuda else b["data_loading"]
-    what, flags = _largest(cfg, b, est, data, ("data_loading",) + (() if cuda else on_device))
-    validate.check_budget(need, f"this training run (mostly {what}; estimate)", f"lower {flags}")
+    what, tip = _largest(cfg, b, est, data, ("data_loading",) + (() if cuda else on_device))
+    validate.check_budget(need, f"this training run (mostly {what}; estimate)", tip)
     if cuda:
         import torch
 
@@ -255,7 +260,7 @@ def check_train_memory(cfg, data: DataSize | None = None, device=None, loaded: b
             lim, source = torch.cuda.mem_get_info(device)[0], f"free on {device}"
         need = sum(b[k] for k in on_device)
         if need > lim:
-            what, flags = _largest(cfg, b, est, data, on_device)
+            what, tip = _largest(cfg, b, est, data, on_device)
             raise InputError(f"needs ~{validate.format_bytes(need)} on {device} for this training run (mostly "
-                             f"{what}; estimate); limit {validate.format_bytes(lim)} ({source}); lower {flags}")
+                             f"{what}; estimate); limit {validate.format_bytes(lim)} ({source}); {tip}")
     return est
