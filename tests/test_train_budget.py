@@ -36,7 +36,7 @@ TOO_LARGE = [({"views": 10000}, "--views 10000"), ({"feat_dim": 10**7}, "--feat-
 
 
 def total(cfg: TrainConfig) -> int:
-    return sum(budget.train_memory(cfg, budget.data_size(cfg))["bytes"].values())
+    return sum(budget.train_memory(cfg, budget.data_size(cfg), model_from_config)["bytes"].values())
 
 
 @pytest.mark.parametrize("change,flag", TOO_LARGE, ids=[f for _, f in TOO_LARGE])
@@ -70,7 +70,7 @@ def test_ordinary_configs_are_far_below_any_limit(name, d):
     cfg = TrainConfig.from_dict(d)
     assert total(cfg) < 4e9
     with memory_limit_set("4G"):
-        budget.check_train_memory(cfg)
+        budget.check_train_memory(cfg, model_from_config)
 
 
 def test_readme_and_fuzz_commands_are_far_below_any_limit():
@@ -81,7 +81,7 @@ def test_readme_and_fuzz_commands_are_far_below_any_limit():
     for path, change in (("kini_fig3.json", {"dataset": "mnist"}), ("kini_fig6_batching.json", {"dataset": "cifar10"})):
         for _, d in _configs(REPO / "experiments" / path):
             cfg = TrainConfig.from_dict({**d, **change})
-            est = budget.train_memory(cfg, budget.data_size(cfg), torch.bfloat16)
+            est = budget.train_memory(cfg, budget.data_size(cfg), model_from_config, torch.bfloat16)
             assert sum(est["bytes"].values()) < 16e9, (path, est)
 
 
@@ -92,7 +92,7 @@ def test_parameters_are_those_of_the_network_built(d):
     """One definition: the meta-device network the estimate counts is the network the trainer builds."""
     cfg = TrainConfig.from_dict({**FAST, **d})
     data = budget.data_size(cfg)
-    est = budget.train_memory(cfg, data)
+    est = budget.train_memory(cfg, data, model_from_config)
     model = model_from_config(cfg, data.shape, data.k)
     assert est["parameters"] == count_parameters(model)
     assert est["feat_dim"] == model.feat_dim
@@ -142,7 +142,7 @@ def test_loss_estimate_is_dense_pairs_for_scl_and_classes_for_classifiers():
     assert budget.loss_memory("scl_prototypes", 100, 3, n_w=2) == budget.DENSE_LOSS_BYTES_PER_LOGIT * 100 * 103
     assert budget.loss_memory("ce", 100, 3) == budget.DENSE_LOSS_BYTES_PER_LOGIT * 100 * 3
     a, b = (TrainConfig.from_dict({**FAST, "views": v}) for v in (2, 4))
-    la, lb = (budget.train_memory(c, budget.data_size(c))["bytes"]["loss"] for c in (a, b))
+    la, lb = (budget.train_memory(c, budget.data_size(c), model_from_config)["bytes"]["loss"] for c in (a, b))
     assert lb == 4 * la  # twice the rows: four times the logits
 
 
@@ -203,6 +203,6 @@ def test_a_failing_sweep_overlay_warns_on_stderr_and_json_stays_pure(tmp_path, c
 ])
 def test_the_refusal_says_what_is_large_and_what_lowers_it(d, words):
     with memory_limit_set("1G"), pytest.raises(InputError) as exc:
-        budget.check_train_memory(TrainConfig.from_dict(d))
+        budget.check_train_memory(TrainConfig.from_dict(d), model_from_config)
     msg = str(exc.value)
     assert "\n" not in msg and "limit 1.0 GB (--max-memory)" in msg and all(w in msg for w in words), msg

@@ -158,24 +158,26 @@ def _layer_outputs(model, shape) -> tuple[int, int]:
     return sum(outs), max(outs)
 
 
-def _model_on_meta(cfg, shape, k):
-    """The network of ``cfg`` built on the meta device (no memory): its parameter count and layers."""
+def _model_on_meta(cfg, shape, k, build):
+    """The network of ``cfg`` built by ``build(cfg, input_shape, num_classes)`` (the trainer's
+    :func:`nctheory.harness.train.model_from_config`) on the meta device (no memory): its parameter count
+    and layers."""
     import torch
 
     from nctheory.harness.factory import is_factory_spec
-    from nctheory.harness.train import model_from_config
 
     if is_factory_spec(cfg.model):
         return None
     with torch.device("meta"):
-        return model_from_config(cfg, shape, k)
+        return build(cfg, shape, k)
 
 
-def train_memory(cfg, data: DataSize, amp_dtype=None) -> dict:
+def train_memory(cfg, data: DataSize, build, amp_dtype=None) -> dict:
     """The estimate of a run of ``cfg`` on ``data`` (module docstring): bytes per part, and the sizes behind
-    them (``rows``: the batch's feature rows, ``parameters``, ``feat_dim``). ``amp_dtype``: the autocast
-    dtype of the network (None: float32)."""
-    model = _model_on_meta(cfg, data.shape, data.k)
+    them (``rows``: the batch's feature rows, ``parameters``, ``feat_dim``). ``build(cfg, input_shape,
+    num_classes)``: the trainer's network builder (:func:`nctheory.harness.train.model_from_config`; passed
+    in, the trainer imports this module); ``amp_dtype``: the autocast dtype of the network (None: float32)."""
+    model = _model_on_meta(cfg, data.shape, data.k, build)
     per_image = math.prod(data.shape)
     m = batch_rows(cfg, data.n_train)
     if model is not None:
@@ -229,18 +231,19 @@ def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
     return what, tip
 
 
-def check_train_memory(cfg, data: DataSize | None = None, device=None, loaded: bool = False,
+def check_train_memory(cfg, build, data: DataSize | None = None, device=None, loaded: bool = False,
                        amp_dtype=None) -> dict | None:
     """Refuse (InputError, one line) a run of ``cfg`` whose estimate (:func:`train_memory`) exceeds the memory
-    limit; ``data``: the data's size (default :func:`data_size`; None for a dataset of your own, which is
-    checked once loaded: ``loaded=True``, the data then is in memory already and not counted on the host).
+    limit; ``build``: as for :func:`train_memory`; ``data``: the data's size (default :func:`data_size`; None
+    for a dataset of your own, which is checked once loaded: ``loaded=True``, the data then is in memory
+    already and not counted on the host).
     On a CUDA ``device`` the data, parameters, activations, loss and measurements are compared with the
     device's free memory too; ``amp_dtype``: the network's autocast dtype (None: float32). Returns the
     estimate (None when not estimated)."""
     data = data if data is not None else data_size(cfg)
     if data is None:
         return None
-    est = train_memory(cfg, data, amp_dtype)
+    est = train_memory(cfg, data, build, amp_dtype)
     b = dict(est["bytes"])
     if loaded:
         b["data_loading"] = 0

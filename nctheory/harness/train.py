@@ -450,14 +450,13 @@ def _training_data(cfg: TrainConfig, m: Machine):
     """The dataset on the device (seeded by cfg.seed), channels_last when asked for."""
     seed_everything(cfg.seed)
     # the memory estimate before anything is allocated (harness.budget); a dataset of your own once loaded
-    known = check_train_memory(cfg, device=m.device, amp_dtype=m.amp_dtype) is not None
+    known = check_train_memory(cfg, model_from_config, device=m.device, amp_dtype=m.amp_dtype) is not None
     data = load_data(cfg.dataset, root=cfg.data_root, imbalance=cfg.imbalance, ratio=cfg.ratio, n_max=cfg.n_max,
                      n_total=cfg.n_total, test_fraction=cfg.test_fraction, seed=cfg.seed,
                      synthetic=cfg.synthetic)
     if not known:
-        check_train_memory(cfg, DataSize(int(data.x_train.shape[0]), int(data.x_test.shape[0]),
-                                         tuple(data.input_shape), data.k), m.device, loaded=True,
-                           amp_dtype=m.amp_dtype)
+        size = DataSize(int(data.x_train.shape[0]), int(data.x_test.shape[0]), tuple(data.input_shape), data.k)
+        check_train_memory(cfg, model_from_config, size, m.device, loaded=True, amp_dtype=m.amp_dtype)
     data = data.to(m.device)
     if m.channels_last:
         data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
