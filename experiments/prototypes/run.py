@@ -24,6 +24,7 @@ import numpy as np
 from nctheory.cli import main
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]  # the plots are named relative to the repository root in the JSON files
 GEOMS = ("etf", "minority-angles", "majority-collapse")
 
 
@@ -38,26 +39,32 @@ def cli_json(argv) -> dict:
 
 def main_() -> None:
     tables = []
-    for g in GEOMS:
-        argv = ["prototypes", "--geometry", g, "--k", "10", "--R", "1,10,100", "--nw", "0,10,100,1000,inf",
-                "--tau", "0.1", "--json", "--plot", str(HERE / f"{g}.png")]
-        out = cli_json(argv)
-        (HERE / f"{g}.json").write_text(json.dumps(out, indent=1))
-        paper = cli_json(["prototypes", "--geometry", g, "--k", "10", "--nw", "inf", "--tau", "0.1",
-                          "--limit-form", "paper", "--json"])
-        big = {"results": []}
-        for R in ("1", "100"):
-            for nw in ("10000", "100000"):
-                try:
-                    big["results"] += cli_json(["prototypes", "--geometry", g, "--k", "10", "--R", R, "--nw", nw,
-                                                "--tau", "0.1", "--json"])["results"]
-                except SystemExit as exc:  # not certified (exit 3): recorded, never a number
-                    big["results"].append({"R": float(R), "n_w": int(nw), "not_certified": str(exc)})
-        (HERE / f"{g}_paper_limit.json").write_text(json.dumps(paper, indent=1))
-        (HERE / f"{g}_large_nw.json").write_text(json.dumps(big, indent=1))
-        tables.append(table(g, out, paper, big))
+    with contextlib.chdir(ROOT):
+        for g in GEOMS:
+            tables.append(geometry(g))
     (HERE / "tables.md").write_text("\n\n".join(tables) + "\n")
     print((HERE / "tables.md").read_text())
+
+
+def geometry(g: str) -> str:
+    """Run one geometry's commands, write its JSON files, return its table."""
+    argv = ["prototypes", "--geometry", g, "--k", "10", "--R", "1,10,100", "--nw", "0,10,100,1000,inf",
+            "--tau", "0.1", "--json", "--plot", str((HERE / f"{g}.png").relative_to(ROOT))]
+    out = cli_json(argv)
+    (HERE / f"{g}.json").write_text(json.dumps(out, indent=1))
+    paper = cli_json(["prototypes", "--geometry", g, "--k", "10", "--nw", "inf", "--tau", "0.1",
+                      "--limit-form", "paper", "--json"])
+    big = {"results": []}
+    for R in ("1", "100"):
+        for nw in ("10000", "100000"):
+            try:
+                big["results"] += cli_json(["prototypes", "--geometry", g, "--k", "10", "--R", R, "--nw", nw,
+                                            "--tau", "0.1", "--json"])["results"]
+            except SystemExit as exc:  # not certified (exit 3): recorded, never a number
+                big["results"].append({"R": float(R), "n_w": int(nw), "not_certified": str(exc)})
+    (HERE / f"{g}_paper_limit.json").write_text(json.dumps(paper, indent=1))
+    (HERE / f"{g}_large_nw.json").write_text(json.dumps(big, indent=1))
+    return table(g, out, paper, big)
 
 
 def table(g: str, out: dict, paper: dict, big: dict) -> str:

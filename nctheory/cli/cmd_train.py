@@ -206,7 +206,10 @@ def run(args) -> int:
         cols = [c for c in ("excess", "delta_to_of", "delta_to_prototypes", "beta_nc", "ncc_test")
                 if any(c in s.get("final", {}) and s["final"][c] is not None for _, s in results)]
         if cols:
-            compare_runs([r for r, _ in results], cols[:3], out / "compare.png")
+            try:
+                compare_runs([r for r, _ in results], cols[:3], out / "compare.png")
+            except Exception as exc:  # the sweep's runs are done: a failed overlay is a warning, not a lost sweep
+                print(f"warning: the sweep's overlay {out / 'compare.png'} failed: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps([{"run": str(r), **s} for r, s in results] if sweep is not None else results[0][1],
                          indent=2, default=str))

@@ -59,6 +59,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ from tqdm import tqdm
 from nctheory import geometry
 from nctheory.errors import InputError
 from nctheory.harness import distributed as D
+from nctheory.harness.budget import DataSize, check_train_memory
 from nctheory.harness.data import AUGMENTS, DATASETS, IMBALANCES, augment, load_data
 from nctheory.harness.factory import is_factory_spec, resolve_factory
 from nctheory.harness.measure import Measurer
@@ -447,9 +449,15 @@ class TrainingInterrupted(KeyboardInterrupt):
 def _training_data(cfg: TrainConfig, m: Machine):
     """The dataset on the device (seeded by cfg.seed), channels_last when asked for."""
     seed_everything(cfg.seed)
+    # the memory estimate before anything is allocated (harness.budget); a dataset of your own once loaded
+    known = check_train_memory(cfg, model_from_config, device=m.device, amp_dtype=m.amp_dtype) is not None
     data = load_data(cfg.dataset, root=cfg.data_root, imbalance=cfg.imbalance, ratio=cfg.ratio, n_max=cfg.n_max,
                      n_total=cfg.n_total, test_fraction=cfg.test_fraction, seed=cfg.seed,
-                     synthetic=cfg.synthetic).to(m.device)
+                     synthetic=cfg.synthetic)
+    if not known:
+        size = DataSize(int(data.x_train.shape[0]), int(data.x_test.shape[0]), tuple(data.input_shape), data.k)
+        check_train_memory(cfg, model_from_config, size, m.device, loaded=True, amp_dtype=m.amp_dtype)
+    data = data.to(m.device)
     if m.channels_last:
         data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
         data.x_test = data.x_test.contiguous(memory_format=torch.channels_last)
@@ -585,7 +593,7 @@ def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: 
     try:
         plot_run(out)
     except Exception as exc:  # a plotting failure must not lose a finished run
-        print(f"warning: plotting failed: {exc}")
+        print(f"warning: plotting failed: {exc}", file=sys.stderr)
     return summary
 
 
@@ -595,14 +603,18 @@ def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: 
 _step_hook = None
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool | None = None) -> dict:
+def train(cfg: TrainConfig | dict, out: str | os.PathLike, resume: bool | None = None) -> dict:
     """Train one configuration, writing the run folder ``out``; returns the summary dict.
 
     resume=None (default): continue an unfinished run of the same configuration in ``out``, return the summary
     of a finished one, restart one killed before its first checkpoint, start afresh in a new folder
     (:func:`run_status`). resume=True: ``out`` must hold a checkpoint; resume=False: ``out`` must hold no run.
     The folder is locked while training (:class:`nctheory.runfolder.RunLock`: a second process is refused at
-    once). Ctrl-C raises :class:`TrainingInterrupted`."""
+    once). Ctrl-C raises :class:`TrainingInterrupted`. ``cfg`` may be a config dict (TrainConfig.from_dict).
+    A run whose memory estimate exceeds the limit is refused before anything is allocated
+    (:func:`nctheory.harness.budget.check_train_memory`)."""
+    if isinstance(cfg, dict):
+        cfg = TrainConfig.from_dict(cfg)
     cfg.validate()
     out, m = Path(out), _machine(cfg)
     if m.is_main:

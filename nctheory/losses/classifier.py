@@ -1,8 +1,8 @@
 """Cross-entropy-type losses: CE, CE with a fixed classifier, and the normalised losses of
 Koromilas et al. 2026 (NormFace, NTCE, NONL) and their prototype loss L_proto.
 
-Definitions follow ../shared/papers/koromilas2026-spec.md §1 (equation numbers are the paper's):
-all of them are averaged over the M anchors of the batch (``reduction="mean"``, the papers'
+Definitions follow Koromilas et al. 2026, Eq. (1) (§3.1), Eqs. (3)-(5) (§4.1), Eq. (6) (§4.3) and
+Eqs. (7)-(9) (App. A): all of them are averaged over the M anchors of the batch (``reduction="mean"``, the papers'
 convention) unless ``reduction="sum"`` is asked for. Features z are (M, d) rows, classifiers /
 prototypes W are (K, d) rows, labels y are integers in [0, K).
 
@@ -105,7 +105,8 @@ def ntce(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
 
 
 def nonl(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
-    """NONL, Koromilas Eq. (9) (the reading the proofs and the authors' code use; spec FLAG-3):
+    """NONL, Koromilas Eq. (9) (the reading the proofs (Lemma A.4) and the authors' code use; Eq. (5)
+    with C(i) as App. B defines it would keep j = i in the denominator):
     (1/M) sum_i -log [exp(ŵ_{y_i}.u_i/tau) / sum_{j: y_j != y_i} exp(ŵ_{y_i}.u_j/tau)].
     The denominator holds only instances of other classes (i and its classmates excluded). A batch in
     which some anchor has no other-class instance (a single-class batch) is refused (InputError)."""

@@ -1,14 +1,16 @@
 """Prototype-loss equivalences: Gill et al. 2023 Remark 1 and Koromilas et al. 2026 Thm 4.2.
 
-Gill Remark 1 (gill2023-prototypes.md §3): Prop. 1's printed limit, per sample,
+Gill Remark 1 (Gill et al. 2023, §3, Remark 1): Prop. 1's printed limit (Eq. (1), App. A.1), per sample,
     -log softmax(W h/tau)[y] - w_y.h/tau  =  CE(W h/tau, y)  +  (-w_y.h/tau),
 i.e. CE with the fixed classifier W (nctheory.losses.ce_fixed_classifier) on normalised features plus an
 alignment term. The identity is symbolic; the derived n_w -> oo limit (nctheory.symbolic.prototypes)
 has a third term sum_c exp(w_c.h/tau)/Z_c, so the remark describes the printed form, not the limit.
 
-Koromilas Thm 4.2 (koromilas2026-spec.md §2.5): SCL (Eq. 2, mean over the 2M anchors) and L_proto
-(Eq. 6) have the same global minimisers. The printed proof goes through L_* (Eq. 13), which is not
-well defined (FLAG-8). The derivation here is the spec's Proposition P, per anchor i of class y with
+Koromilas Thm 4.2 (Koromilas et al. 2026, §4.3, Theorem 4.2; proof in App. B): SCL (Eq. 2, mean over
+the 2M anchors) and L_proto (Eq. 6) have the same global minimisers. The printed proof (App. B) goes
+through L_* (Eq. 13), which is not well defined: the argument of its log,
+sum_c n_c e^(a_i.mu_c/tau) - e^(1/tau), can be <= 0. The derivation here replaces that step by
+Proposition P (this project's, not the paper's), per anchor i of class y with
 n = n_y >= 2, x = a_i.mu_y (<= 1 for unit rows), R = sum_{c != y} n_c exp(a_i.mu_c/tau) > 0:
 
     l_i^SCL   >= g(s),  s = (n x - 1)/((n - 1) tau)       (Jensen on every class)
@@ -55,7 +57,7 @@ def remark1_derivation() -> Derivation:
                   sp.sympify(p1.details["missing_term"]))]
     agree = diff == 0 and gen_diff == 0
     return Derivation(name="gill2023.remark1", title="Gill et al. Remark 1: printed limit = CE with fixed classifier "
-                      "on normalised features + alignment", source="gill2023-prototypes.md §3 Remark 1",
+                      "on normalised features + alignment", source="Gill et al. 2023, §3, Remark 1",
                       steps=steps, derived=ce + align, stated=printed, agree=agree,
                       conditions="identity holds for every W, h, tau; the true n_w -> oo limit has the extra "
                                  "prototype-repulsion term (see gill2023.prop1)")
@@ -94,7 +96,7 @@ def thm4_2_derivation() -> Derivation:
                       "collapsed", ts))
     steps.append(Step("hence l_SCL >= g(s) >= g(t) = l_proto: L_SCL >= L_proto, equality iff every class collapsed "
                       "(Proposition P, any counts >= 2, any d)"))
-    # the printed proof's L_*: D* can be <= 0 (FLAG-8)
+    # the printed proof's L_* (App. B, Eq. (13)): its log argument D* can be <= 0, so L_* is undefined
     Dstar = 2 * sp.exp(0) + 2 * sp.exp(-1 / sp.Rational(1, 2)) - sp.exp(1 / sp.Rational(1, 2))
     steps.append(Step(f"printed proof: L_* (Eq. 13) has log(sum_c n_c e^(a.mu_c/tau) - e^(1/tau)); for K = 2, tau = "
                       f"1/2, A = [e1, -e1, -e1, -e1], labels (0,0,1,1): argument = (below) = {float(Dstar):.4f} < 0, "
@@ -102,10 +104,11 @@ def thm4_2_derivation() -> Derivation:
                       Dstar))
     Kk = sp.Symbol("K", integer=True, positive=True)
     etf_val = sp.log(n - 1 + n * (Kk - 1) * sp.exp(-Kk / ((Kk - 1) * tau)))
-    steps.append(Step("balanced: both minima equal the collapsed-ETF value per anchor (spec §2.5):", etf_val))
+    steps.append(Step("balanced: both minima equal the collapsed-ETF value per anchor (Thm 4.2's centred simplex "
+                      "ETF, n = 2M/K per class):", etf_val))
     agree = bool(same and gp_neg and Dstar.is_negative)
     return Derivation(name="koromilas2026.thm4_2", title="Koromilas et al. Thm 4.2: SCL and L_proto share minimisers",
-                      source="koromilas2026-spec.md §2.5 (Thm 4.2, App. B, FLAG-8)", steps=steps,
+                      source="Koromilas et al. 2026, §4.3 Theorem 4.2; proof in App. B, Eq. (13)", steps=steps,
                       derived=sp.Symbol("L_SCL >= L_proto, equality iff collapsed"),
                       stated=sp.Symbol("argmin L_SCL = argmin L_proto"), agree=agree,
                       conditions="the statement holds (balanced, unit norm); the printed proof does not (L_* "

@@ -1,4 +1,4 @@
-"""Gill et al. 2023 (gill2023-prototypes.md §3, App. A): SCL with n_w copies of each fixed prototype,
+"""Gill et al. 2023 (§3, Proposition 1 and 2; App. A): SCL with n_w copies of each fixed prototype,
 expanded symbolically as n_w -> oo (Prop. 1), and Prop. 2 (ETF prototypes give h* = w_y).
 
 Exact batch loss in aggregated symbols (all logits already divided by tau; N = n_w; every member of
@@ -106,7 +106,7 @@ def prop1_derivation() -> Derivation:
     agree = is_zero(missing)
     return Derivation(
         name="gill2023.prop1", title="Gill et al. Prop. 1: SCL with n_w prototype copies as n_w -> oo",
-        source="gill2023-prototypes.md §3 Prop. 1, App. A.1", steps=steps,
+        source="Gill et al. 2023, §3 Proposition 1; proof in App. A.1, Eq. (1)", steps=steps,
         derived=_per_sample(True), stated=_per_sample(False), agree=agree,
         conditions=("disagree for every W: the derived limit has the extra order-1 term sum_i sum_c "
                     "exp(w_c.h_i/tau)/Z_c, Z_c = sum_c' exp(w_c.w_c'/tau), which depends on the embeddings; "
@@ -194,7 +194,7 @@ def prop2_derivation() -> Derivation:
                       "minimiser would average to a point of norm < 1 or off span(w_y))."))
     agree = out["derived"] and out["paper"]
     return Derivation(name="gill2023.prop2", title="Gill et al. Prop. 2: ETF prototypes give h* = w_y",
-                      source="gill2023-prototypes.md §3 Prop. 2, App. A.2", steps=steps,
+                      source="Gill et al. 2023, §3 Proposition 2; proof sketch in App. A.2", steps=steps,
                       derived=sp.Symbol("h* = w_y (derived limit)"), stated=sp.Symbol("h* = w_y"), agree=agree,
                       conditions="holds for ETF prototypes for both the derived limit and the paper's form; "
                                  "fails for other prototype geometries (e.g. orthogonal frames)",

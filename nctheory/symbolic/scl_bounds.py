@@ -1,4 +1,4 @@
-"""Kini et al. 2023 (kini2023-relu-batching.md): the SCL lower bounds of Thm 1 and Thm 2 with
+"""Kini et al. 2023 (§4.1 Theorem 1, §4.2 Theorem 2): the SCL lower bounds of Thm 1 and Thm 2 with
 temperature tau, derived symbolically; Lemma D.1, Lemma D.2's closed forms, Remark 2.
 
 Conventions (nctheory.losses.scl): sum form of Eq. (2)/(4) with logits h_i.h_l / tau; an anchor whose
@@ -123,7 +123,7 @@ def thm1_derivation() -> Derivation:
                       "attains it, so 'equality iff NC' fails", sp.simplify(F.subs(n, n_c))))
     return Derivation(
         name="kini2023.thm1", title="Kini et al. Thm 1 lower bound with temperature",
-        source="kini2023-relu-batching.md §4.1 Thm 1, App. A, Remark 2",
+        source="Kini et al. 2023, §4.1 Theorem 1; proof in App. A; Remark 2 (App. E.4.2)",
         steps=steps, derived=sp.Sum(derived_c, (sp.Symbol("c"), 1, sp.Symbol("k"))),
         stated=sp.Sum(stated_c, (sp.Symbol("c"), 1, sp.Symbol("k"))), agree=agree,
         conditions=("agree exactly when every class has n_c >= 2 (the paper's hypothesis) and tau = 1 for Eq. (3) "
@@ -149,7 +149,7 @@ def thm2_derivation() -> Derivation:
                       "(taken as 0)", stated_c.subs(nBc, 1)))
     return Derivation(
         name="kini2023.thm2", title="Kini et al. Thm 2 mini-batch lower bound with temperature",
-        source="kini2023-relu-batching.md §4.2 Thm 2, App. B",
+        source="Kini et al. 2023, §4.2 Theorem 2; proof in App. B",
         steps=steps, derived=derived_c, stated=stated_c, agree=ok,
         conditions="agree iff every class present in a batch has n_{B,c} >= 2; n_{B,c} = 1 as for Thm 1")
 
@@ -208,7 +208,7 @@ def lemma_d1_derivation() -> Derivation:
         ok = ok and ev == {sp.Integer(1): kc - 1, sp.Integer(0): 1}
     steps.append(Step(f"concrete k = 2..8 (V = I_k): eigenvalues of the centred Gram {concrete}"))
     return Derivation(name="kini2023.lemma_d1", title="Kini et al. Lemma D.1: centred OF is a simplex ETF",
-                      source="kini2023-relu-batching.md App. D.1.2 Lemma D.1, App. C.1",
+                      source="Kini et al. 2023, App. D.1.2 Lemma D.1; proof in App. C.1",
                       steps=steps, derived=cos, stated=stated_cos, agree=ok,
                       conditions="holds for every k >= 2 (k = 1: the centred vector is 0, no angle)",
                       details={"eigenvalues": concrete})
@@ -281,7 +281,7 @@ def lemma_d2_derivation() -> Derivation:
                   f"n_min in {{2..1e5}}: {grid_ok}")]
     agree = ok_etf and ok_tilde and grid_ok and all(t <= 10 for t in thresholds.values())
     return Derivation(name="kini2023.lemma_d2", title="Kini et al. Lemma D.2 closed forms (ETF vs antipodal)",
-                      source="kini2023-relu-batching.md App. C.2", steps=steps,
+                      source="Kini et al. 2023, App. D.1.3 Lemma D.2; proof in App. C.2", steps=steps,
                       derived=sp.Tuple(etf, tilde), stated=sp.Tuple(s_etf, s_tilde), agree=agree,
                       conditions=f"closed forms agree identically; the inequality holds for R above {thresholds}",
                       details={"thresholds": thresholds, "grid_ok": grid_ok})
@@ -303,7 +303,7 @@ def remark2_derivation() -> Derivation:
     steps.append(Step(f"the value does: d/dtau of the bound = (below), sign {sdB}", dB))
     agree = sign_of(da) == "negative" and sign_of(sp.diff(term, b)) == "positive" and sdB == "positive"
     return Derivation(name="kini2023.remark2", title="Kini et al. Remark 2: tau changes the value, not the optimiser",
-                      source="kini2023-relu-batching.md App. E.4 Remark 2", steps=steps, derived=B,
+                      source="Kini et al. 2023, App. E.4.2, Remark 2", steps=steps, derived=B,
                       stated=sp.Symbol("argmin independent of tau"), agree=agree,
                       conditions="holds for every tau > 0 (UFM+, n_c >= 2)")
 
