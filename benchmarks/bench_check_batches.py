@@ -152,7 +152,7 @@ def main():
             size = f.stat().st_size / 2**20
             del plan
             gc.collect()
-            (plan), t_load, mem_load = measure(lambda: load_plan(f))
+            plan, t_load, mem_load = measure(lambda: load_plan(f))
             res, t_check, mem_check = measure(lambda: check_plan(plan, with_fix=True))
             res_k, t_check_k, mem_check_k = measure(lambda: check_plan(plan, dim=args.k, with_fix=False))
             rows.append(dict(scheme=spec, batches=plan.num_batches, entries=plan.indices.size, make=t_make,

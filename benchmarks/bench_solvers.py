@@ -50,7 +50,7 @@ def bench_reduced(rows, ks_step, ks_lt):
         for relu in (False, True):
             t0 = time.perf_counter()
             r = solve_reduced(counts, 0.1, relu)
-            rows.append(("reduced (orbits)", f"STEP 5000/500, tau 0.1", sum(counts), k, relu, time.perf_counter() - t0,
+            rows.append(("reduced (orbits)", "STEP 5000/500, tau 0.1", sum(counts), k, relu, time.perf_counter() - t0,
                          f"rel gap {r.rel_gap:.1e}, {r.geometry['name']}"))
     for k in ks_lt:
         counts = [max(2, int(round(5000 * 100 ** (-(c / (k - 1)))))) for c in range(k)]
@@ -113,7 +113,7 @@ def main():
         sizes = [(3, 4, 12, 0), (10, 10, 16, 0)] if a.quick else \
             [(3, 4, 12, 0), (10, 10, 16, 0), (10, 100, 16, 0), (10, 100, 16, 100), (10, 500, 32, 250)]
         bench_riemannian(rows, sizes, a.device, 2)
-    head = (f"| solver | problem | n | k | relu | seconds | notes |\n|---|---|---|---|---|---|---|")
+    head = ("| solver | problem | n | k | relu | seconds | notes |\n|---|---|---|---|---|---|---|")
     lines = [head] + [f"| {s} | {p} | {n} | {k} | {r} | {t:.3f} | {note} |" for s, p, n, k, r, t, note in rows]
     env = f"python {platform.python_version()}, {platform.machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
     text = env + "\n\n" + "\n".join(lines) + "\n"
