@@ -202,6 +202,11 @@ def test_bad_chunk_and_norm_values(kw, msg):
         TrainConfig.from_dict({"batching": "full", **kw})
 
 
+def test_validate_refuses_a_bad_chunk_size_set_directly():
+    with pytest.raises(InputError, match="chunk_size must be a positive integer"):
+        TrainConfig(batching="full", chunk_size=0).validate()
+
+
 def test_cli_bad_chunk_size_is_exit_2(capsys):
     from nctheory.cli import main as cli_main
 

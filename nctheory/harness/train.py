@@ -211,6 +211,8 @@ class TrainConfig:
         if not self.batchnorm and self.norm not in ("batch", "none"):
             raise InputError(f"batchnorm=false (no normalisation) conflicts with norm={self.norm!r}; set norm only")
         if self.chunk_size is not None:
+            if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+                raise InputError(f"chunk_size must be a positive integer or null, got {self.chunk_size!r}")
             if self.batching != "full":
                 raise InputError(f"chunk_size is for batching full (the two-pass full-batch gradient), "
                                  f"got batching {self.batching!r}")
