@@ -44,6 +44,7 @@ TRAIN_CONFIG = {
     "mlp_hidden": _POS_INT,
     "mlp_depth": _POS_INT,
     "batchnorm": _BOOL,
+    "norm": _STR,
     "feat_dim": Field("int", lo=1, nullable=True),
     "projection": _BOOL,
     "relu": _BOOL,
@@ -59,6 +60,8 @@ TRAIN_CONFIG = {
     # batching
     "batching": _STR,
     "batch_size": _POS_INT,
+    "chunk_size": Field("int", lo=1, nullable=True,
+                        doc="images per chunk of the two-pass full-batch gradient (batching full; null: one chunk)"),
     "bind": _BOOL,
     "drop_last": _BOOL,
     "views": _POS_INT,

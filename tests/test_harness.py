@@ -406,15 +406,17 @@ def test_loss_names_come_from_the_catalogue(tmp_path, capsys):
             TrainConfig.from_dict({"loss": bad})
 
 
-def test_experiment_configs_are_valid():
+def test_experiment_configs_are_valid(monkeypatch):
     """Every experiments/*.json parses into TrainConfigs and builds its network (each sweep entry, digits
-    input shape, narrow width), so `--config` will not exit 2 part-way through a sweep."""
+    input shape, narrow width), so `--config` will not exit 2 part-way through a sweep. The repository root
+    is on the path, as the configs naming a dataset factory of experiments/datasets/ need."""
     from pathlib import Path
 
     from nctheory.harness.train import model_from_config
 
     root = Path(__file__).parent.parent / "experiments"
-    names = ["kini_fig3", "kini_fig6_batching", "gill_fig2", "gill_fig3", "koromilas_table3"]
+    monkeypatch.syspath_prepend(str(root.parent))
+    names = ["kini_fig3", "kini_fig6_batching", "gill_fig2", "gill_fig3", "koromilas_table3", "kini_fig3_whole_digits"]
     files = [root / f"{n}.json" for n in names]
     assert sorted(files) == sorted(root.glob("*.json"))
     for f in files:

@@ -49,6 +49,10 @@ FLAGS = [
     ("--prototypes", "prototypes", str, "prototype geometry: etf | minority-angles | majority-collapse"),
     ("--batching", "batching", str, "full | fixed | reshuffle | class_balanced"),
     ("--batch-size", "batch_size", int, "images per batch before view duplication"),
+    ("--chunk-size", "chunk_size", int, "--batching full: images per chunk of the two-pass exact gradient "
+                                        "(memory: one chunk's activations; default the whole batch)"),
+    ("--norm", "norm", str, "batch (default) | group | frozen | none: the networks' normalisation layer; only "
+                            "group/frozen/none give the exact full-batch gradient with --chunk-size"),
     ("--views", "views", int, "views per image (2 = batch duplication, Kini et al. §3)"),
     ("--augment", "augment", str, "first view's transform: none | vflip | hflip | crop_flip"),
     ("--view-augment", "view_augment", str, "extra views' transform (default vflip, Kini et al.)"),

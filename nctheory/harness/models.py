@@ -30,9 +30,32 @@ convolution and no max-pool, four stages of BasicBlocks with widths (w, 2w, 4w, 
 default, so the backbone output has p = 512 dimensions. ``width`` shrinks the network for CPU runs.
 The input (channels, height, width) is configurable: 1x8x8 (scikit-learn digits), 1x28x28 (MNIST),
 3x32x32 (CIFAR). torchvision is deliberately not used.
+
+``norm`` (both the ResNets and the MLP) chooses the normalisation layer after each convolution / hidden
+Linear layer (:func:`norm_layer`):
+
+- ``batch`` (default, the papers' networks): BatchNorm. In train mode it normalises with the statistics
+  of the batch it is called on and updates its running statistics; so the features of one sample depend
+  on the other samples of the same forward call. Under ``--batching full`` with ``chunk_size`` < n
+  (:func:`nctheory.harness.train.full_batch_backward`) each chunk is normalised with its own statistics,
+  which differ from the full-batch statistics: the two-pass gradient is then the gradient of a
+  different network function (per-chunk BatchNorm), NOT the full-batch gradient of the BatchNorm
+  network, and the running statistics are updated once per chunk (pass 2) instead of once per step.
+- ``group``: GroupNorm (Wu & He 2018): gcd(C, 32) groups of a C-channel convolution map (the ResNets), one
+  group of all C units of a hidden Linear layer (the MLP: per-sample normalisation over the layer, i.e.
+  LayerNorm with a per-unit affine map). Statistics per sample, so the network is batch-independent and
+  the two-pass gradient is the exact full-batch gradient. A group holds (C / groups) x H x W values; a
+  group of one value (C <= 32 on a 1 x 1 map: the last stage of a ResNet of width <= 4 on 8 x 8 digits)
+  is normalised to 0 and the layer outputs its bias, so such a network is constant: use a wider one.
+- ``frozen``: BatchNorm always in eval mode with fixed statistics (running mean 0, variance 1 at
+  initialisation, or those of a loaded state dict; never updated): a per-channel affine map
+  gamma (x - mu) / sqrt(var + eps) + beta with learned gamma, beta. Batch-independent, exact.
+- ``none``: no normalisation layer (convolutions / Linear layers get a bias instead).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -43,20 +66,57 @@ from nctheory.harness.factory import call_factory, is_factory_spec, resolve_fact
 
 ARCHS = ("resnet18", "resnet34", "mlp")
 FEATURE_LAYERS = ("auto", "linear", "identity")
+NORMS = ("batch", "group", "frozen", "none")
+BATCH_DEPENDENT_NORMS = ("batch",)  # norms whose output depends on the other samples of the forward call
+
+
+class FrozenBatchNorm(nn.Module):
+    """BatchNorm that always normalises with its stored statistics (eval mode), which never change.
+
+    y = weight * (x - running_mean) / sqrt(running_var + eps) + bias per channel, for (N, C) and (N, C, H, W)
+    inputs; weight and bias are trained, running_mean / running_var stay at their initial 0 / 1 (or a loaded
+    state dict). Not a torch BatchNorm subclass, so SyncBatchNorm conversion leaves it alone."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def norm_layer(norm: str, channels: int, dims: int = 2) -> nn.Module:
+    """The normalisation layer ``norm`` (module docstring) for ``channels`` channels of a (N, C, H, W)
+    (dims=2) or (N, C) (dims=1) activation; ``none`` is the identity."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(channels, 32) if dims == 2 else 1, channels)
+    if norm == "frozen":
+        return FrozenBatchNorm(channels)
+    if norm == "none":
+        return nn.Identity()
+    raise InputError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BatchNorm and an identity (or 1x1-conv) shortcut (He et al. 2016)."""
+    """Two 3x3 convolutions, each followed by the normalisation ``norm`` (BatchNorm in He et al. 2016), and an
+    identity (or 1x1-conv) shortcut."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch"):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        bias = norm == "none"
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+        self.bn1 = norm_layer(norm, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=bias)
+        self.bn2 = norm_layer(norm, cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=bias), norm_layer(norm, cout))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -67,15 +127,15 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR-style ResNet: 3x3 stem (stride 1), no max-pool, stages (w, 2w, 4w, 8w), global avg pool."""
 
-    def __init__(self, blocks_per_stage, in_channels: int = 3, width: int = 64):
+    def __init__(self, blocks_per_stage, in_channels: int = 3, width: int = 64, norm: str = "batch"):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=norm == "none"),
+                                  norm_layer(norm, width), nn.ReLU(inplace=True))
         layers, cin = [], width
         for s, nblocks in enumerate(blocks_per_stage):
             cout = width * 2 ** s
             for b in range(nblocks):
-                layers.append(BasicBlock(cin, cout, stride=2 if (b == 0 and s > 0) else 1))
+                layers.append(BasicBlock(cin, cout, stride=2 if (b == 0 and s > 0) else 1, norm=norm))
                 cin = cout
         self.layers = nn.Sequential(*layers)
         self.out_dim = cin
@@ -86,15 +146,18 @@ class ResNet(nn.Module):
 
 
 class MLP(nn.Module):
-    """Flatten, then `depth` blocks Linear-BatchNorm-ReLU of `hidden` units (Kini et al. E.3.4 uses 6 x 512)."""
+    """Flatten, then `depth` blocks Linear-norm-ReLU of `hidden` units (Kini et al. E.3.4 uses 6 x 512 with
+    BatchNorm); ``batchnorm=False`` is the older spelling of ``norm="none"``."""
 
-    def __init__(self, in_features: int, hidden: int = 256, depth: int = 2, batchnorm: bool = True):
+    def __init__(self, in_features: int, hidden: int = 256, depth: int = 2, batchnorm: bool = True,
+                 norm: str = "batch"):
         super().__init__()
+        norm = norm if batchnorm else "none"
         layers, cin = [nn.Flatten()], in_features
         for _ in range(depth):
-            layers.append(nn.Linear(cin, hidden, bias=not batchnorm))
-            if batchnorm:
-                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(nn.Linear(cin, hidden, bias=norm == "none"))
+            if norm != "none":
+                layers.append(norm_layer(norm, hidden, dims=1))
             layers.append(nn.ReLU(inplace=True))
             cin = hidden
         self.net = nn.Sequential(*layers)
@@ -143,10 +206,11 @@ class SphereNet(nn.Module):
         g = self.head(f)
         if self.relu:
             g = F.relu(g)
+        g = g if g.dtype == torch.float64 else g.float()  # float32 even under autocast; float64 stays float64
         if not self.normalize:  # plain CE (Koromilas Eq. 1) uses unnormalised features
-            return f, g.float()
-        # normalise in float32 even under autocast: ||h|| = 1 is what the bounds assume
-        h = F.normalize(g.float(), dim=1, eps=1e-12)
+            return f, g
+        # normalise in float32 (or float64) even under autocast: ||h|| = 1 is what the bounds assume
+        h = F.normalize(g, dim=1, eps=1e-12)
         return f, h
 
     def forward(self, x):
@@ -194,9 +258,11 @@ def factory_backbone(spec: str, input_shape, num_classes: int | None = None) -> 
 def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None = None,
                 projection: bool = False, relu: bool = False, normalize: bool = True, mlp_hidden: int = 256,
                 mlp_depth: int = 2, batchnorm: bool = True, feature_layer: str = "auto",
-                num_classes: int | None = None) -> SphereNet:
+                num_classes: int | None = None, norm: str = "batch") -> SphereNet:
     """Build ``arch`` ("resnet18", "resnet34", "mlp", or your own "package.module:factory") for inputs of
-    shape (C, H, W)."""
+    shape (C, H, W); ``norm`` is the normalisation layer of the built-in backbones (module docstring)."""
+    if norm not in NORMS:
+        raise InputError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     try:
         c, h, w = (int(v) for v in input_shape)
     except (TypeError, ValueError):
@@ -208,15 +274,15 @@ def build_model(arch: str, input_shape, *, width: int = 64, feat_dim: int | None
     elif arch == "resnet18":
         if width < 1:
             raise InputError(f"width must be >= 1, got {width}")
-        backbone = ResNet((2, 2, 2, 2), in_channels=c, width=width)
+        backbone = ResNet((2, 2, 2, 2), in_channels=c, width=width, norm=norm)
     elif arch == "resnet34":
         if width < 1:
             raise InputError(f"width must be >= 1, got {width}")
-        backbone = ResNet((3, 4, 6, 3), in_channels=c, width=width)
+        backbone = ResNet((3, 4, 6, 3), in_channels=c, width=width, norm=norm)
     elif arch == "mlp":
         if mlp_hidden < 1 or mlp_depth < 1:
             raise InputError("mlp_hidden and mlp_depth must be >= 1")
-        backbone = MLP(c * h * w, hidden=mlp_hidden, depth=mlp_depth, batchnorm=batchnorm)
+        backbone = MLP(c * h * w, hidden=mlp_hidden, depth=mlp_depth, batchnorm=batchnorm, norm=norm)
     else:
         raise InputError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)} or package.module:factory")
     if feat_dim is not None and int(feat_dim) < 1:

@@ -28,6 +28,16 @@ What is optimised and what is logged
 Batch duplication (``views`` = 2): the contrastive set of a batch B is [x_B; view(x_B)] with labels
 [y_B; y_B]; the bound is computed on that duplicated batch.
 
+Full batch (``batching`` = "full", one process): each epoch's single step is the exact gradient of the
+whole training set's loss, by two passes (:func:`full_batch_features`, :func:`full_batch_backward`):
+features of every view in chunks of ``chunk_size`` images without a graph, dL/dZ for all of them by the
+tiled kernel (O(n d) memory), then every chunk re-forwarded with a graph and back-propagated with its
+slice of dL/dZ. It is the full-batch gradient for a network without batch-dependent layers (``norm``
+group / frozen / none); with ``norm`` batch and more than one chunk, each chunk has its own BatchNorm
+statistics, which differ from the full-batch statistics, so the step is NOT the full-batch gradient of
+the BatchNorm network, and the running statistics are updated once per chunk. config.json and
+summary.json name the norm and the case (``full_batch_gradient``).
+
 Mixed precision: on CUDA the network runs under bf16 autocast with channels_last memory format; the
 features are normalised in float32 and every loss / metric is computed in float32 (training) or
 float64 (logging, metrics). On CPU everything is float32/float64.
@@ -76,10 +86,12 @@ from nctheory.harness.budget import DataSize, check_train_memory
 from nctheory.harness.data import AUGMENTS, DATASETS, IMBALANCES, augment, load_data
 from nctheory.harness.factory import is_factory_spec, resolve_factory
 from nctheory.harness.measure import Measurer
-from nctheory.harness.models import ARCHS, FEATURE_LAYERS, build_model, count_parameters
+from nctheory.harness.models import (ARCHS, BATCH_DEPENDENT_NORMS, FEATURE_LAYERS, NORMS, build_model,
+                                     count_parameters)
 from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed, plan_uniqueness
 from nctheory.runplots import plot_run
 from nctheory.losses.catalogue import LOSSES, get_loss
+from nctheory.losses.tiled import scl_tiled, scl_with_prototypes_tiled
 from nctheory.monitor import check_tensorboard, run_writer, write_json
 from nctheory.runfolder import RunLock, atomic_torch_save, clear_unstarted, run_state
 from nctheory.schemas import check_train_config
@@ -87,6 +99,10 @@ from nctheory.validate import output_dir
 
 # the losses `nctheory train` offers: every catalogue entry that trains (nctheory.losses.catalogue)
 TRAIN_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.trains)
+
+# training losses with a pairwise (n x n) term and no tiled kernel (nctheory.losses.tiled): NTCE and NONL
+# compare every class prototype with every instance of the batch
+DENSE_ONLY_LOSSES = ("ntce", "nonl")
 
 # keys a resumed run may change (they do not alter what is computed up to the checkpoint)
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "device", "eval_every", "eval_batch", "compile", "name",
@@ -111,7 +127,8 @@ class TrainConfig:
     width: int = 64                    # ResNet base width (64 = the papers' ResNet)
     mlp_hidden: int = 256
     mlp_depth: int = 2
-    batchnorm: bool = True
+    batchnorm: bool = True             # MLP only; False is the older spelling of norm="none"
+    norm: str = "batch"                # batch | group | frozen | none (models.py; "batch" is batch-dependent)
     feat_dim: int | None = None        # feature dimension d (None: backbone width)
     projection: bool = False           # Khosla et al. 2-layer projector
     relu: bool = True                  # ReLU before normalisation (Kini et al. "SCL+ReLU")
@@ -128,6 +145,7 @@ class TrainConfig:
     # batching
     batching: str = "reshuffle"        # full | fixed | reshuffle | class_balanced
     batch_size: int = 128
+    chunk_size: int | None = None      # --batching full: images per chunk of the two-pass gradient (None: all)
     bind: bool = False                 # batch-binding (Kini et al. Alg. 1)
     drop_last: bool = False
     views: int = 2                     # batch duplication (Kini et al. §3)
@@ -191,6 +209,19 @@ class TrainConfig:
         choice("amp", ("auto", "bf16", "off"))
         choice("channels_last", ("auto", "on", "off"))
         choice("feature_layer", FEATURE_LAYERS)
+        choice("norm", NORMS)
+        if not self.batchnorm and self.norm not in ("batch", "none"):
+            raise InputError(f"batchnorm=false (no normalisation) conflicts with norm={self.norm!r}; set norm only")
+        if self.chunk_size is not None:
+            if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+                raise InputError(f"chunk_size must be a positive integer or null, got {self.chunk_size!r}")
+            if self.batching != "full":
+                raise InputError(f"chunk_size is for batching full (the two-pass full-batch gradient), "
+                                 f"got batching {self.batching!r}")
+            if self.loss in DENSE_ONLY_LOSSES:
+                raise InputError(f"loss {self.loss} has no O(n d) tiled form, so its full-batch gradient needs "
+                                 f"n x n memory whatever the chunk size; chunk_size is for "
+                                 f"{', '.join(n for n in TRAIN_LOSSES if n not in DENSE_ONLY_LOSSES)}")
         for name in ("epochs", "views", "eval_every", "eval_batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -271,8 +302,13 @@ class LossHead(nn.Module):
         else:
             self.W, self.b = None, None
 
-    def sum_form(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """The batch loss in the papers' sum form and its number of anchors."""
+    def sum_form(self, z: torch.Tensor, y: torch.Tensor, tiled: bool = False) -> tuple[torch.Tensor, int]:
+        """The batch loss in the papers' sum form and its number of anchors.
+
+        tiled=True: scl and scl_prototypes by their O(n d)-memory kernels (:func:`nctheory.losses.tiled.scl_tiled`,
+        :func:`~nctheory.losses.tiled.scl_with_prototypes_tiled`, equal to the catalogue's dense definitions,
+        tests/test_tiled.py); every other loss by its catalogue entry (those are O(n k) except
+        DENSE_ONLY_LOSSES)."""
         spec, cfg = self.spec, self.cfg
         kw = {"k": self.k}
         if self.W is not None:
@@ -283,7 +319,12 @@ class LossHead(nn.Module):
             kw["tau"] = cfg.tau
         if spec.takes_n_w:
             kw["n_w"] = cfg.n_w
-        return spec(z, y, **kw), spec.anchors(z.shape[0], self.k, kw.get("n_w", 0))
+        n_anchor = spec.anchors(z.shape[0], self.k, kw.get("n_w", 0))
+        if tiled and spec.name == "scl":
+            return scl_tiled(z, y, cfg.tau), n_anchor
+        if tiled and spec.name == "scl_prototypes":
+            return scl_with_prototypes_tiled(z, y, kw["W"], cfg.n_w, cfg.tau), n_anchor
+        return spec(z, y, **kw), n_anchor
 
 
 def make_optimizer(cfg: TrainConfig, params):
@@ -326,7 +367,8 @@ def model_from_config(cfg: TrainConfig, input_shape, num_classes: int | None = N
         feat_dim = cfg.mlp_hidden
     return build_model(cfg.model, input_shape, width=cfg.width, feat_dim=feat_dim, projection=cfg.projection,
                        relu=cfg.relu, normalize=cfg.normalize, mlp_hidden=cfg.mlp_hidden, mlp_depth=cfg.mlp_depth,
-                       batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer, num_classes=num_classes)
+                       batchnorm=cfg.batchnorm, feature_layer=cfg.feature_layer, num_classes=num_classes,
+                       norm=cfg.norm)
 
 
 def _legacy_feature_layer(cfg: TrainConfig, input_shape) -> TrainConfig:
@@ -513,7 +555,9 @@ def _run_info(cfg: TrainConfig, data, model, head, m: Machine, plans) -> dict:
             "parameters": count_parameters(model) + count_parameters(head), "device": str(m.device),
             "world_size": m.world, "features_nonnegative": model.features_nonnegative, "amp": str(m.amp_dtype),
             "channels_last": m.channels_last, "torch": torch.__version__, "data_info": data.info,
-            "binding_examples": plans.binding_examples}
+            "binding_examples": plans.binding_examples, "norm": cfg.norm if cfg.batchnorm else "none",
+            "full_batch_gradient": full_batch_gradient(cfg) if not m.distributed else
+            "one pass: the whole batch's graph (torchrun), the catalogue's loss"}
 
 
 def _progress(plan, cfg: TrainConfig, m: Machine, epoch: int):
@@ -549,7 +593,87 @@ def _batch_features(fwd, data, B: torch.Tensor, views_fn, gen, cfg: TrainConfig,
     with torch.autocast(device_type=m.device.type, dtype=m.amp_dtype, enabled=m.amp_dtype is not None):
         z = fwd(xv)
     sizes = [cfg.views * s for s in D.slice_sizes(B.numel(), m.world)]
-    return D.gather_rows(z.float(), sizes), D.gather_labels(y.repeat(cfg.views), sizes)
+    z = z if z.dtype == torch.float64 else z.float()  # float32 (from bf16 under autocast); a float64 net stays
+    return D.gather_rows(z, sizes), D.gather_labels(y.repeat(cfg.views), sizes)
+
+
+# ------------------------------------------------------------------------------------------ full batch, two passes
+def _chunks(B: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, ...]:
+    """The batch's images in chunks of cfg.chunk_size (the last one shorter; one chunk when None)."""
+    return B.split(cfg.chunk_size or max(B.numel(), 1))
+
+
+def _batchnorm_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(buffer, copy) of every BatchNorm running statistic (running_mean, running_var, num_batches_tracked)."""
+    return [(b, b.detach().clone()) for mod in model.modules()
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) for b in mod.buffers()]
+
+
+def full_batch_features(fwd, model, data, B: torch.Tensor, views_fn, gen, cfg: TrainConfig, m: Machine):
+    """Pass 1 of the two-pass full-batch gradient: the features Z (float32, or float64 for a float64 network)
+    and labels of batch B's views, computed chunk by chunk without a graph; returns (Z, labels, replay).
+
+    Z is the concatenation over the chunks C_1, C_2, ... of B (cfg.chunk_size images each) of
+    [x_C; view(x_C); ...] (view-major within a chunk; the loss does not depend on the order of its rows).
+    The network runs in the mode it is in (train mode: BatchNorm uses each chunk's batch statistics, the
+    same statistics pass 2 will use); BatchNorm running statistics are restored after the pass, so only
+    pass 2 updates them. ``replay`` is the augmentation generator's state before the pass: pass 2
+    replays exactly the same views."""
+    replay = gen.get_state()
+    saved = _batchnorm_buffers(model)
+    zs, ys = [], []
+    with torch.no_grad():
+        for C in _chunks(B, cfg):
+            z, y = _batch_features(fwd, data, C, views_fn, gen, cfg, m)
+            zs.append(z)
+            ys.append(y)
+        for buf, copy in saved:
+            buf.copy_(copy)
+    return torch.cat(zs), torch.cat(ys), replay
+
+
+def full_batch_backward(fwd, head: LossHead, data, B: torch.Tensor, z: torch.Tensor, yv: torch.Tensor, replay,
+                        views_fn, gen, cfg: TrainConfig, m: Machine, scale: float) -> int:
+    """Pass 2 of the two-pass full-batch gradient: accumulates into every parameter's .grad the gradient of
+    L = scale * L_sum(Z) / n_anchor (the mean form the trainer optimises) and returns n_anchor.
+
+    1. G = dL/dZ (n_rows, d) from the pass-1 features Z as a leaf, by the tiled kernel for scl and
+       scl_prototypes (:meth:`LossHead.sum_form` with tiled=True: O(n d) memory, no n x n tensor); the loss
+       head's own parameters (a learned classifier) get their gradient in the same backward.
+    2. Each chunk C is re-forwarded with a graph (same mode, same views: ``replay``) and back-propagated
+       with its slice: z_C.backward(G_C). By the chain rule, dL/dtheta = sum_C (dz_C/dtheta)^T G_C, which
+       is the full-batch gradient whenever z_C depends on the images of C only, i.e. for a network
+       without batch-dependent layers (norm group / frozen / none).
+    With norm "batch" and more than one chunk this is NOT the full-batch gradient of the BatchNorm
+    network: each chunk is normalised with its own batch statistics (in both passes, consistently), which
+    differ from the full batch's, and the running statistics are updated once per chunk. With one chunk
+    (chunk_size None or >= n) it is exact for BatchNorm too. Peak memory: Z and G (O(n d)) plus one chunk's
+    activations."""
+    leaf = z.detach().requires_grad_(True)
+    value, n_anchor = head.sum_form(leaf, yv, tiled=True)
+    (value * (scale / n_anchor)).backward()
+    G = leaf.grad
+    gen.set_state(replay)
+    start = 0
+    for C in _chunks(B, cfg):
+        zc, _ = _batch_features(fwd, data, C, views_fn, gen, cfg, m)
+        zc.backward(G[start:start + zc.shape[0]].to(zc.dtype))
+        start += zc.shape[0]
+    return n_anchor
+
+
+def full_batch_gradient(cfg: TrainConfig) -> str | None:
+    """What a step of this run computes under --batching full (config.json / summary.json), None otherwise."""
+    if cfg.batching != "full":
+        return None
+    chunks = "one chunk (the whole batch)" if cfg.chunk_size is None else f"chunks of {cfg.chunk_size} images"
+    text = (f"two-pass: features in {chunks} without a graph, the loss gradient w.r.t. all features by the tiled "
+            f"kernel, each chunk re-forwarded and back-propagated with its slice")
+    if cfg.norm in BATCH_DEPENDENT_NORMS and cfg.batchnorm and cfg.chunk_size is not None and not is_factory_spec(cfg.model):
+        return text + ("; norm batch: each chunk is normalised with its own BatchNorm statistics, so this is NOT "
+                       "the full-batch gradient (exact only if the chunk holds the whole batch)")
+    return text + f"; norm {cfg.norm if cfg.batchnorm else 'none'}: the exact full-batch gradient" + (
+        " (for your own model: exact only if it has no batch-dependent layer)" if is_factory_spec(cfg.model) else "")
 
 
 def _zero_rows(z: torch.Tensor, cfg: TrainConfig, model, epoch: int) -> int:
@@ -580,6 +704,9 @@ def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: 
     measurer.save_embeddings(model, amp_dtype)
     summary = measurer.summary(seconds)
     summary["embeddings"] = "embeddings.npz (keys features, labels, test_features, test_labels)"
+    summary["norm"] = cfg.norm if cfg.batchnorm else "none"
+    if cfg.batching == "full":
+        summary["full_batch_gradient"] = json.loads((out / "config.json").read_text()).get("full_batch_gradient")
     if cfg.loss == "scl" and model.features_nonnegative:
         # Kini Thm 2 / Cor. 2.1 (UFM+): is the OF the unique optimum for the batches trained on?
         try:
@@ -638,6 +765,9 @@ def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict
         return json.loads((out / "summary.json").read_text())
     if m.distributed:  # every rank has read the folder's state before rank 0 clears an unstarted run
         torch.distributed.barrier()
+    if m.distributed and cfg.chunk_size is not None:
+        raise InputError("chunk_size (the two-pass full-batch gradient) runs in one process; under torchrun "
+                         "--batching full takes the whole batch's graph in one pass")
     if m.is_main and status.state == "unstarted":
         clear_unstarted(out)  # killed before its first checkpoint: exactly those files go, then a clean start
     ckpt_path = out / "checkpoint.pt"
@@ -655,6 +785,7 @@ def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict
 
     views_fn = [cfg.augment] + [cfg.view_augment] * (cfg.views - 1)
     scale = (cfg.tau / cfg.base_tau) if cfg.base_tau else 1.0  # the reference SupCon scaling
+    two_pass = cfg.batching == "full" and not m.distributed  # full_batch_features / full_batch_backward
     steps, t_start, saved = 0, time.time(), start_epoch
     bar = _epoch_bar(cfg, m, start_epoch)
     try:
@@ -665,16 +796,20 @@ def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict
             fwd.train()
             loss_sum, anchors, images, zero_rows, t0 = 0.0, 0, 0, 0, time.time()
             for B in _progress(plan, cfg, m, epoch):
-                z, yv = _batch_features(fwd, data, B, views_fn, gen, cfg, m)
-                zero_rows += _zero_rows(z, cfg, model, epoch)
-                # ---- the loss in its mean form (float32), one SGD step
-                value, n_anchor = head.sum_form(z, yv)
-                loss = value * (scale / n_anchor)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if two_pass:  # --batching full: features without a graph, tiled dL/dZ, chunks re-forwarded
+                    z, yv, replay = full_batch_features(fwd, model, data, B, views_fn, gen, cfg, m)
+                    zero_rows += _zero_rows(z, cfg, model, epoch)
+                    n_anchor = full_batch_backward(fwd, head, data, B, z, yv, replay, views_fn, gen, cfg, m, scale)
+                else:
+                    z, yv = _batch_features(fwd, data, B, views_fn, gen, cfg, m)
+                    zero_rows += _zero_rows(z, cfg, model, epoch)
+                    # ---- the loss in its mean form (float32)
+                    value, n_anchor = head.sum_form(z, yv)
+                    (value * (scale / n_anchor)).backward()
+                opt.step()  # ---- one SGD step
                 with torch.no_grad():  # the logged value: the same batch loss in the sum form, float64
-                    loss_sum += float(head.sum_form(z.detach().double(), yv)[0])
+                    loss_sum += float(head.sum_form(z.detach().double(), yv, tiled=two_pass)[0])
                 anchors += n_anchor
                 images += B.numel() * cfg.views
                 steps += 1
