@@ -35,8 +35,13 @@ TOO_LARGE = [({"views": 10000}, "--views 10000"), ({"feat_dim": 10**7}, "--feat-
              ({"synthetic": {"k": 2, "n_per_class": 10**8}}, "n_per_class=100000000")]
 
 
+# experiments/datasets/whole_digits.py (a dataset of your own, sized only once loaded): all of digits, no test split
+WHOLE_DIGITS = budget.DataSize(1797, 0, (1, 8, 8), 10)
+
+
 def total(cfg: TrainConfig) -> int:
-    return sum(budget.train_memory(cfg, budget.data_size(cfg), model_from_config)["bytes"].values())
+    data = budget.data_size(cfg) or (WHOLE_DIGITS if cfg.dataset.endswith(":whole_digits") else None)
+    return sum(budget.train_memory(cfg, data, model_from_config)["bytes"].values())
 
 
 @pytest.mark.parametrize("change,flag", TOO_LARGE, ids=[f for _, f in TOO_LARGE])
@@ -197,7 +202,9 @@ def test_a_failing_sweep_overlay_warns_on_stderr_and_json_stays_pure(tmp_path, c
 
 @pytest.mark.parametrize("d,words", [
     ({"dataset": "mnist", "model": "resnet18", "batching": "full"}, ["activations", "--views 2", "--width 64",
-                                                                      "--batching reshuffle"]),
+                                                                      "--chunk-size N"]),
+    ({"dataset": "mnist", "model": "resnet18", "batching": "full", "chunk_size": 60000},
+     ["activations of a chunk", "--chunk-size 60000", "--batching reshuffle"]),
     ({"dataset": "cifar10"}, ["the data (60000 images of 3x32x32)", "--n-max N or --n-total N"]),
     ({"model": "mlp", "mlp_hidden": 100000, "mlp_depth": 4}, ["parameters", "mlp_hidden=100000", "mlp_depth=4"]),
 ])
@@ -206,3 +213,27 @@ def test_the_refusal_says_what_is_large_and_what_lowers_it(d, words):
         budget.check_train_memory(TrainConfig.from_dict(d), model_from_config)
     msg = str(exc.value)
     assert "\n" not in msg and "limit 1.0 GB (--max-memory)" in msg and all(w in msg for w in words), msg
+
+
+def test_full_batch_is_estimated_by_chunk_and_tiled_loss():
+    """--batching full runs the two-pass gradient: activations of one chunk (views x chunk_size rows) and the
+    tiled loss, O(m d), so a whole CIFAR-10 training set in full batch fits where the dense form could not."""
+    cfg = TrainConfig.from_dict({"dataset": "cifar10", "model": "resnet18", "width": 16, "batching": "full",
+                                 "chunk_size": 256, "views": 2, "loss": "scl"})
+    data = budget.data_size(cfg)
+    est = budget.train_memory(cfg, data, model_from_config)
+    m = 2 * data.n_train
+    assert est["rows"] == m and est["forward_rows"] == 2 * 256
+    assert est["bytes"]["loss"] == budget.TILED_BYTES_PER_ROW_ELEMENT * m * est["feat_dim"] + budget.TILED_TILE_BYTES
+    assert est["bytes"]["loss"] < budget.loss_memory("scl", m, 10) / 100  # the dense form: 320 GB
+    one_chunk = budget.train_memory(TrainConfig.from_dict({**cfg.__dict__, "chunk_size": None}), data,
+                                    model_from_config)
+    assert one_chunk["bytes"]["activations"] > 100 * est["bytes"]["activations"]
+
+
+def test_full_batch_refusal_suggests_a_chunk_size(tmp_path):
+    cfg = {"dataset": "cifar10", "model": "resnet18", "width": 16, "batching": "full", "views": 2, "loss": "scl",
+           "progress": False}
+    with memory_limit_set("8G"), pytest.raises(InputError, match=r"activations of a batch .*--chunk-size N"):
+        train(cfg, tmp_path / "r")
+    assert not (tmp_path / "r").exists()

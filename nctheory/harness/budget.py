@@ -11,16 +11,17 @@ parts (bytes):
   standardisation) plus the labels.
 - ``parameters``: the network's and the loss head's parameters, float32, times 3 (weights, gradients and
   SGD's momentum buffer); a fixed prototype matrix once.
-- ``activations``: one optimiser step on a batch of ``m = views * batch_size`` images (``views * n_train``
-  for full batching): the input views (float32, 3 copies) and the output of every layer, kept for the
+- ``activations``: one forward pass with a graph on ``views * batch_size`` images (full batching, the
+  two-pass gradient: one chunk, ``views * chunk_size``, or ``views * n_train`` without chunks): the input views (float32, 3 copies) and the output of every layer, kept for the
   backward pass, plus twice the largest one (the gradients in flight), in float32 (bf16 under autocast),
   from the layer widths of the network built on the ``meta`` device (no memory, no forward pass); for
   ResNet-18 on 512 images of 1x8x8 and on 64 of 3x32x32 the sum of the layer outputs was 268 and 533 MB,
   the measured peak of a forward and backward pass 294 and 531 MB. A network of your own
   (``model: package.module:factory``) is not built here: its parameters and activations are not in the
   estimate.
-- ``loss``: :func:`loss_memory` for the batch, the dense path (the loss as :mod:`nctheory.losses` computes
-  it on one (m, d) batch).
+- ``loss``: :func:`loss_memory` for the batch of ``m`` feature rows: the dense path (the loss as
+  :mod:`nctheory.losses` computes it on one (m, d) batch), or for full batching with scl / scl_prototypes
+  the tiled kernel the two-pass gradient uses (O(m d)).
 - ``measurements``: the per-epoch geometry, the backbone (p) and feature (d) outputs of every training and
   test image in float32 and float64 (``3 * 8 * n_images * (p + d)``), and the largest layer output of an
   ``eval_batch`` chunk.
@@ -48,10 +49,16 @@ LABEL_BYTES = 3 * 8           # int64 labels: drawn, converted, moved
 DENSE_LOSS_BYTES_PER_LOGIT = 32
 # losses with a logit for every pair of the batch (the others have only the m x k sample-class logits)
 PAIRWISE_LOSSES = frozenset({"scl", "scl_prototypes"})
+# The tiled exact kernel (nctheory.losses.tiled) on m rows of dimension d: no m x m tensor. Measured here
+# (peak RSS of scl_tiled forward + backward in float32 and the float64 recomputation of the logged sum form,
+# d = 128): 87.5 MiB at m = 8192, 237 MiB at m = 32768, i.e. 49.8 bytes per row element plus 37.7 MiB of
+# tiles and workspace; 56 and 48 MiB used.
+TILED_BYTES_PER_ROW_ELEMENT = 56
+TILED_TILE_BYTES = 48 * 2 ** 20
 # the built-in datasets' sizes (train + test images, image shape, classes) before any subsampling
 DATASET_SIZES = {"digits": (1797, (1, 8, 8), 10), "mnist": (70000, (1, 28, 28), 10),
                  "cifar10": (60000, (3, 32, 32), 10), "cifar100": (60000, (3, 32, 32), 100)}
-_CLI_KEYS = {"width", "feat_dim", "views", "batch_size", "n_max", "n_total"}  # keys that are CLI flags
+_CLI_KEYS = {"width", "feat_dim", "views", "batch_size", "n_max", "n_total", "chunk_size"}  # keys that are CLI flags
 
 
 def _flag(key: str, value) -> str:
@@ -115,10 +122,29 @@ def batch_rows(cfg, n_train: int) -> int:
     return cfg.views * (n_train if cfg.batching == "full" else min(cfg.batch_size, n_train))
 
 
-def loss_memory(loss: str, m: int, k: int, n_w: int = 0) -> int:
+def forward_rows(cfg, n_train: int) -> int:
+    """Rows of one forward pass with a graph: the batch's, or for full batching (the two-pass gradient of
+    :func:`nctheory.harness.train.full_batch_backward`) one chunk's, views x chunk_size."""
+    if cfg.batching == "full" and getattr(cfg, "chunk_size", None) is not None:
+        return cfg.views * min(int(cfg.chunk_size), n_train)
+    return batch_rows(cfg, n_train)
+
+
+def tiled_loss(cfg) -> bool:
+    """Whether the trainer computes this run's pairwise loss by the tiled kernel: full batching's two-pass
+    gradient does for scl and scl_prototypes (LossHead.sum_form(tiled=True))."""
+    return cfg.batching == "full" and cfg.loss in PAIRWISE_LOSSES
+
+
+def loss_memory(loss: str, m: int, k: int, n_w: int = 0, *, d: int | None = None, tiled: bool = False) -> int:
     """Bytes of the loss of one batch of m feature rows, the dense path: m x (m + c) logits for a pairwise
     loss (SCL; c = k prototype rows for scl_prototypes), m x k for the classifier losses, at
-    DENSE_LOSS_BYTES_PER_LOGIT each. (A tiled loss, O(m d), would replace this estimate on its path.)"""
+    DENSE_LOSS_BYTES_PER_LOGIT each. ``tiled`` (a pairwise loss by the tiled kernel, features of dimension
+    ``d``): TILED_BYTES_PER_ROW_ELEMENT x m x (d + c) plus the tiles, O(m d)."""
+    if tiled and loss in PAIRWISE_LOSSES:
+        if d is None:
+            raise ValueError("the tiled estimate needs the feature dimension d")  # a programming error
+        return TILED_BYTES_PER_ROW_ELEMENT * int(m) * (int(d) + (k if n_w else 0)) + TILED_TILE_BYTES
     cols = (m + (k if n_w else 0)) if loss in PAIRWISE_LOSSES else k
     return DENSE_LOSS_BYTES_PER_LOGIT * int(m) * int(cols)
 
@@ -179,7 +205,7 @@ def train_memory(cfg, data: DataSize, build, amp_dtype=None) -> dict:
     in, the trainer imports this module); ``amp_dtype``: the autocast dtype of the network (None: float32)."""
     model = _model_on_meta(cfg, data.shape, data.k, build)
     per_image = math.prod(data.shape)
-    m = batch_rows(cfg, data.n_train)
+    m, a = batch_rows(cfg, data.n_train), forward_rows(cfg, data.n_train)
     if model is not None:
         from nctheory.losses.catalogue import get_loss
 
@@ -197,11 +223,11 @@ def train_memory(cfg, data: DataSize, build, amp_dtype=None) -> dict:
         "data": FLOAT32 * data.elements,
         "data_loading": LOAD_BYTES_PER_ELEMENT * data.elements + LABEL_BYTES * data.images,
         "parameters": FLOAT32 * (3 * params + head),
-        "activations": m * (FLOAT32 * 3 * per_image + act_bytes * (act_sum + 2 * act_max)),
-        "loss": loss_memory(cfg.loss, m, data.k, cfg.n_w),
+        "activations": a * (FLOAT32 * 3 * per_image + act_bytes * (act_sum + 2 * act_max)),
+        "loss": loss_memory(cfg.loss, m, data.k, cfg.n_w, d=d or 1, tiled=tiled_loss(cfg)),
         "measurements": 3 * 8 * data.images * (p + d) + FLOAT32 * 3 * min(cfg.eval_batch, data.images) * act_max,
     }
-    return {"bytes": parts, "rows": m, "parameters": params, "feat_dim": d}
+    return {"bytes": parts, "rows": m, "forward_rows": a, "parameters": params, "feat_dim": d}
 
 
 def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
@@ -220,13 +246,18 @@ def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
     elif name == "parameters":
         what, flags = f"{est['parameters']} parameters with their gradients and momentum", d + arch
     elif name == "activations":
-        what, flags = f"the activations of a batch of {est['rows']} images", batch + arch
+        chunked = cfg.batching == "full" and getattr(cfg, "chunk_size", None) is not None
+        what = f"the activations of {'a chunk' if chunked else 'a batch'} of {est['forward_rows']} images"
+        flags = batch + ([_flag("chunk_size", cfg.chunk_size)] if chunked else []) + arch
     elif name == "loss":
-        what, flags = f"the dense loss of a batch of {est['rows']} feature rows", batch
+        kind = "tiled" if tiled_loss(cfg) else "dense"
+        what, flags = f"the {kind} loss of a batch of {est['rows']} feature rows", batch
     else:
         what, flags = f"the geometry of {data.images} images' features", d + arch
     tip = "lower " + " or ".join(flags)
-    if name in ("activations", "loss") and cfg.batching == "full":
+    if name == "activations" and cfg.batching == "full" and getattr(cfg, "chunk_size", None) is None:
+        tip += " or set --chunk-size N (the exact two-pass full-batch gradient, one chunk's activations at a time)"
+    elif name in ("activations", "loss") and cfg.batching == "full":
         tip += " or train on mini-batches (--batching reshuffle --batch-size B)"
     return what, tip
 
