@@ -172,11 +172,18 @@ class RunFolder:
         return final
 
     def summary(self, **extra) -> dict:
+        """The run's summary: epochs, ``extra`` (``seconds``: the time of this process, so of the resumed part
+        only for a resumed run), the final value of every column, and ``seconds_all_epochs``: the sum of
+        metrics.csv's ``epoch_seconds`` over every epoch, the parts before a resume included."""
         counted = [r for r in self.rows if isinstance(r.get("zero_feature_rows"), (int, float))
                    and not (isinstance(r["zero_feature_rows"], float) and math.isnan(r["zero_feature_rows"]))]
         measured = [r for r in self.rows if any(v not in ("", None) for c, v in r.items() if c != "epoch")]
         out = {"epochs": len(self.rows), **extra, "final": self.final_values(),
                "epochs_with_zero_feature_rows": [int(r["epoch"]) for r in counted if r["zero_feature_rows"] > 0]}
+        timed = [r["epoch_seconds"] for r in self.rows if isinstance(r.get("epoch_seconds"), (int, float))
+                 and math.isfinite(r["epoch_seconds"])]
+        if timed:
+            out["seconds_all_epochs"] = float(sum(timed))
         if len(counted) < len(measured):  # epochs of a run resumed from a version that did not count them
             out["epochs_without_zero_row_count"] = [int(r["epoch"]) for r in measured if r not in counted]
         return out

@@ -296,6 +296,10 @@ def test_resume_after_kill_gives_identical_metrics(tmp_path, monkeypatch):
     sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
     sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the summary's seconds_all_epochs counts every epoch, the two before the resume included
+    sb_summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert sb_summary["seconds_all_epochs"] == pytest.approx(sum(float(r["epoch_seconds"]) for r in rb))
+    assert sb_summary["seconds_all_epochs"] >= sum(float(r["epoch_seconds"]) for r in rb[:2]) > 0
 
 
 def test_resume_control_different_seed_differs(tmp_path):
