@@ -32,14 +32,16 @@ devices the tiles run in order on the current stream.
 
 Precision: float64 and float32 inputs are computed in their own dtype; bfloat16 / float16 inputs are
 computed in float32 (the loss comes back as float32; the gradient reaches the input in its dtype
-through the cast). Anchors without a positive contribute 0 and still act as negatives, exactly as in
+through the cast); the entry points run outside autocast (``_precision.outside_autocast``). Anchors without a positive contribute 0 and still act as negatives, exactly as in
 the dense definitions, which stay the reference these functions are tested against
 (tests/test_tiled.py).
 
 Entry points mirror the dense ones: :func:`scl_tiled`, :func:`scl_batches_tiled`,
 :func:`supcon_mean_tiled` (also the reference SupCon semantics of ``contrast_mode="one"``, an
 explicit ``mask`` and SimCLR) and :func:`scl_with_prototypes_tiled`; ``tile`` is the tile edge
-(rows per tile), default :data:`DEFAULT_TILE`.
+(rows per tile), default :data:`DEFAULT_TILE`. The public losses (``losses.scl``, ``scl_batches``,
+``supcon_mean``, ``scl_with_prototypes``, ``supcon`` / ``SupConLoss``) call these kernels themselves with
+``impl="auto"`` from ``losses.scl.TILED_MIN_ROWS`` rows per batch, or with ``impl="tiled"`` at any size.
 """
 
 from __future__ import annotations
