@@ -41,10 +41,11 @@ from nctheory.losses._precision import outside_autocast
 NEG_INF = float("-inf")
 
 #: ``impl="auto"`` takes the tiled kernel for a batch of at least this many (contrast) rows. Where it
-#: comes from: on the 2-core development CPU (float32, d = 128, forward + backward) the dense and tiled
-#: SupCon losses took about the same time at 2048 rows and the tiled one was faster above, with
-#: memory O(n d) against the dense code's O(n^2) (benchmarks/RESULTS-loss.md, "crossover"); below it
-#: the dense code is the faster one and its n x n temporaries are small (2048^2 float32 = 16 MiB each).
+#: comes from (benchmarks/RESULTS-loss.md, "Crossover"; 2-core shared CPU, float32, d = 128, SupCon
+#: forward + backward, 3 rounds): at 512 rows the dense code took half the CPU time of the tiled kernel,
+#: at 1024 about the same, at 2048 the tiled kernel took less CPU time in every round (0.28-0.32 s
+#: against 0.34-0.43 s) and 1/3.5 of the memory, at 4096 a quarter to a third. Below 2048 the
+#: dense code (the reference) is kept: it is not slower there and its n x n temporaries are small.
 TILED_MIN_ROWS = 2048
 
 
