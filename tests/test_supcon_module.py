@@ -232,6 +232,14 @@ def test_labels_all_is_supcon_mean_and_trailing_dims_are_flattened():
     assert abs(float(a - b)) <= 1e-12 * abs(float(b)) and abs(float(a) - float(c)) <= 1e-10 * abs(float(c))
 
 
+def test_labels_as_a_column_are_taken_as_the_reference_takes_them():
+    lab = torch.tensor(LABELS["classes"])
+    f = unit((9, 2, 3), seed=5)
+    assert float(SupConLoss(0.1)(f, lab[:, None])) == float(SupConLoss(0.1)(f, lab))
+    with pytest.raises(InputError):
+        SupConLoss(0.1)(f, lab[:, None].repeat(1, 2))
+
+
 def test_the_issue_141_case_is_finite():
     """One sample whose class has no other member and one view: SupContrast's early code divided 0 by 0."""
     f = unit((3, 1, 4), seed=7)

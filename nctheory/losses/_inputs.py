@@ -193,6 +193,8 @@ def supcon_inputs(features, labels=None, mask=None, contrast_mode: str = "all"):
         raise InputError("give labels or mask, not both (labels=None and mask=None is SimCLR)")
     f = as_view_features(features)
     bsz = f.shape[0]
+    if getattr(labels, "ndim", 1) == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(-1)  # (bsz, 1), which the reference also takes (it views labels as (-1, 1))
     y = None if labels is None else as_labels(labels, bsz, f.device, name="labels")
     m = None if mask is None else as_mask(mask, bsz, f.device)
     return f, y, m
