@@ -4,7 +4,7 @@ there on, and either way the value and gradient of the float64 dense definition.
 Every SCL-type entry point (scl, scl_batches incl. multiset batches, supcon_mean with 1-3 views,
 scl_with_prototypes with n_w = 0 and n_w > 0, supcon with labels / SimCLR / a mask, contrast_mode "all" and
 "one", every reduction) is called at the real threshold, one batch just below it and one just above
-(sizes odd, not a multiple of the tile DEFAULT_TILE = 1024), and compared with impl="dense" in float64. Which
+(sizes odd, not a multiple of the tile DEFAULT_TILE = 512), and compared with impl="dense" in float64. Which
 path ran is observed, not assumed: the dense code saves its logit matrix for backward, the tiled kernel
 nothing of that size (the check can fail both ways).
 

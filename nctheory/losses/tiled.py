@@ -58,9 +58,11 @@ from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
 
-#: default tile edge: 1024 x 1024 float32 temporaries are 4 MiB each; the tile sweep in
-#: benchmarks/RESULTS-loss.md (2-core development CPU) is where this number comes from.
-DEFAULT_TILE = 1024
+#: default tile edge: 512 x 512 float32 temporaries are 1 MiB each. The tile sweep of
+#: benchmarks/RESULTS-loss.md (n = 16384, d = 128, float32, 2-core CPU, 2 rounds) is where this number
+#: comes from: 512 took the least wall time in both rounds and less CPU time than 1024 and 2048 (256
+#: was within a few per cent of it). Chosen on the CPU; not measured on a GPU.
+DEFAULT_TILE = 512
 
 
 # ---------------------------------------------------------------- helpers
