@@ -42,10 +42,11 @@ NEG_INF = float("-inf")
 
 #: ``impl="auto"`` takes the tiled kernel for a batch of at least this many (contrast) rows. Where it
 #: comes from (benchmarks/RESULTS-loss.md, "Crossover"; 2-core shared CPU, float32, d = 128, SupCon
-#: forward + backward, 3 rounds): at 512 rows the dense code took half the CPU time of the tiled kernel,
-#: at 1024 about the same, at 2048 the tiled kernel took less CPU time in every round (0.28-0.32 s
-#: against 0.34-0.43 s) and 1/3.5 of the memory, at 4096 a quarter to a third. Below 2048 the
-#: dense code (the reference) is kept: it is not slower there and its n x n temporaries are small.
+#: forward + backward, round-robin fresh processes): at 512 rows the dense code was the faster one; at
+#: 1024 the two took the same time; at 2048 the same or less for the tiled kernel (tile 512: 0.40 s
+#: both, best of 2 rounds) with 1/4.5 of the memory (43 MB against 193 MB); at 4096 the tiled kernel
+#: took 1/4 to 1/2 of the dense CPU time. Below 2048 the dense code (the reference) is kept: it is not
+#: slower there and its n x n temporaries are small.
 TILED_MIN_ROWS = 2048
 
 
