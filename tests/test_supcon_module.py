@@ -255,7 +255,7 @@ def test_one_sample_one_view():
     x = unit((1, 1, 3), seed=8).requires_grad_(True)
     v = SupConLoss(0.5)(x)
     v.backward()
-    assert float(v) == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+    assert float(v.detach()) == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
 
 
 # ------------------------------------------------------------------------------- the PML call
