@@ -1,13 +1,16 @@
 """SupCon loss at scale: the tiled exact loss against two dense ones, forward + backward, side by side.
 
-Three implementations of the same number (the reference SupCon mean form, contrast_mode "all",
+Four implementations of the same number (the reference SupCon mean form, contrast_mode "all",
 2 views, labels y_j = j mod 100, tau = base_tau = 0.1) on the same features:
 
 - ``tiled``     nctheory.losses.tiled.supcon_mean_tiled (O(n d) memory, symmetric tiles);
 - ``reference`` the SupContrast algorithm (Khosla et al.'s SupConLoss) transcribed with its n x n
                 masks: label mask, logits_mask by scatter, logits minus the detached row max, exp,
                 log_prob, mean over positives (guarded: anchors without positives divide by 1);
-- ``nctheory``  nctheory.losses.supcon_mean, the current dense definition (calls losses.scl).
+- ``nctheory``  nctheory.losses.supcon_mean(..., impl="dense"), the dense definition (losses.scl's
+                dense code);
+- ``module``    nctheory.losses.SupConLoss (impl="auto": the dense code below
+                nctheory.losses.scl.TILED_MIN_ROWS contrast rows, the tiled kernel from there on).
 
 n is the number of contrast rows (n/2 samples x 2 views), d = 128, float32 by default. Each
 (implementation, n) runs in a fresh subprocess: it allocates the inputs, records its resident set
@@ -19,7 +22,7 @@ process (time.process_time: less sensitive than wall time to other jobs on a sha
 torch.cuda.max_memory_allocated minus the allocation after the inputs, and the time is taken
 between synchronisations. A dense configuration whose estimated peak (the measured peak of the
 previous size times (n/n_prev)^2, else ``--dense-bytes-per-n2``) exceeds ``--mem-fraction`` of
-the memory available at start is skipped and reported as such. The values of the three
+the memory available at start is skipped and reported as such. The values of the
 implementations are compared (float32: 1e-4 relative) so that the benchmark cannot compare
 different losses.
 
@@ -42,7 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPLS = ("tiled", "reference", "nctheory")
+IMPLS = ("tiled", "reference", "nctheory", "module")
 TAU = 0.1
 N_CLASSES = 100
 
@@ -101,7 +104,7 @@ def worker(args) -> dict:
     import torch.nn.functional as F
 
     sys.path.insert(0, str(ROOT))
-    from nctheory.losses import supcon_mean
+    from nctheory.losses import SupConLoss, supcon_mean
     from nctheory.losses.tiled import supcon_mean_tiled
 
     torch.set_num_threads(args.threads)
@@ -119,7 +122,11 @@ def worker(args) -> dict:
             return supcon_mean_tiled(f, y, TAU, TAU, tile=args.tile)
         if impl == "reference":
             return supcon_reference(f, y)
-        return supcon_mean(f, y, TAU, TAU)
+        if impl == "module":
+            return module(f, y)
+        return supcon_mean(f, y, TAU, TAU, impl="dense")
+
+    module = SupConLoss(TAU, base_temperature=TAU)
 
     def sync():
         if device.type == "cuda":
@@ -256,7 +263,7 @@ def main(argv=None):
         runs = {c: [] for c in configs}
         for c in configs:
             impl = c[0]
-            if impl != "tiled":
+            if impl not in ("tiled", "module"):
                 prev = last.get(impl)
                 est = prev[1] * (n / prev[0]) ** 2 if prev else args.dense_bytes_per_n2 * n * n / 2**20
                 if est > budget_mb:
@@ -269,7 +276,7 @@ def main(argv=None):
                     continue
                 r = _run_one(args, c[0], n, c[1], args.timeout)
                 runs[c].append(r)
-                if c[0] != "tiled":
+                if c[0] not in ("tiled", "module"):
                     last[c[0]] = (n, r["peak_mb"])
                 print(f"{c[0]:9s} tile={r['tile'] or '-':>5} n={n:6d} round {rnd}  peak {r['peak_mb']:9.1f} MB  "
                       f"median {r['median_s']:8.3f} s  cpu {r['cpu_s']:8.3f} s  load {r['load1']}  "
@@ -282,7 +289,7 @@ def main(argv=None):
             best["peak_mb"] = max(r["peak_mb"] for r in runs[c])
             best["rounds"] = [{k: r[k] for k in ("median_s", "cpu_s", "peak_mb", "load1", "times_s")} for r in runs[c]]
             rows.append(best)
-    # the three implementations compute one number: check it (float32: 1e-4 relative)
+    # the implementations compute one number: check it (float32: 1e-4 relative)
     for n in sizes:
         vals = [r["value"] for r in rows if r["n"] == n and not r.get("skipped")]
         if vals and max(vals) - min(vals) > 1e-4 * max(abs(v) for v in vals):

@@ -6,8 +6,9 @@ joint Gram matrix, where has_gram) == its numpy form (where there is one: PerSam
 Gill's limits, the sympy aggregated expression for scl_prototypes), in the sum and the mean form (the
 mean divides by the anchors the test counts itself, which spec.anchors must reproduce). Cases: small
 hand-built ones (anchors without positives, absent classes, mini-batches with a one-sample batch and
-overlapping batches where the entry takes a plan) and seeded random ones, each in float64 and float32, on
-the device named by the environment variable NCTHEORY_TEST_DEVICE (default cpu; e.g.
+overlapping batches where the entry takes a plan) and seeded random ones, each in float64 and float32
+(entries with a tiled kernel: with impl "auto", "dense" and "tiled"), on the device named by the
+environment variable NCTHEORY_TEST_DEVICE (default cpu; e.g.
 NCTHEORY_TEST_DEVICE=cuda python -m pytest tests/test_loss_catalogue.py), plus a hypothesis search per
 entry in float64. An entry of the catalogue without a reference here fails the test.
 
@@ -257,10 +258,10 @@ def case_kwargs(spec, c: Case, W) -> dict:
             **({"n_w": c.n_w} if spec.takes_n_w else {})}
 
 
-def call(spec, c: Case, dtype, device, reduction="sum"):
+def call(spec, c: Case, dtype, device, reduction="sum", impl="auto"):
     t = (lambda a: None if a is None else torch.as_tensor(a, dtype=dtype, device=device))
     return spec(t(c.z), torch.as_tensor(c.y, device=device), **case_kwargs(spec, c, t(c.W)), b=t(c.b),
-                reduction=reduction)
+                reduction=reduction, impl=impl)
 
 
 def counted_anchors(spec, ref, c: Case) -> int:
@@ -299,6 +300,10 @@ def check_case(spec, ref, c: Case, dtype=torch.float64, device=DEVICE):
     assert got.dtype == dtype and got.device.type == torch.device(device).type and got.ndim == 0
     assert close(got, expected, rtol), (spec.name, c.label, dtype, float(got), expected)
     assert close(call(spec, c, dtype, device, "mean"), expected / anchors, rtol), (spec.name, c.label, "mean")
+    if spec.tiled:  # both implementations, forced (these cases are below TILED_MIN_ROWS: "auto" is dense)
+        for impl in ("dense", "tiled"):
+            v = call(spec, c, dtype, device, impl=impl)
+            assert v.dtype == dtype and close(v, expected, rtol), (spec.name, c.label, dtype, impl, float(v), expected)
     sizes = [len(B) for B in c.plan()]
     assert sum(spec.anchors(s, c.k, c.n_w) for s in sizes) == anchors
     if dtype != torch.float64:
@@ -440,6 +445,17 @@ def test_uniform_call_refuses_what_a_loss_does_not_take(name):
     if not spec.has_gram:
         with pytest.raises(InputError):
             spec.gram_form(y, k=2)
+    with pytest.raises(InputError, match="impl"):
+        spec(z, y, **kw, impl="fast")
+    if not spec.tiled:
+        with pytest.raises(InputError, match="no tiled implementation"):
+            spec(z, y, **kw, impl="tiled")
+
+
+def test_the_tiled_entries_are_the_scl_family():
+    """Every entry whose batch couples every pair of rows (an n x n logit matrix in its dense code) has the
+    tiled kernel; the others are O(n k) (classifier / prototype logits) and have one implementation."""
+    assert {n for n, s in LOSSES.items() if s.tiled} == {"scl", "scl_prototypes", "supcon_mean"}
 
 
 def test_the_mean_form_of_koromilas_losses_is_the_papers_average():

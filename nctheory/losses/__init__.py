@@ -9,15 +9,24 @@ Conventions (each function's docstring repeats the part that concerns it):
   temperature tau; CE-type losses (Koromilas et al.) average over the anchors.
 - An anchor without a positive in its batch contributes 0 and remains a negative for the others.
 - ``nctheory.losses.gram`` gives each loss as a function of the Gram matrix (tested equal).
+- SCL-type losses (scl, scl_batches, supcon_mean, scl_with_prototypes, supcon / SupConLoss) take
+  ``impl="auto" | "dense" | "tiled"``: "auto" uses the tiled exact kernel (nctheory.losses.tiled, O(n d)
+  memory) for batches of at least ``nctheory.losses.scl.TILED_MIN_ROWS`` rows and the dense reference
+  code below that size.
+- ``SupConLoss`` (nn.Module) takes the reference SupContrast call and the pytorch-metric-learning call
+  (nctheory.losses.supcon).
 """
 
 from nctheory.losses.classifier import ce, ce_fixed_classifier, nonl, normface, ntce, proto_loss
 from nctheory.losses.scl import scl, scl_batches, scl_with_prototypes, supcon_mean
+from nctheory.losses.supcon import SupConLoss, supcon
 
 __all__ = [
     "scl",
     "scl_batches",
     "supcon_mean",
+    "supcon",
+    "SupConLoss",
     "scl_with_prototypes",
     "ce",
     "ce_fixed_classifier",

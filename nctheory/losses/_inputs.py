@@ -100,3 +100,76 @@ def like(W, z: torch.Tensor, name: str = "W") -> torch.Tensor:
     if W.shape[1] != z.shape[1]:
         raise InputError(f"{name} has dimension {W.shape[1]} but features have dimension {z.shape[1]}")
     return W
+
+
+#: the implementations an SCL-type loss offers: ``"auto"`` chooses by size (nctheory.losses.scl.TILED_MIN_ROWS)
+IMPLS = ("auto", "dense", "tiled")
+
+
+def check_impl(impl, name: str = "impl") -> str:
+    """impl as one of :data:`IMPLS` (a string; anything else refused with the valid names)."""
+    return validate.text(impl, name, choices=IMPLS)
+
+
+def use_tiled(impl: str, rows: int, threshold: int) -> bool:
+    """Whether a batch of ``rows`` contrast rows takes the tiled kernel: ``impl`` (checked) "tiled",
+    or "auto" with rows >= threshold."""
+    impl = check_impl(impl)
+    return impl == "tiled" or (impl == "auto" and rows >= threshold)
+
+
+def as_view_features(features, name: str = "features") -> torch.Tensor:
+    """SupCon's (bsz, n_views, ...) features as a (bsz, n_views, d) tensor, the trailing dimensions
+    flattened (the reference SupContrast call), at least one sample and one view; real (complex, bool,
+    strings refused), finite; numpy input in float64, torch in its dtype promoted to float32 at least."""
+    validate.real_array(features, name, finite=False)
+    t = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features, dtype=np.float64))
+    if t.ndim < 3:
+        raise InputError(f"{name} must be (batch, views, dim, ...) with at least 3 dimensions, "
+                         f"got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise InputError(f"{name} needs at least one sample and one view, got shape {tuple(t.shape)}")
+    t = t.reshape(t.shape[0], t.shape[1], -1)
+    if not torch.isfinite(t).all():
+        raise InputError(f"{name} contains NaN or infinite entries")
+    return at_least_float32(t)
+
+
+def as_mask(mask, bsz: int, device, name: str = "mask") -> torch.Tensor:
+    """SupCon's (bsz, bsz) positive mask (M_ij: weight of sample j as a positive of anchor sample i;
+    booleans and real weights allowed, asymmetric allowed; complex and strings refused; finite), detached
+    (a constant), on ``device``, in its own dtype (bool stays bool: the caller converts per block)."""
+    if isinstance(mask, torch.Tensor):
+        m = mask.detach()
+        if m.dtype != torch.bool:
+            validate.real_array(m, name, ndim=2)
+    else:
+        arr = np.asarray(mask)
+        if arr.dtype != np.bool_:
+            validate.real_array(arr, name, ndim=2)
+            arr = arr.astype(np.float64)
+        m = torch.as_tensor(arr)
+    if tuple(m.shape) != (bsz, bsz):
+        raise InputError(f"{name} must be ({bsz}, {bsz}) (one row and column per sample), got shape {tuple(m.shape)}")
+    return m.to(device)
+
+
+CONTRAST_MODES = ("all", "one")
+
+
+def supcon_inputs(features, labels=None, mask=None, contrast_mode: str = "all"):
+    """The reference SupCon call's inputs, checked: (f, y, mask) with f (bsz, n_views, d) from
+    :func:`as_view_features`, y a long tensor of bsz labels or None, mask from :func:`as_mask` or None;
+    labels and mask both given is refused (the reference raises there too); contrast_mode "all" | "one"."""
+    validate.text(contrast_mode, "contrast_mode", choices=CONTRAST_MODES)
+    if labels is not None and mask is not None:
+        raise InputError("give labels or mask, not both (labels=None and mask=None is SimCLR)")
+    f = as_view_features(features)
+    bsz = f.shape[0]
+    if getattr(labels, "ndim", 1) == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(-1)  # (bsz, 1), which the reference also takes (it views labels as (-1, 1))
+    y = None if labels is None else as_labels(labels, bsz, f.device, name="labels")
+    m = None if mask is None else as_mask(mask, bsz, f.device)
+    return f, y, m

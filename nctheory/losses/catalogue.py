@@ -11,7 +11,8 @@ An entry *refers* to the one torch definition of its loss (:mod:`nctheory.losses
 :mod:`nctheory.losses.gram`; nothing here computes a loss. tests/test_loss_catalogue.py checks every
 entry against a loop transcription of its paper formula, its Gram form and its numpy form.
 
-The uniform call ``spec(z, y, *, W=None, b=None, tau=1.0, n_w=0, k=None, batches=None, reduction="sum")``
+The uniform call ``spec(z, y, *, W=None, b=None, tau=1.0, n_w=0, k=None, batches=None, reduction="sum",
+multiset=False, impl="auto")``
 - z (n, d) features, one row per sample (numpy: float64; torch: its dtype and device, float16 / bfloat16
   computed in float32), y (n,) labels;
 - W (k, d): the fixed prototypes / classifier (``classifier`` "fixed" or "learned"; refused for "none"),
@@ -24,7 +25,11 @@ The uniform call ``spec(z, y, *, W=None, b=None, tau=1.0, n_w=0, k=None, batches
 - reduction "sum": the papers' sum form (Kini Eq. 2/4, Gill Eq. 1; for the CE family Koromilas' mean
   times the number of anchors); "mean": that sum divided by the number of anchors of all the batches,
   sum_B ``anchors(n_B, k, n_w)`` (the mean form: what the reference SupCon code and the trainer optimise,
-  and Koromilas' own averaging for the CE family).
+  and Koromilas' own averaging for the CE family);
+- impl "auto" | "dense" | "tiled" (``tiled`` entries: the SCL family, whose batches couple every pair of
+  rows): "auto" takes the tiled exact kernel (nctheory.losses.tiled, O(n d) memory) for a batch of at
+  least ``nctheory.losses.scl.TILED_MIN_ROWS`` rows, the dense definition below that; the other entries
+  have one implementation (O(n k) or O(n d)) and refuse "tiled".
 
 ``supcon_mean`` (the reference SupCon implementation, Khosla et al., contrast_mode "all") enters the
 uniform call with z holding every view as a row (the reference stacks views view-major; the loss does
@@ -50,7 +55,7 @@ from nctheory.losses import gram
 from nctheory.losses.classifier import ce, ce_fixed_classifier, nonl, normface, ntce, proto_loss
 from nctheory.losses.prototype_limit import limit_loss, paper_limit_loss
 from nctheory.losses.scl import scl, scl_batches, scl_with_prototypes, supcon_mean
-from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_impl, check_tau
 
 CLASSIFIERS = ("none", "fixed", "learned")
 REDUCTIONS = ("sum", "mean")
@@ -66,7 +71,8 @@ class LossSpec:
     takes_bias: uses a temperature / prototype copies / a classifier bias b (ce); native_reduction: the
     reduction of the paper's definition, which ``gram_form`` returns by default ("sum" for the SCL family and Gill's limits, "mean" for Koromilas'
     losses, CE and the reference SupCon); multiset: batches may repeat a sample (samplers with replacement;
-    ``multiset=True`` in the call and the Gram form, see nctheory.losses.scl_batches); trains: offered by ``nctheory train`` (False for supcon_mean,
+    ``multiset=True`` in the call and the Gram form, see nctheory.losses.scl_batches); tiled: has the tiled
+    exact kernel besides its dense definition (``impl`` in the call); trains: offered by ``nctheory train`` (False for supcon_mean,
     which is the trainer's own ``scl`` objective in the reference's convention: ``scl`` with
     ``base_tau``); source: where the formula is; summary: one line for help texts.
     """
@@ -83,6 +89,7 @@ class LossSpec:
     takes_n_w: bool = False
     takes_bias: bool = False
     multiset: bool = False             # its batches may repeat a sample (a copy with the same feature)
+    tiled: bool = False                # offers impl="tiled" (nctheory.losses.tiled) beside the dense code
     trains: bool = True
     # (y, k, tau, n_w, batches) -> LSEForm in the reduction gram_reduction (default: native_reduction)
     gram_builder: Callable | None = dataclasses.field(default=None, repr=False)
@@ -98,13 +105,14 @@ class LossSpec:
 
     # ---------------------------------------------------------------------------------- the loss
     def __call__(self, z, y, *, W=None, b=None, tau: float = 1.0, n_w: int = 0, k: int | None = None,
-                 batches=None, reduction: str = "sum", multiset: bool = False) -> torch.Tensor:
+                 batches=None, reduction: str = "sum", multiset: bool = False, impl: str = "auto") -> torch.Tensor:
         """The loss of features z (n, d) with labels y (module docstring: the uniform call), 0-dim tensor.
 
         Inputs are checked first (:mod:`nctheory.losses._inputs`): z and W real (complex, bool and
         strings refused) with at least one row, y labels, tau a real number > 0 (a string or a bool is
         refused). Half-precision z / W compute in float32 and the loss is float32
-        (:mod:`nctheory.losses._precision`), for every entry, the SCL family included."""
+        (:mod:`nctheory.losses._precision`), for every entry, the SCL family included. impl: "auto",
+        "dense" or "tiled" (only entries with ``tiled``; module docstring)."""
         tau = check_tau(tau)
         z = as_features(z, min_rows=1)
         y = as_labels(y, z.shape[0], z.device)
@@ -112,7 +120,12 @@ class LossSpec:
             W = as_features(W, "W", min_rows=1)
         self._check_params(tau, n_w, k, batches, reduction, multiset)
         self._check_classifier(W, b, k)
-        value = self.torch_sum(z, y, W, b, tau, n_w, k, batches, **self._multiset_kw(multiset))
+        impl = check_impl(impl)
+        if impl == "tiled" and not self.tiled:
+            raise InputError(f"loss {self.name} has no tiled implementation (impl='tiled'); only "
+                             f"{', '.join(n for n, s in LOSSES.items() if s.tiled)} do")
+        extra = {**self._multiset_kw(multiset), **({"impl": impl} if self.tiled else {})}
+        value = self.torch_sum(z, y, W, b, tau, n_w, k, batches, **extra)
         if reduction == "sum":
             return value
         return value / self._total_anchors(len(y), len(W) if W is not None else k, n_w, batches, multiset)
@@ -191,19 +204,21 @@ def _check_labels(y, k):
     return y
 
 
-def _scl(z, y, W, b, tau, n_w, k, batches, multiset=False):
+def _scl(z, y, W, b, tau, n_w, k, batches, multiset=False, impl="auto"):
     y = _check_labels(y, k)
-    return scl(z, y, tau) if batches is None else scl_batches(z, y, batches, tau, multiset=multiset)
+    if batches is None:
+        return scl(z, y, tau, impl=impl)
+    return scl_batches(z, y, batches, tau, multiset=multiset, impl=impl)
 
 
-def _supcon_mean(z, y, W, b, tau, n_w, k, batches):
+def _supcon_mean(z, y, W, b, tau, n_w, k, batches, impl="auto"):
     z = as_features(z)
     y = _check_labels(y, k)
-    return supcon_mean(z[:, None, :], y, tau, base_tau=tau) * z.shape[0]
+    return supcon_mean(z[:, None, :], y, tau, base_tau=tau, impl=impl) * z.shape[0]
 
 
-def _scl_prototypes(z, y, W, b, tau, n_w, k, batches):
-    return scl_with_prototypes(z, y, W, n_w, tau, batches)
+def _scl_prototypes(z, y, W, b, tau, n_w, k, batches, impl="auto"):
+    return scl_with_prototypes(z, y, W, n_w, tau, batches, impl=impl)
 
 
 def _limit(z, y, W, b, tau, n_w, k, batches):
@@ -257,12 +272,12 @@ def _gram_with_k(builder):
 
 _ENTRIES = [
     LossSpec("scl", "none", "Kini et al. 2023 Eq. 2 (full batch) / Eq. 4 (mini-batches)",
-             "supervised contrastive loss, the papers' sum form", _scl, batches=True, multiset=True,
+             "supervised contrastive loss, the papers' sum form", _scl, batches=True, multiset=True, tiled=True,
              gram_builder=_gram_scl),
     LossSpec("scl_prototypes", "fixed",
              "Gill et al. 2023 §2 and Eq. 1 on the batch augmented with n_w copies of each prototype",
              "SCL with n_w copies of each fixed prototype in every batch, every member an anchor",
-             _scl_prototypes, batches=True, takes_n_w=True,
+             _scl_prototypes, batches=True, takes_n_w=True, tiled=True,
              gram_builder=lambda y, k, tau, n_w, batches: gram.scl_with_prototypes_form(
                  _labels_np(y, k), k, n_w, tau, batches)),
     # no Gram form: the repulsion term sum_c r_c exp(p_c/tau) is not a log-sum-exp; the numpy / cvxpy views
@@ -293,7 +308,7 @@ _ENTRIES = [
              gram_builder=lambda y, k, tau, n_w, batches: gram.proto_loss_form(_labels_np(y, k), tau)),
     LossSpec("supcon_mean", "none", "Khosla et al. 2020, the reference SupCon code (contrast_mode 'all')",
              "the reference SupCon mean form: SCL divided by all anchors (base_tau = tau)", _supcon_mean,
-             native_reduction="mean", trains=False, gram_builder=_gram_scl, gram_reduction="sum"),
+             native_reduction="mean", trains=False, tiled=True, gram_builder=_gram_scl, gram_reduction="sum"),
 ]
 
 LOSSES: dict[str, LossSpec] = {s.name: s for s in _ENTRIES}

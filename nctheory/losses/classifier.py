@@ -14,8 +14,8 @@ the loss is undefined (+inf): that is refused with an InputError rather than ret
 Inputs (issue 15): features, classifiers and labels are checked by :mod:`nctheory.losses._inputs`
 (complex, boolean and string arrays refused, tau a real number > 0, never a string or a bool); a batch
 without samples, or a classifier without rows, is refused (InputError: a mean over no anchors is not a
-number). Half-precision input computes in float32 (:mod:`nctheory.losses._precision`; the value is
-returned in float32). Rows are normalised after scaling each by its largest entry, so rows of any
+number). Half-precision input computes in float32, and no loss runs under autocast
+(:mod:`nctheory.losses._precision`; the value is returned in float32). Rows are normalised after scaling each by its largest entry, so rows of any
 finite size (1e-30 or 1e30 in float32) normalise without underflow or overflow.
 """
 
@@ -26,6 +26,7 @@ import torch
 from nctheory import validate
 from nctheory.errors import InputError
 from nctheory.losses._inputs import as_features, as_labels, check_tau, like
+from nctheory.losses._precision import outside_autocast
 
 
 def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -53,6 +54,7 @@ def _batch(z, W, name: str = "z"):
     return z, like(as_features(W, "W", min_rows=1), z)
 
 
+@outside_autocast
 def ce(z, y, W, b=None, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy, Koromilas Eq. (1): (1/M) sum_i -log softmax(z_i W^T + b)[y_i]. No normalisation,
     no temperature. W (K, d) and b (K,) are trainable here (gradients flow into them)."""
@@ -69,6 +71,7 @@ def ce(z, y, W, b=None, reduction: str = "mean") -> torch.Tensor:
     return _reduce(per, reduction)
 
 
+@outside_autocast
 def ce_fixed_classifier(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     """CE with a fixed classifier (Gill et al. Remark 1; Yang et al. 2022): :func:`ce` with logits
     z_i.w_c / tau and W a constant (no gradient flows into W, no bias). Features are used as given
@@ -77,6 +80,7 @@ def ce_fixed_classifier(z, y, W, tau: float = 1.0, reduction: str = "mean") -> t
     return ce(z, y, W.detach() / check_tau(tau), reduction=reduction)
 
 
+@outside_autocast
 def normface(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     """NormFace, Koromilas Eq. (3)=(7): (1/M) sum_i -log [exp(u_i.ŵ_{y_i}/tau) / sum_c exp(u_i.ŵ_c/tau)]
     with u_i = z_i/||z_i||, ŵ_c = w_c/||w_c||. The anchor is the instance; the denominator runs over
@@ -95,6 +99,7 @@ def _prototype_anchored_logits(z, y, W, tau):
     return S, y
 
 
+@outside_autocast
 def ntce(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     """NTCE, Koromilas Eq. (4)=(8): (1/M) sum_i -log [exp(ŵ_{y_i}.u_i/tau) / sum_{j=1}^M exp(ŵ_{y_i}.u_j/tau)].
     The anchor is the prototype of y_i; the denominator runs over all M instances (i itself and its
@@ -104,6 +109,7 @@ def ntce(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     return _reduce(per, reduction)
 
 
+@outside_autocast
 def nonl(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     """NONL, Koromilas Eq. (9) (the reading the proofs (Lemma A.4) and the authors' code use; Eq. (5)
     with C(i) as App. B defines it would keep j = i in the denominator):
@@ -118,6 +124,7 @@ def nonl(z, y, W, tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     return _reduce(per, reduction)
 
 
+@outside_autocast
 def proto_loss(a, y, tau: float = 1.0, k: int | None = None, reduction: str = "mean") -> torch.Tensor:
     """Prototype loss L_proto, Koromilas Eq. (6):
 

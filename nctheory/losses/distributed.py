@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 
 from nctheory.losses._inputs import as_features, as_labels, check_tau
-from nctheory.losses.tiled import _check_tile, _compact_labels, _compute_dtype, _RowsLSE, scl_tiled
+from nctheory.losses.tiled import _check_tile, _compact_labels, _RowsLSE, scl_tiled
 
 
 def _world(group) -> tuple[int, int]:
@@ -114,7 +114,7 @@ def scl_distributed(z_local, y_local, tau: float = 1.0, *, group=None, tile: int
     rank, world = _world(group)
     if world == 1:
         return scl_tiled(z, y, tau, tile=tile)
-    H = z.to(_compute_dtype(z.dtype))
+    H = z  # as_features: float32 at least (bf16 / fp16 computed in float32)
     sizes = row_sizes(H.shape[0], H.device, group)
     Z = _GatherRows.apply(H, tuple(sizes), group)
     Y = _padded_all_gather(y, sizes, group)

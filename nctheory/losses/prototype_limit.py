@@ -36,7 +36,7 @@ import torch
 from nctheory import validate
 from nctheory.errors import InputError
 from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like
-from nctheory.losses._precision import at_least_float32
+from nctheory.losses._precision import at_least_float32, outside_autocast
 
 FORMS = ("derived", "paper")
 ALIGNMENT = -2.0  # the weight of p_y/tau in f: -1 from the sample anchors' CE, -1 from the prototype anchors
@@ -155,6 +155,7 @@ def _limit_sum(z, y, W, tau, batches, form) -> torch.Tensor:
     return total
 
 
+@outside_autocast
 def limit_loss(z, y, W, tau: float = 1.0, batches=None) -> torch.Tensor:
     """The n_w -> oo limit of SCL with n_w copies of each prototype, up to an additive constant
     independent of z (module docstring, Eq. "limit"):
@@ -167,6 +168,7 @@ def limit_loss(z, y, W, tau: float = 1.0, batches=None) -> torch.Tensor:
     return _limit_sum(z, y, W, tau, batches, "derived")
 
 
+@outside_autocast
 def paper_limit_loss(z, y, W, tau: float = 1.0, batches=None) -> torch.Tensor:
     """Gill et al. Prop. 1 as printed (tau = 1 there; logits over tau here):
     - sum_i [ log softmax(W h_i/tau)[y_i] + w_{y_i}.h_i/tau ]  (CE with fixed classifier + alignment),

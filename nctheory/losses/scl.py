@@ -14,6 +14,17 @@ term in the denominator) of every other anchor of the batch. Every SCL-type loss
 
 The features are used as given: the papers assume unit rows (normalisation is part of the network);
 nothing here renormalises.
+
+Two implementations of each loss, one definition: the dense code below (every logit of a batch as one
+matrix; the reference) and the tiled exact kernel of :mod:`nctheory.losses.tiled` (O(n d) memory,
+custom autograd; tested equal to the dense code in value and gradient, tests/test_tiled.py and
+tests/test_loss_catalogue.py). ``impl="auto"`` (the default) takes the tiled kernel for a batch of at
+least :data:`TILED_MIN_ROWS` rows (contrast rows: the batch's samples, for SupCon its views) and the
+dense code below it; ``impl="dense"`` / ``"tiled"`` force one. The tiled kernel is first-order only
+(no double backward): force ``"dense"`` for Hessian-vector products at any size.
+
+Precision: float32 at least (float16 / bfloat16 input is computed in float32, the loss returned in
+float32) and never under autocast (:mod:`nctheory.losses._precision`).
 """
 
 from __future__ import annotations
@@ -23,9 +34,20 @@ import math
 import torch
 
 from nctheory.errors import InputError
-from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like
+from nctheory.losses import tiled
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_impl, check_tau, like, use_tiled
+from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
+
+#: ``impl="auto"`` takes the tiled kernel for a batch of at least this many (contrast) rows. Where it
+#: comes from (benchmarks/RESULTS-loss.md, "Crossover"; 2-core shared CPU, float32, d = 128, SupCon
+#: forward + backward, round-robin fresh processes): at 512 rows the dense code was the faster one; at
+#: 1024 the two took the same time; at 2048 the same or less for the tiled kernel (tile 512: 0.40 s
+#: both, best of 2 rounds) with 1/4.5 of the memory (43 MB against 193 MB); at 4096 the tiled kernel
+#: took 1/4 to 1/2 of the dense CPU time. Below 2048 the dense code (the reference) is kept: it is not
+#: slower there and its n x n temporaries are small.
+TILED_MIN_ROWS = 2048
 
 
 def _anchor_terms(S: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -41,21 +63,28 @@ def _anchor_terms(S: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(npos > 0, lse - mean_pos, torch.zeros_like(lse))
 
 
-def scl(z, y, tau: float = 1.0) -> torch.Tensor:
+@outside_autocast
+def scl(z, y, tau: float = 1.0, *, impl: str = "auto") -> torch.Tensor:
     """Full-batch SCL in the papers' sum form (Kini et al. Eq. 2 with temperature tau).
 
     z: (n, d) features (unit rows in the papers), y: (n,) integer labels. Anchors whose class has a
-    single sample contribute 0 (see module docstring). Returns a 0-dim tensor.
+    single sample contribute 0 (see module docstring). Returns a 0-dim tensor. impl: "auto" (tiled
+    for n >= TILED_MIN_ROWS), "dense" or "tiled" (module docstring).
     """
     z = as_features(z)
     y = as_labels(y, z.shape[0], z.device)
     tau = check_tau(tau)
+    impl = check_impl(impl)
     if z.shape[0] == 0:
         raise InputError("scl needs at least one sample")
+    if use_tiled(impl, z.shape[0], TILED_MIN_ROWS):
+        inv, counts = tiled._compact_labels(y)
+        return tiled._scl_core(z, inv, counts, tau, tiled.DEFAULT_TILE)
     return _anchor_terms(z @ z.T / tau, y).sum()
 
 
-def scl_batches(z, y, batches, tau: float = 1.0, multiset: bool = False) -> torch.Tensor:
+@outside_autocast
+def scl_batches(z, y, batches, tau: float = 1.0, multiset: bool = False, *, impl: str = "auto") -> torch.Tensor:
     """Mini-batch SCL (Kini et al. Eq. 4): sum over the batches B of the batch loss L_B.
 
     batches: iterable of index lists (indices in [0, n); a sample may appear in several batches).
@@ -67,19 +96,26 @@ def scl_batches(z, y, batches, tau: float = 1.0, multiset: bool = False) -> torc
     That is exactly L_B on the expanded batch whose rows are the copies, constrained equal (tested);
     the bound and the uniqueness condition for such batches are derived in
     :mod:`nctheory.batching.interaction` (section 4). Same no-positive convention as :func:`scl`.
+    impl: per batch, "auto" (tiled for a batch of |B| >= TILED_MIN_ROWS positions), "dense" or "tiled".
     """
     z = as_features(z)
     y = as_labels(y, z.shape[0], z.device)
     tau = check_tau(tau)
+    impl = check_impl(impl)
     total = z.new_zeros(())
     for b in as_batches(batches, z.shape[0], multiset=multiset):
         b = b.to(z.device)
         zb = z[b]
-        total = total + _anchor_terms(zb @ zb.T / tau, y[b]).sum()
+        if use_tiled(impl, b.numel(), TILED_MIN_ROWS):
+            inv, counts = tiled._compact_labels(y[b])
+            total = total + tiled._scl_core(zb, inv, counts, tau, tiled.DEFAULT_TILE)
+        else:
+            total = total + _anchor_terms(zb @ zb.T / tau, y[b]).sum()
     return total
 
 
-def supcon_mean(features, labels, tau: float = 0.07, base_tau: float = 0.07) -> torch.Tensor:
+@outside_autocast
+def supcon_mean(features, labels, tau: float = 0.07, base_tau: float = 0.07, *, impl: str = "auto") -> torch.Tensor:
     """The mean form of the reference SupCon implementation (Khosla et al., contrast_mode "all").
 
     features: (bsz, n_views, d), labels: (bsz,). The views are stacked view-major (all first views,
@@ -89,6 +125,8 @@ def supcon_mean(features, labels, tau: float = 0.07, base_tau: float = 0.07) -> 
 
     i.e. the reference divides by *all* anchors, including anchors without a positive, which
     contribute 0 (the reference's current behaviour; its early versions returned NaN there).
+    impl: "auto" (tiled for n_views * bsz >= TILED_MIN_ROWS), "dense" or "tiled"; for masks, SimCLR,
+    contrast_mode "one" and the other reductions see :func:`nctheory.losses.supcon`.
     """
     f = features if isinstance(features, torch.Tensor) else torch.as_tensor(features, dtype=torch.float64)
     if f.ndim != 3:
@@ -97,10 +135,11 @@ def supcon_mean(features, labels, tau: float = 0.07, base_tau: float = 0.07) -> 
     stacked = torch.cat(torch.unbind(f, dim=1), dim=0)
     y = as_labels(labels, bsz, stacked.device, name="labels").repeat(views)
     tau, base_tau = check_tau(tau), check_tau(base_tau)
-    return (tau / base_tau) * scl(stacked, y, tau) / (views * bsz)
+    return (tau / base_tau) * scl(stacked, y, tau, impl=impl) / (views * bsz)
 
 
-def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None) -> torch.Tensor:
+@outside_autocast
+def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None, *, impl: str = "auto") -> torch.Tensor:
     """SCL on batches augmented with n_w copies of each fixed prototype (Gill et al. 2023, §2 and Eq. 1).
 
     Each batch B becomes B ∪ W_rep with W_rep = n_w copies of {w_1, ..., w_k} (class c for w_c), and
@@ -115,13 +154,15 @@ def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None) -> to
     when n_w = 1 and class c is absent from B. With n_w = 0 this is exactly :func:`scl_batches`.
 
     z: (n, d), y: (n,) labels in [0, k), W: (k, d) prototypes (rows; unit norm in the paper),
-    batches: None for the full batch. W is a constant (no gradient flows into it).
+    batches: None for the full batch. W is a constant (no gradient flows into it). impl: per batch,
+    "auto" (tiled for a batch of n_B >= TILED_MIN_ROWS samples), "dense" or "tiled".
     """
     z = as_features(z)
     W = like(W, z).detach()
     k = W.shape[0]
     y = as_labels(y, z.shape[0], z.device, k=k)
     tau = check_tau(tau)
+    impl = check_impl(impl)
     if isinstance(n_w, bool) or not float(n_w).is_integer() or n_w < 0:
         raise InputError(f"n_w must be a non-negative integer, got {n_w!r}")
     n_w = int(n_w)
@@ -130,7 +171,8 @@ def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None) -> to
     for b in as_batches(batches, z.shape[0]):
         b = b.to(z.device)
         zb, yb = z[b], y[b]
-        total = total + _prototype_batch(zb, yb, W, Q, n_w, tau)
+        batch = tiled._prototype_batch_tiled if use_tiled(impl, b.numel(), TILED_MIN_ROWS) else _prototype_batch
+        total = total + batch(zb, yb, W, Q, n_w, tau)
     return total
 
 

@@ -32,14 +32,16 @@ devices the tiles run in order on the current stream.
 
 Precision: float64 and float32 inputs are computed in their own dtype; bfloat16 / float16 inputs are
 computed in float32 (the loss comes back as float32; the gradient reaches the input in its dtype
-through the cast). Anchors without a positive contribute 0 and still act as negatives, exactly as in
+through the cast); the entry points run outside autocast (``_precision.outside_autocast``). Anchors without a positive contribute 0 and still act as negatives, exactly as in
 the dense definitions, which stay the reference these functions are tested against
 (tests/test_tiled.py).
 
 Entry points mirror the dense ones: :func:`scl_tiled`, :func:`scl_batches_tiled`,
 :func:`supcon_mean_tiled` (also the reference SupCon semantics of ``contrast_mode="one"``, an
 explicit ``mask`` and SimCLR) and :func:`scl_with_prototypes_tiled`; ``tile`` is the tile edge
-(rows per tile), default :data:`DEFAULT_TILE`.
+(rows per tile), default :data:`DEFAULT_TILE`. The public losses (``losses.scl``, ``scl_batches``,
+``supcon_mean``, ``scl_with_prototypes``, ``supcon`` / ``SupConLoss``) call these kernels themselves with
+``impl="auto"`` from ``losses.scl.TILED_MIN_ROWS`` rows per batch, or with ``impl="tiled"`` at any size.
 """
 
 from __future__ import annotations
@@ -51,21 +53,19 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from nctheory.errors import InputError
-from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like
+from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like, supcon_inputs
+from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
 
-#: default tile edge: 1024 x 1024 float32 temporaries are 4 MiB each; the tile sweep in
-#: benchmarks/RESULTS-loss.md (2-core development CPU) is where this number comes from.
-DEFAULT_TILE = 1024
+#: default tile edge: 512 x 512 float32 temporaries are 1 MiB each. The tile sweep of
+#: benchmarks/RESULTS-loss.md (n = 16384, d = 128, float32, 2-core CPU, 2 rounds) is where this number
+#: comes from: 512 took the least wall time in both rounds and less CPU time than 1024 and 2048 (256
+#: was within a few per cent of it). Chosen on the CPU; not measured on a GPU.
+DEFAULT_TILE = 512
 
 
 # ---------------------------------------------------------------- helpers
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 and float32 are kept; every other floating dtype (bf16, fp16) is computed in float32."""
-    return dtype if dtype in (torch.float64, torch.float32) else torch.float32
-
-
 def _check_tile(tile) -> int:
     if tile is None:
         return DEFAULT_TILE
@@ -369,6 +369,7 @@ def _as_anchor_index(anchors, n: int, device) -> torch.Tensor | None:
     return torch.as_tensor(arr.astype(np.int64), device=device)
 
 
+@outside_autocast
 def scl_tiled(z, y, tau: float = 1.0, *, anchors=None, tile: int | None = None) -> torch.Tensor:
     """Full-batch SCL in the papers' sum form (Kini et al. Eq. 2), tiled; equals ``losses.scl``.
 
@@ -387,7 +388,7 @@ def scl_tiled(z, y, tau: float = 1.0, *, anchors=None, tile: int | None = None) 
     tile = _check_tile(tile)
     if z.shape[0] == 0:
         raise InputError("scl needs at least one sample")
-    H = z.to(_compute_dtype(z.dtype))
+    H = z  # as_features: float32 at least (bf16 / fp16 computed in float32)
     idx = _as_anchor_index(anchors, H.shape[0], H.device)
     if idx is not None and idx.numel() == 0:
         return H.sum() * 0
@@ -395,19 +396,24 @@ def scl_tiled(z, y, tau: float = 1.0, *, anchors=None, tile: int | None = None) 
     return _scl_core(H, inv, counts, tau, tile, idx)
 
 
-def scl_batches_tiled(z, y, batches, tau: float = 1.0, *, tile: int | None = None) -> torch.Tensor:
+@outside_autocast
+def scl_batches_tiled(z, y, batches, tau: float = 1.0, multiset: bool = False, *,
+                      tile: int | None = None) -> torch.Tensor:
     """Mini-batch SCL (Kini et al. Eq. 4), tiled: sum over the batches B of L_B; equals ``losses.scl_batches``.
 
-    batches: iterable of index lists (distinct indices within a batch; a sample may appear in several
-    batches, and then contributes to each). Same no-positive convention as :func:`scl_tiled`.
+    batches: iterable of index lists (a sample may appear in several batches, and then contributes to
+    each). Indices are distinct within a batch unless ``multiset=True``: then every occurrence of a
+    sample is a copy with the same feature (the rows of the batch are gathered with repetition, so a
+    copy is a positive of the other copies of its sample and a term of every denominator, exactly as
+    in ``losses.scl_batches(..., multiset=True)``). Same no-positive convention as :func:`scl_tiled`.
     """
     z = as_features(z)
     y = as_labels(y, z.shape[0], z.device)
     tau = check_tau(tau)
     tile = _check_tile(tile)
-    H = z.to(_compute_dtype(z.dtype))
+    H = z
     total = H.new_zeros(())
-    for b in as_batches(batches, z.shape[0]):
+    for b in as_batches(batches, z.shape[0], multiset=multiset):
         b = b.to(z.device)
         inv, counts = _compact_labels(y[b])
         total = total + _scl_core(H[b], inv, counts, tau, tile)
@@ -439,6 +445,7 @@ class _RowBlockMatmul(torch.autograd.Function):
         return None, dX, None
 
 
+@outside_autocast
 def supcon_mean_tiled(features, labels=None, tau: float = 0.07, base_tau: float = 0.07, *, mask=None,
                       contrast_mode: str = "all", tile: int | None = None) -> torch.Tensor:
     """The reference SupCon loss (Khosla et al., SupContrast ``SupConLoss``), tiled.
@@ -460,44 +467,33 @@ def supcon_mean_tiled(features, labels=None, tau: float = 0.07, base_tau: float 
     ``"all"`` this is ``losses.supcon_mean``, i.e. (tau/base_tau) scl(stacked, labels, tau) / N.
     The weighted positive sum is f_a.(Q_i - M_ii f_a) with Q = M @ (sum of the views): no N x N
     tensor (a user-given mask is (bsz, bsz) itself and is read a row block at a time).
+    :func:`supcon_terms_tiled` gives the l_a themselves (``nctheory.losses.supcon`` reduces them).
     """
-    f = features if isinstance(features, torch.Tensor) else torch.as_tensor(features, dtype=torch.float64)
-    if f.ndim < 3:
-        raise InputError(f"features must be (batch, views, dim, ...), got shape {tuple(f.shape)}")
-    if not f.is_floating_point():
-        f = f.to(torch.float64)
-    f = f.reshape(f.shape[0], f.shape[1], -1)
-    if not torch.isfinite(f).all():
-        raise InputError("features contain NaN or infinite entries")
-    if contrast_mode not in ("all", "one"):
-        raise InputError(f"contrast_mode must be 'all' or 'one', got {contrast_mode!r}")
-    if labels is not None and mask is not None:
-        raise InputError("give labels or mask, not both")
+    f, y, m = supcon_inputs(features, labels, mask, contrast_mode)
     tau, base_tau = check_tau(tau), check_tau(base_tau)
-    tile = _check_tile(tile)
+    terms, _ = supcon_terms_tiled(f, y, m, tau, contrast_mode, _check_tile(tile))
+    return (tau / base_tau) * terms.mean()
+
+
+def supcon_terms_tiled(f: torch.Tensor, y: torch.Tensor | None, mask: torch.Tensor | None, tau: float,
+                       contrast_mode: str = "all", tile: int = DEFAULT_TILE):
+    """(terms, mpp): the per-anchor SupCon terms l_a / (tau/base_tau) of :func:`supcon_mean_tiled` and each
+    anchor's positive mass mpp_a, for inputs already checked by ``_inputs.supcon_inputs`` (f (bsz,
+    n_views, d) in the compute dtype, y long labels or None, mask or None). Anchors in the order of the
+    reference: view-major (row v * bsz + i) for "all", the first views for "one"."""
     bsz, views, _ = f.shape
-    if bsz == 0 or views == 0:
-        raise InputError("supcon needs at least one sample and one view")
-    f = f.to(_compute_dtype(f.dtype))
     C = torch.cat(torch.unbind(f, dim=1), dim=0)  # (N, d), view-major
     N = C.shape[0]
     dt = C.dtype
     Fsum = f.sum(1)  # (bsz, d): sum over the views of each sample
-    if labels is not None:
-        y = as_labels(labels, bsz, C.device, name="labels")
+    if y is not None:
         inv, counts = _compact_labels(y)
         Q = Fsum.new_zeros((counts.numel(), Fsum.shape[1])).index_add(0, inv, Fsum)[inv]
         row_mass, diag = counts[inv].to(dt), torch.ones(bsz, dtype=dt, device=C.device)
     elif mask is not None:
-        Mk = mask.detach() if isinstance(mask, torch.Tensor) else torch.as_tensor(mask)
-        if Mk.shape != (bsz, bsz):
-            raise InputError(f"mask must be ({bsz}, {bsz}), got shape {tuple(Mk.shape)}")
-        Mk = Mk.to(C.device)
-        if Mk.is_floating_point() and not torch.isfinite(Mk).all():
-            raise InputError("mask contains NaN or infinite entries")
-        Q = _RowBlockMatmul.apply(Mk, Fsum, tile)
-        row_mass = torch.cat([Mk[i0:i1].to(dt).sum(1) for i0, i1 in _blocks(bsz, tile)])
-        diag = torch.diagonal(Mk).to(dt)
+        Q = _RowBlockMatmul.apply(mask, Fsum, tile)
+        row_mass = torch.cat([mask[i0:i1].to(dt).sum(1) for i0, i1 in _blocks(bsz, tile)])
+        diag = torch.diagonal(mask).to(dt)
     else:  # SimCLR
         Q = Fsum
         row_mass, diag = torch.ones(bsz, dtype=dt, device=C.device), torch.ones(bsz, dtype=dt, device=C.device)
@@ -512,10 +508,10 @@ def supcon_mean_tiled(features, labels=None, tau: float = 0.07, base_tau: float 
     pos = (A * (Qa - da[:, None] * A)).sum(1) / tau  # sum_{c != a} M s_ac
     mpp_g = torch.where(mpp < 1e-6, torch.ones_like(mpp), mpp)
     lse_part = torch.where(mpp != 0, mpp * lse, torch.zeros_like(lse))
-    per_anchor = (lse_part - pos) / mpp_g
-    return (tau / base_tau) * per_anchor.mean()
+    return (lse_part - pos) / mpp_g, mpp
 
 
+@outside_autocast
 def scl_with_prototypes_tiled(z, y, W, n_w: int, tau: float = 1.0, batches=None, *,
                               tile: int | None = None) -> torch.Tensor:
     """SCL with n_w copies of fixed prototypes in every batch (Gill et al. 2023 §2, Eq. 1), tiled.
@@ -544,8 +540,7 @@ def scl_with_prototypes_tiled(z, y, W, n_w: int, tau: float = 1.0, batches=None,
     if isinstance(n_w, bool) or not float(n_w).is_integer() or n_w < 0:
         raise InputError(f"n_w must be a non-negative integer, got {n_w!r}")
     n_w = int(n_w)
-    H = z.to(_compute_dtype(z.dtype))
-    W = W.to(H.dtype)
+    H = z  # as_features: float32 at least; W (like) is in z's dtype
     Q = W @ W.T / tau
     total = H.new_zeros(())
     for b in as_batches(batches, z.shape[0]):
