@@ -4,9 +4,10 @@ Four implementations of the same number (the reference SupCon mean form, contras
 2 views, labels y_j = j mod 100, tau = base_tau = 0.1) on the same features:
 
 - ``tiled``     nctheory.losses.tiled.supcon_mean_tiled (O(n d) memory, symmetric tiles);
-- ``reference`` the SupContrast algorithm (Khosla et al.'s SupConLoss) transcribed with its n x n
-                masks: label mask, logits_mask by scatter, logits minus the detached row max, exp,
-                log_prob, mean over positives (guarded: anchors without positives divide by 1);
+- ``reference`` nctheory.losses.reference.supcon_dense: the reference SupCon computation (Khosla et al.'s
+                SupConLoss as SupContrast computes it) with its n x n matrices: positive mask,
+                self-exclusion mask, logits minus the detached row max, exp, log-probabilities, mean over
+                positives (guarded: anchors without positives divide by 1);
 - ``nctheory``  nctheory.losses.supcon_mean(..., impl="dense"), the dense definition (losses.scl's
                 dense code);
 - ``module``    nctheory.losses.SupConLoss (impl="auto": the dense code below
@@ -50,31 +51,6 @@ TAU = 0.1
 N_CLASSES = 100
 
 
-# ---------------------------------------------------------------- the dense comparator
-def supcon_reference(features, labels, temperature=TAU, base_temperature=TAU):
-    """The reference SupConLoss computation (contrast_mode 'all'), transcribed: features (bsz, views, d)."""
-    import torch
-
-    device = features.device
-    bsz, n_views = features.shape[0], features.shape[1]
-    labels = labels.contiguous().view(-1, 1)
-    mask = torch.eq(labels, labels.T).to(features.dtype)
-    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
-    anchor_dot_contrast = torch.div(contrast @ contrast.T, temperature)
-    logits_max, _ = torch.max(anchor_dot_contrast, dim=1, keepdim=True)
-    logits = anchor_dot_contrast - logits_max.detach()
-    mask = mask.repeat(n_views, n_views)
-    logits_mask = torch.scatter(torch.ones_like(mask), 1, torch.arange(bsz * n_views, device=device).view(-1, 1), 0)
-    mask = mask * logits_mask
-    exp_logits = torch.exp(logits) * logits_mask
-    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
-    mask_pos_pairs = mask.sum(1)
-    mask_pos_pairs = torch.where(mask_pos_pairs < 1e-6, torch.ones_like(mask_pos_pairs), mask_pos_pairs)
-    mean_log_prob_pos = (mask * log_prob).sum(1) / mask_pos_pairs
-    loss = -(temperature / base_temperature) * mean_log_prob_pos
-    return loss.view(n_views, bsz).mean()
-
-
 # ---------------------------------------------------------------- one configuration (subprocess)
 def _status_kb(field: str) -> int | None:
     try:
@@ -105,6 +81,7 @@ def worker(args) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from nctheory.losses import SupConLoss, supcon_mean
+    from nctheory.losses.reference import supcon_dense
     from nctheory.losses.tiled import supcon_mean_tiled
 
     torch.set_num_threads(args.threads)
@@ -121,7 +98,7 @@ def worker(args) -> dict:
         if impl == "tiled":
             return supcon_mean_tiled(f, y, TAU, TAU, tile=args.tile)
         if impl == "reference":
-            return supcon_reference(f, y)
+            return supcon_dense(f, y, temperature=TAU, base_temperature=TAU)
         if impl == "module":
             return module(f, y)
         return supcon_mean(f, y, TAU, TAU, impl="dense")

@@ -14,9 +14,9 @@ sum form / anchors, SGD lr 0.1 momentum 0.9), in
 The issue's target: on an H100, bf16+cl (or +compile) >= 2.5x the fp32 images/s. Both ratios are printed:
 against strict fp32 and against fp32 with torch's defaults.
 
-Part B -- the loss alone: ``nctheory.losses.scl`` (float32, sum form) against a transcription of the
-reference SupCon implementation's computation (Khosla et al.'s SupConLoss: mask matrices, logits minus
-row max, log_prob over all non-self entries, mean over positives, tau/base_tau scaling), forward +
+Part B -- the loss alone: ``nctheory.losses.scl`` (float32, sum form) against the reference SupCon
+computation, dense (``nctheory.losses.reference.supcon_dense``: mask matrices, logits minus row max,
+log-probabilities over all non-self entries, mean over positives, tau/base_tau scaling), forward +
 backward, time and peak CUDA memory, for 2 x batch anchors of dimension 128 at batch 1024..8192.
 
     python benchmarks/bench_train_step.py                 # GPU sizes when CUDA is present
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from nctheory.harness.models import build_model
 from nctheory.losses import scl
+from nctheory.losses.reference import supcon_dense
 
 
 def sync(device):
@@ -95,31 +96,6 @@ def _bench_step(device, batch, steps, warmup, mode, width):
             "steps_per_s": steps / dt, "ms_per_step": 1000 * dt / steps, "peak_MiB": peak}
 
 
-def supcon_reference(features, labels, temperature=0.1, base_temperature=0.1):
-    """The computation of the reference SupConLoss (Khosla et al., contrast_mode='all'), transcribed.
-
-    features: (bsz, n_views, d). Returns the mean-form loss. Kept here only as the benchmark's
-    comparator; the library's definition of the same quantity is nctheory.losses.supcon_mean."""
-    device = features.device
-    bsz, n_views = features.shape[0], features.shape[1]
-    labels = labels.contiguous().view(-1, 1)
-    mask = torch.eq(labels, labels.T).float().to(device)
-    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
-    anchor_dot_contrast = torch.div(contrast @ contrast.T, temperature)
-    logits_max, _ = torch.max(anchor_dot_contrast, dim=1, keepdim=True)
-    logits = anchor_dot_contrast - logits_max.detach()
-    mask = mask.repeat(n_views, n_views)
-    logits_mask = torch.scatter(torch.ones_like(mask), 1, torch.arange(bsz * n_views, device=device).view(-1, 1), 0)
-    mask = mask * logits_mask
-    exp_logits = torch.exp(logits) * logits_mask
-    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
-    mask_pos_pairs = mask.sum(1)
-    mask_pos_pairs = torch.where(mask_pos_pairs < 1e-6, 1, mask_pos_pairs)
-    mean_log_prob_pos = (mask * log_prob).sum(1) / mask_pos_pairs
-    loss = -(temperature / base_temperature) * mean_log_prob_pos
-    return loss.view(n_views, bsz).mean()
-
-
 def bench_loss(device, batch, dim, reps, which):
     torch.manual_seed(0)
     f = F.normalize(torch.randn(batch, 2, dim, device=device), dim=2).requires_grad_(True)
@@ -131,7 +107,7 @@ def bench_loss(device, batch, dim, reps, which):
             z = torch.cat(torch.unbind(f, dim=1))
             loss = scl(z, yv, 0.1) / z.shape[0]
         else:
-            loss = supcon_reference(f, y)
+            loss = supcon_dense(f, y, temperature=0.1, base_temperature=0.1)
         loss.backward()
         f.grad = None
         return float(loss.detach())

@@ -30,6 +30,7 @@ import torch
 from nctheory.errors import InputError
 from nctheory.losses import scl, scl_batches, scl_with_prototypes, supcon_mean
 from nctheory.losses import tiled as T
+from nctheory.losses.reference import supcon_dense
 
 DEVICE = os.environ.get("NCTHEORY_TEST_DEVICE", "cpu")
 TOL = {torch.float64: (1e-10, 1e-9), torch.float32: (2e-5, 1e-4)}
@@ -67,38 +68,8 @@ def assert_value_grad(fn_tiled, fn_dense, x64, dtype, device=DEVICE):
     return ref
 
 
-# ---------------------------------------------------------------- dense transcription of the reference SupCon
-def reference_supcon(features, labels=None, mask=None, temperature=0.07, base_temperature=0.07,
-                     contrast_mode="all"):
-    """The reference SupConLoss algorithm (SupContrast losses.py), transcribed densely, with its
-    later guard (an anchor whose positive mass is < 1e-6 divides by 1, so it contributes 0 and still
-    counts in the mean) and without the stored file's 1e-9 inside the log (tests/test_losses.py says why)."""
-    bsz, views = features.shape[:2]
-    if labels is None and mask is None:
-        mask = torch.eye(bsz, dtype=features.dtype)
-    elif labels is not None:
-        labels = labels.reshape(-1, 1)
-        mask = torch.eq(labels, labels.T).to(features.dtype)
-    else:
-        mask = mask.to(features.dtype)
-    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
-    if contrast_mode == "one":
-        anchor, anchor_count = features[:, 0], 1
-    else:
-        anchor, anchor_count = contrast, views
-    adc = anchor @ contrast.T / temperature
-    logits = adc - adc.max(dim=1, keepdim=True).values.detach()
-    mask = mask.repeat(anchor_count, views)
-    logits_mask = torch.ones_like(mask)
-    logits_mask[torch.arange(bsz * anchor_count), torch.arange(bsz * anchor_count)] = 0
-    mask = mask * logits_mask
-    exp_logits = torch.exp(logits) * logits_mask
-    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
-    mpp = mask.sum(1)
-    mpp = torch.where(mpp < 1e-6, torch.ones_like(mpp), mpp)
-    mean_log_prob_pos = (mask * log_prob).sum(1) / mpp
-    loss = -(temperature / base_temperature) * mean_log_prob_pos
-    return loss.view(anchor_count, bsz).mean()
+# ---------------------------------------------------------------- the reference SupCon semantics, dense
+reference_supcon = supcon_dense  # nctheory.losses.reference: the one dense comparator (tested in test_losses.py)
 
 
 # ---------------------------------------------------------------- scl

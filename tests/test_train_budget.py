@@ -30,7 +30,7 @@ FAST_ARGS = ["--dataset", "synthetic", "--set", 'synthetic={"k": 2, "n_per_class
              "--set", "ufm_optimum=false", "--set", "koromilas_metrics=false", "--set", "mlp_hidden=8",
              "--batch-size", "4", "--epochs", "1", "--no-progress", "--json"]
 # issue 15's examples: (config change, the flag the refusal names)
-TOO_LARGE = [({"views": 10000}, "--views 10000"), ({"feat_dim": 10**7}, "--feat-dim 10000000"),
+TOO_LARGE = [({"views": 10**8}, "--views 100000000"), ({"feat_dim": 10**7}, "--feat-dim 10000000"),
              ({"model": "resnet18", "width": 100000}, "--width 100000"),
              ({"synthetic": {"k": 2, "n_per_class": 10**8}}, "n_per_class=100000000")]
 
@@ -162,8 +162,8 @@ def test_a_dataset_of_your_own_is_estimated_once_loaded(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     d = {**FAST, "dataset": "own_data:data", "synthetic": {}}
     assert budget.data_size(TrainConfig.from_dict(d)) is None
-    with memory_limit_set("2G"), pytest.raises(InputError, match="--views 10000"):
-        train({**d, "views": 10000}, tmp_path / "r")
+    with memory_limit_set("2G"), pytest.raises(InputError, match="--views 100000000"):
+        train({**d, "views": 10**8}, tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
 
@@ -237,3 +237,17 @@ def test_full_batch_refusal_suggests_a_chunk_size(tmp_path):
     with memory_limit_set("8G"), pytest.raises(InputError, match=r"activations of a batch .*--chunk-size N"):
         train(cfg, tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_ten_thousand_views_fit_by_the_tiled_loss():
+    """Issue 15's example `train --views 10000` (batch 4: 40,000 feature rows): the dense loss would need
+    51 GB; the trainer's loss is the tiled kernel from TILED_MIN_ROWS rows on, so the estimate is O(m d) and
+    the run is not refused for its loss."""
+    cfg = TrainConfig.from_dict({**FAST, "views": 10000})
+    data = budget.data_size(cfg)
+    est = budget.train_memory(cfg, data, model_from_config)
+    assert est["rows"] == 40000
+    assert budget.loss_memory("scl", 40000, 2) > 50e9  # the dense form
+    assert est["bytes"]["loss"] == budget.TILED_BYTES_PER_ROW_ELEMENT * 40000 * est["feat_dim"] + budget.TILED_TILE_BYTES
+    with memory_limit_set("4G"):
+        budget.check_train_memory(cfg, model_from_config)

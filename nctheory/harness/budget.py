@@ -20,8 +20,8 @@ parts (bytes):
   (``model: package.module:factory``) is not built here: its parameters and activations are not in the
   estimate.
 - ``loss``: :func:`loss_memory` for the batch of ``m`` feature rows: the dense path (the loss as
-  :mod:`nctheory.losses` computes it on one (m, d) batch), or for full batching with scl / scl_prototypes
-  the tiled kernel the two-pass gradient uses (O(m d)).
+  :mod:`nctheory.losses` computes it on one (m, d) batch), or for scl / scl_prototypes with full batching
+  or a batch of at least TILED_MIN_ROWS rows the tiled kernel the trainer then uses (O(m d)).
 - ``measurements``: the per-epoch geometry, the backbone (p) and feature (d) outputs of every training and
   test image in float32 and float64 (``3 * 8 * n_images * (p + d)``), and the largest layer output of an
   ``eval_batch`` chunk.
@@ -130,10 +130,13 @@ def forward_rows(cfg, n_train: int) -> int:
     return batch_rows(cfg, n_train)
 
 
-def tiled_loss(cfg) -> bool:
-    """Whether the trainer computes this run's pairwise loss by the tiled kernel: full batching's two-pass
-    gradient does for scl and scl_prototypes (LossHead.sum_form(tiled=True))."""
-    return cfg.batching == "full" and cfg.loss in PAIRWISE_LOSSES
+def tiled_loss(cfg, m: int) -> bool:
+    """Whether the trainer computes this run's pairwise loss (scl, scl_prototypes) on batches of m rows by the
+    tiled kernel: full batching's two-pass gradient always does (LossHead.sum_form(tiled=True)), a mini-batch
+    from nctheory.losses.scl.TILED_MIN_ROWS rows on (impl="auto")."""
+    from nctheory.losses.scl import TILED_MIN_ROWS
+
+    return cfg.loss in PAIRWISE_LOSSES and (cfg.batching == "full" or m >= TILED_MIN_ROWS)
 
 
 def loss_memory(loss: str, m: int, k: int, n_w: int = 0, *, d: int | None = None, tiled: bool = False) -> int:
@@ -224,7 +227,7 @@ def train_memory(cfg, data: DataSize, build, amp_dtype=None) -> dict:
         "data_loading": LOAD_BYTES_PER_ELEMENT * data.elements + LABEL_BYTES * data.images,
         "parameters": FLOAT32 * (3 * params + head),
         "activations": a * (FLOAT32 * 3 * per_image + act_bytes * (act_sum + 2 * act_max)),
-        "loss": loss_memory(cfg.loss, m, data.k, cfg.n_w, d=d or 1, tiled=tiled_loss(cfg)),
+        "loss": loss_memory(cfg.loss, m, data.k, cfg.n_w, d=d or 1, tiled=tiled_loss(cfg, m)),
         "measurements": 3 * 8 * data.images * (p + d) + FLOAT32 * 3 * min(cfg.eval_batch, data.images) * act_max,
     }
     return {"bytes": parts, "rows": m, "forward_rows": a, "parameters": params, "feat_dim": d}
@@ -250,7 +253,7 @@ def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
         what = f"the activations of {'a chunk' if chunked else 'a batch'} of {est['forward_rows']} images"
         flags = batch + ([_flag("chunk_size", cfg.chunk_size)] if chunked else []) + arch
     elif name == "loss":
-        kind = "tiled" if tiled_loss(cfg) else "dense"
+        kind = "tiled" if tiled_loss(cfg, est["rows"]) else "dense"
         what, flags = f"the {kind} loss of a batch of {est['rows']} feature rows", batch
     else:
         what, flags = f"the geometry of {data.images} images' features", d + arch

@@ -91,7 +91,6 @@ from nctheory.harness.models import (ARCHS, BATCH_DEPENDENT_NORMS, FEATURE_LAYER
 from nctheory.harness.plans import SCHEMES, EpochPlans, epoch_seed, plan_uniqueness
 from nctheory.runplots import plot_run
 from nctheory.losses.catalogue import LOSSES, get_loss
-from nctheory.losses.tiled import scl_tiled, scl_with_prototypes_tiled
 from nctheory.monitor import check_tensorboard, run_writer, write_json
 from nctheory.runfolder import RunLock, atomic_torch_save, clear_unstarted, run_state
 from nctheory.schemas import check_train_config
@@ -305,10 +304,10 @@ class LossHead(nn.Module):
     def sum_form(self, z: torch.Tensor, y: torch.Tensor, tiled: bool = False) -> tuple[torch.Tensor, int]:
         """The batch loss in the papers' sum form and its number of anchors.
 
-        tiled=True: scl and scl_prototypes by their O(n d)-memory kernels (:func:`nctheory.losses.tiled.scl_tiled`,
-        :func:`~nctheory.losses.tiled.scl_with_prototypes_tiled`, equal to the catalogue's dense definitions,
-        tests/test_tiled.py); every other loss by its catalogue entry (those are O(n k) except
-        DENSE_ONLY_LOSSES)."""
+        tiled=True: the entries with a tiled kernel (scl, scl_prototypes) by it, ``impl="tiled"`` (O(n d)
+        memory, equal to the dense definitions: tests/test_tiled.py); otherwise the catalogue's choice
+        ("auto": tiled from nctheory.losses.scl.TILED_MIN_ROWS rows on); every other loss by its catalogue
+        entry (those are O(n k) except DENSE_ONLY_LOSSES)."""
         spec, cfg = self.spec, self.cfg
         kw = {"k": self.k}
         if self.W is not None:
@@ -320,10 +319,8 @@ class LossHead(nn.Module):
         if spec.takes_n_w:
             kw["n_w"] = cfg.n_w
         n_anchor = spec.anchors(z.shape[0], self.k, kw.get("n_w", 0))
-        if tiled and spec.name == "scl":
-            return scl_tiled(z, y, cfg.tau), n_anchor
-        if tiled and spec.name == "scl_prototypes":
-            return scl_with_prototypes_tiled(z, y, kw["W"], cfg.n_w, cfg.tau), n_anchor
+        if tiled and spec.tiled:
+            kw["impl"] = "tiled"
         return spec(z, y, **kw), n_anchor
 
 
