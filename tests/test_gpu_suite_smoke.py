@@ -47,7 +47,7 @@ def test_smoke_runs_every_item_and_keeps_the_committed_results(tmp_path):
     for item, f in ITEMS.items():
         assert (out / f).stat().st_size > 0, item
     loss = json.loads((out / "loss.json").read_text())
-    assert {r["impl"] for r in loss["rows"]} == {"tiled", "reference", "nctheory"}
+    assert {r["impl"] for r in loss["rows"]} == {"tiled", "reference", "nctheory", "module"}
     step = json.loads((out / "train_step.json").read_text())
     assert [r["mode"] for r in step["train_step"]] == ["fp32", "fp32-default", "bf16+cl"]
     for name in ("kini_fig3", "gill_fig3"):
