@@ -751,15 +751,16 @@ def train(cfg: TrainConfig | dict, out: str | os.PathLike, resume: bool | None =
             lock.release()
 
 
-def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict:
-    """:func:`train` with the folder locked: its state, then the loop."""
+def _folder_state(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None):
+    """The locked run folder's state (runfolder.run_status) checked against ``resume``; an unstarted run
+    (killed before its first checkpoint) is cleared for a clean start. A finished run is left as it is."""
     status = run_status(out, cfg)
     if resume is True and status.state in ("new", "unstarted"):
         raise InputError(f"cannot resume: {out / 'checkpoint.pt'} does not exist")
     if resume is False and status.state != "new":
         raise InputError(f"run folder {out} already holds a run; use --resume or another --out")
     if status.state == "finished":
-        return json.loads((out / "summary.json").read_text())
+        return status
     if m.distributed:  # every rank has read the folder's state before rank 0 clears an unstarted run
         torch.distributed.barrier()
     if m.distributed and cfg.chunk_size is not None:
@@ -767,6 +768,14 @@ def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict
                          "--batching full takes the whole batch's graph in one pass")
     if m.is_main and status.state == "unstarted":
         clear_unstarted(out)  # killed before its first checkpoint: exactly those files go, then a clean start
+    return status
+
+
+def _train(cfg: TrainConfig, out: Path, m: Machine, resume: bool | None) -> dict:
+    """:func:`train` with the folder locked: its state, the setup, then the loop."""
+    status = _folder_state(cfg, out, m, resume)
+    if status.state == "finished":
+        return json.loads((out / "summary.json").read_text())
     ckpt_path = out / "checkpoint.pt"
     data = _training_data(cfg, m)
     y_np = data.y_train.cpu().numpy()
