@@ -3,8 +3,8 @@
 #
 #   bash benchmarks/gpu_suite.sh [--out DIR] [--smoke] [--only ITEM[,ITEM...]]
 #
-# Items (each under its own `timeout`; the timeouts add up to 540 s, so the suite ends within 9 minutes
-# plus the few seconds of the device query and the appends):
+# Items (each under its own `timeout`, with 10 s more for a kill after its TERM; the timeouts add up to
+# 540 s, at worst 580 s with the kills, plus the few seconds of the device query and the appends):
 #   loss        benchmarks/bench_loss.py on cuda: tiled vs the two dense SupCon losses, n = 8192 ... 65536,
 #               d = 128, float32: peak CUDA memory and median time of forward+backward (dense sizes whose
 #               estimate exceeds 70% of the GPU's memory are skipped and reported)            timeout 180 s

@@ -214,3 +214,16 @@ def test_cli_bad_chunk_size_is_exit_2(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "chunk_size" in err[0]
+
+
+def test_batchnorm_false_is_for_the_mlp_only():
+    """A ResNet keeps its norm layers whatever batchnorm says, so batchnorm=false with a ResNet is refused
+    (it would be recorded as norm none, an exact full-batch gradient, while the network has BatchNorm); the
+    MLP's batchnorm=false is recorded as norm none and is exact."""
+    with pytest.raises(InputError, match="batchnorm=false applies to the MLP only"):
+        TrainConfig(model="resnet18", width=4, batchnorm=False, batching="full", chunk_size=64).validate()
+    cfg = TrainConfig(model="mlp", batchnorm=False, batching="full", chunk_size=64)
+    cfg.validate()
+    assert cfg.norm_used == "none" and T.full_batch_gradient(cfg).endswith("norm none: the exact full-batch gradient")
+    bn = TrainConfig(model="resnet18", width=4, batching="full", chunk_size=64)
+    assert "NOT the full-batch gradient" in T.full_batch_gradient(bn)

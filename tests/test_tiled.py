@@ -20,15 +20,13 @@ Device: NCTHEORY_TEST_DEVICE (default cpu), as in tests/test_losses.py.
 
 from __future__ import annotations
 
-import math
 import os
 
-import numpy as np
 import pytest
 import torch
 
 from nctheory.errors import InputError
-from nctheory.losses import scl, scl_batches, scl_with_prototypes, supcon_mean
+from nctheory.losses import scl, scl_batches, scl_with_prototypes, supcon, supcon_mean
 from nctheory.losses import tiled as T
 from nctheory.losses.reference import supcon_dense
 
@@ -387,3 +385,23 @@ def test_thread_split_is_reproducible_and_equals_one_thread():
     for t in (2, 3):
         assert abs(out[t][0] - out[1][0]) <= 1e-12 * abs(out[1][0])
         assert float((out[t][1] - out[1][1]).abs().max()) <= 1e-12 * float(out[1][1].abs().max())
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda z, y: T.scl_tiled(z, y, 0.5, tile="a"), "tile must be an integer >= 1"),
+    (lambda z, y: T.scl_tiled(z, y, 0.5, tile=torch.tensor([2, 3])), "tile must be an integer >= 1"),
+    (lambda z, y: T.scl_tiled(z, y, 0.5, anchors=[[0], [1, 2]]), "anchors must be a rectangular array"),
+    (lambda z, y: T.scl_with_prototypes_tiled(z, y, torch.eye(3, dtype=z.dtype), "a"), "n_w must be an integer >= 0"),
+    (lambda z, y: scl_with_prototypes(z, y, torch.eye(3, dtype=z.dtype), "a"), "n_w must be an integer >= 0"),
+    (lambda z, y: T.supcon_mean_tiled(z.reshape(3, 2, 3), y[:3], 0.1, "x"), "base_tau must be"),
+    (lambda z, y: supcon_mean(z.reshape(3, 2, 3), y[:3], 0.1, "x"), "base_tau must be"),
+    (lambda z, y: supcon(z.reshape(3, 2, 3), mask=[[1, 0, 0], [1]]), "mask must be a rectangular array"),
+])
+def test_bad_arguments_are_input_errors_naming_them(call, words):
+    """Ragged lists, strings and tensors where a number is expected: one-line InputError naming the argument
+    (never a ValueError from numpy or float())."""
+    z = torch.nn.functional.normalize(torch.randn(6, 3, dtype=torch.float64), dim=1)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.raises(InputError, match=words) as exc:
+        call(z, y)
+    assert "\n" not in str(exc.value)

@@ -186,6 +186,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def norm_used(self) -> str:
+        """The normalisation the network has: ``norm``, or "none" for an MLP built with batchnorm=false (the
+        older spelling; validate refuses batchnorm=false for other models)."""
+        return self.norm if self.batchnorm else "none"
+
     def validate(self) -> None:
         def choice(name, options):
             if getattr(self, name) not in options:
@@ -211,6 +217,9 @@ class TrainConfig:
         choice("norm", NORMS)
         if not self.batchnorm and self.norm not in ("batch", "none"):
             raise InputError(f"batchnorm=false (no normalisation) conflicts with norm={self.norm!r}; set norm only")
+        if not self.batchnorm and self.model != "mlp":
+            raise InputError(f"batchnorm=false applies to the MLP only (model {self.model!r} keeps its norm "
+                             "layers): set norm (batch, group, frozen or none) instead")
         if self.chunk_size is not None:
             if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
                 raise InputError(f"chunk_size must be a positive integer or null, got {self.chunk_size!r}")
@@ -552,7 +561,7 @@ def _run_info(cfg: TrainConfig, data, model, head, m: Machine, plans) -> dict:
             "parameters": count_parameters(model) + count_parameters(head), "device": str(m.device),
             "world_size": m.world, "features_nonnegative": model.features_nonnegative, "amp": str(m.amp_dtype),
             "channels_last": m.channels_last, "torch": torch.__version__, "data_info": data.info,
-            "binding_examples": plans.binding_examples, "norm": cfg.norm if cfg.batchnorm else "none",
+            "binding_examples": plans.binding_examples, "norm": cfg.norm_used,
             "full_batch_gradient": full_batch_gradient(cfg) if not m.distributed else
             "one pass: the whole batch's graph (torchrun), the catalogue's loss"}
 
@@ -666,10 +675,10 @@ def full_batch_gradient(cfg: TrainConfig) -> str | None:
     chunks = "one chunk (the whole batch)" if cfg.chunk_size is None else f"chunks of {cfg.chunk_size} images"
     text = (f"two-pass: features in {chunks} without a graph, the loss gradient w.r.t. all features by the tiled "
             f"kernel, each chunk re-forwarded and back-propagated with its slice")
-    if cfg.norm in BATCH_DEPENDENT_NORMS and cfg.batchnorm and cfg.chunk_size is not None and not is_factory_spec(cfg.model):
+    if cfg.norm_used in BATCH_DEPENDENT_NORMS and cfg.chunk_size is not None and not is_factory_spec(cfg.model):
         return text + ("; norm batch: each chunk is normalised with its own BatchNorm statistics, so this is NOT "
                        "the full-batch gradient (exact only if the chunk holds the whole batch)")
-    return text + f"; norm {cfg.norm if cfg.batchnorm else 'none'}: the exact full-batch gradient" + (
+    return text + f"; norm {cfg.norm_used}: the exact full-batch gradient" + (
         " (for your own model: exact only if it has no batch-dependent layer)" if is_factory_spec(cfg.model) else "")
 
 
@@ -701,7 +710,7 @@ def _finish(cfg: TrainConfig, out: Path, measurer, plans, y_np, model, seconds: 
     measurer.save_embeddings(model, amp_dtype)
     summary = measurer.summary(seconds)
     summary["embeddings"] = "embeddings.npz (keys features, labels, test_features, test_labels)"
-    summary["norm"] = cfg.norm if cfg.batchnorm else "none"
+    summary["norm"] = cfg.norm_used
     if cfg.batching == "full":
         summary["full_batch_gradient"] = json.loads((out / "config.json").read_text()).get("full_batch_gradient")
     if cfg.loss == "scl" and model.features_nonnegative:

@@ -106,6 +106,26 @@ def like(W, z: torch.Tensor, name: str = "W") -> torch.Tensor:
 IMPLS = ("auto", "dense", "tiled")
 
 
+def whole_number(value, name: str, lo: int) -> int:
+    """``value`` as an int >= lo: an integer, or a float / one-element tensor holding a whole number (2.0);
+    a bool, a string or anything else is refused with InputError naming ``name``."""
+    try:
+        ok = not isinstance(value, (bool, str, bytes)) and float(value).is_integer() and int(value) >= lo
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        ok = False
+    if not ok:
+        raise InputError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def as_index_array(values, name: str) -> np.ndarray:
+    """``values`` (a list, array or tensor) as a numpy array; a ragged or non-numeric list is InputError."""
+    try:
+        return np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a rectangular array of numbers (rows of one length)") from None
+
+
 def check_impl(impl, name: str = "impl") -> str:
     """impl as one of :data:`IMPLS` (a string; anything else refused with the valid names)."""
     return validate.text(impl, name, choices=IMPLS)
@@ -146,7 +166,7 @@ def as_mask(mask, bsz: int, device, name: str = "mask") -> torch.Tensor:
         if m.dtype != torch.bool:
             validate.real_array(m, name, ndim=2)
     else:
-        arr = np.asarray(mask)
+        arr = as_index_array(mask, name)
         if arr.dtype != np.bool_:
             validate.real_array(arr, name, ndim=2)
             arr = arr.astype(np.float64)

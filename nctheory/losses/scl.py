@@ -35,7 +35,8 @@ import torch
 
 from nctheory.errors import InputError
 from nctheory.losses import tiled
-from nctheory.losses._inputs import as_batches, as_features, as_labels, check_impl, check_tau, like, use_tiled
+from nctheory.losses._inputs import (as_batches, as_features, as_labels, check_impl, check_tau, like, use_tiled,
+                                     whole_number)
 from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
@@ -134,7 +135,7 @@ def supcon_mean(features, labels, tau: float = 0.07, base_tau: float = 0.07, *, 
     bsz, views, _ = f.shape
     stacked = torch.cat(torch.unbind(f, dim=1), dim=0)
     y = as_labels(labels, bsz, stacked.device, name="labels").repeat(views)
-    tau, base_tau = check_tau(tau), check_tau(base_tau)
+    tau, base_tau = check_tau(tau), check_tau(base_tau, "base_tau")
     return (tau / base_tau) * scl(stacked, y, tau, impl=impl) / (views * bsz)
 
 
@@ -163,9 +164,7 @@ def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None, *, im
     y = as_labels(y, z.shape[0], z.device, k=k)
     tau = check_tau(tau)
     impl = check_impl(impl)
-    if isinstance(n_w, bool) or not float(n_w).is_integer() or n_w < 0:
-        raise InputError(f"n_w must be a non-negative integer, got {n_w!r}")
-    n_w = int(n_w)
+    n_w = whole_number(n_w, "n_w", 0)
     total = z.new_zeros(())
     Q = W @ W.T / tau  # prototype-prototype logits
     for b in as_batches(batches, z.shape[0]):

@@ -53,7 +53,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from nctheory.errors import InputError
-from nctheory.losses._inputs import as_batches, as_features, as_labels, check_tau, like, supcon_inputs
+from nctheory.losses._inputs import (as_batches, as_features, as_index_array, as_labels, check_tau, like, supcon_inputs,
+                                     whole_number)
 from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
@@ -69,9 +70,7 @@ DEFAULT_TILE = 512
 def _check_tile(tile) -> int:
     if tile is None:
         return DEFAULT_TILE
-    if isinstance(tile, bool) or not float(tile).is_integer() or int(tile) < 1:
-        raise InputError(f"tile must be a positive integer, got {tile!r}")
-    return int(tile)
+    return whole_number(tile, "tile", 1)
 
 
 def _blocks(n: int, t: int):
@@ -357,7 +356,7 @@ def _as_anchor_index(anchors, n: int, device) -> torch.Tensor | None:
     """None, or a (m,) long tensor of distinct row indices in [0, n) (m = 0 allowed)."""
     if anchors is None:
         return None
-    arr = np.asarray(anchors.detach().cpu() if isinstance(anchors, torch.Tensor) else anchors)
+    arr = as_index_array(anchors, "anchors")
     if arr.size == 0:
         return torch.zeros(0, dtype=torch.long, device=device)
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
@@ -470,7 +469,7 @@ def supcon_mean_tiled(features, labels=None, tau: float = 0.07, base_tau: float 
     :func:`supcon_terms_tiled` gives the l_a themselves (``nctheory.losses.supcon`` reduces them).
     """
     f, y, m = supcon_inputs(features, labels, mask, contrast_mode)
-    tau, base_tau = check_tau(tau), check_tau(base_tau)
+    tau, base_tau = check_tau(tau), check_tau(base_tau, "base_tau")
     terms, _ = supcon_terms_tiled(f, y, m, tau, contrast_mode, _check_tile(tile))
     return (tau / base_tau) * terms.mean()
 
@@ -537,9 +536,7 @@ def scl_with_prototypes_tiled(z, y, W, n_w: int, tau: float = 1.0, batches=None,
     y = as_labels(y, z.shape[0], z.device, k=k)
     tau = check_tau(tau)
     tile = _check_tile(tile)
-    if isinstance(n_w, bool) or not float(n_w).is_integer() or n_w < 0:
-        raise InputError(f"n_w must be a non-negative integer, got {n_w!r}")
-    n_w = int(n_w)
+    n_w = whole_number(n_w, "n_w", 0)
     H = z  # as_features: float32 at least; W (like) is in z's dtype
     Q = W @ W.T / tau
     total = H.new_zeros(())
