@@ -142,8 +142,8 @@ def test_batchnorm_chunks_are_not_the_full_batch_gradient():
 
 
 def test_two_pass_never_uses_the_dense_loss(monkeypatch):
-    """--batching full keeps O(n d) memory for scl: neither the pass-2 gradient nor the logged float64 value
-    calls the catalogue's dense loss (patched to fail), in a whole training run."""
+    """--batching full keeps O(n d) memory for scl: the two-pass gradient never calls the catalogue's dense
+    loss (patched to fail); the next test runs a whole training run, the logged float64 value included."""
     from nctheory.losses.catalogue import LossSpec
 
     real = LossSpec.__call__
