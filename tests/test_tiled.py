@@ -405,3 +405,31 @@ def test_bad_arguments_are_input_errors_naming_them(call, words):
     with pytest.raises(InputError, match=words) as exc:
         call(z, y)
     assert "\n" not in str(exc.value)
+
+
+def test_concurrent_calls_leave_the_thread_count_as_it_was():
+    """Tiled losses called from several Python threads at once (each splits its tiles over threads with
+    the intra-op count set to 1 and restored): the process's thread count is the same afterwards, and
+    every value equals the one computed alone."""
+    import threading as th
+
+    z = torch.nn.functional.normalize(torch.randn(300, 8, dtype=torch.float64), dim=1)
+    y = torch.arange(300) % 7
+    alone = float(T.scl_tiled(z, y, 0.5, tile=16))
+    before = torch.get_num_threads()
+    got, errors = [], []
+
+    def call():
+        try:
+            got.append(float(T.scl_tiled(z, y, 0.5, tile=16)))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [th.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 4
+    assert torch.get_num_threads() == before
+    assert all(abs(v - alone) <= 1e-12 * abs(alone) for v in got)

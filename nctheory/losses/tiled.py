@@ -47,6 +47,7 @@ explicit ``mask`` and SimCLR) and :func:`scl_with_prototypes_tiled`; ``tile`` is
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -133,25 +134,31 @@ def _run_split(items: list, work, device: torch.device) -> list:
     kernels several times slower whenever another job shared the cores (measured in
     benchmarks/RESULTS-loss.md). The split is static (thread k takes items k, k+T, ...) and the
     per-thread partial results are merged in thread order, so a result is reproducible bit for bit
-    for a given thread count.
+    for a given thread count. Calls from several Python threads at once take turns (``_THREADS_LOCK``):
+    the intra-op thread count is process-wide, so two overlapping set/restore pairs could otherwise
+    leave it at 1.
     """
-    T = _workers(device, len(items))
-    if T == 1:
-        return [work(items)]
     from concurrent.futures import ThreadPoolExecutor
 
     def run(part):  # grad mode is thread-local: the tiles never record a graph
         with torch.no_grad():
             return work(part)
 
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(T) as ex:
-            futures = [ex.submit(run, items[k::T]) for k in range(T)]
-            return [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(prev)
+    with _THREADS_LOCK:
+        T = _workers(device, len(items))
+        if T > 1:
+            prev = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(T) as ex:
+                    futures = [ex.submit(run, items[k::T]) for k in range(T)]
+                    return [f.result() for f in futures]
+            finally:
+                torch.set_num_threads(prev)
+    return [work(items)]
+
+
+_THREADS_LOCK = threading.Lock()
 
 
 def _merge_lse(parts):
