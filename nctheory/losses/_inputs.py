@@ -126,6 +126,16 @@ def as_index_array(values, name: str) -> np.ndarray:
         raise InputError(f"{name} must be a rectangular array of numbers (rows of one length)") from None
 
 
+def prototype_inputs(z, y, W, n_w, tau):
+    """The inputs of SCL with n_w prototype copies (scl_with_prototypes, dense or tiled), checked:
+    (z, y, W, n_w, tau) with z from :func:`as_features`, W (k, d) in z's dtype and detached (a constant),
+    y labels in [0, k), n_w an integer >= 0 and tau a temperature."""
+    z = as_features(z)
+    W = like(W, z).detach()
+    y = as_labels(y, z.shape[0], z.device, k=W.shape[0])
+    return z, y, W, whole_number(n_w, "n_w", 0), check_tau(tau)
+
+
 def check_impl(impl, name: str = "impl") -> str:
     """impl as one of :data:`IMPLS` (a string; anything else refused with the valid names)."""
     return validate.text(impl, name, choices=IMPLS)

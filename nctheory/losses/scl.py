@@ -35,8 +35,8 @@ import torch
 
 from nctheory.errors import InputError
 from nctheory.losses import tiled
-from nctheory.losses._inputs import (as_batches, as_features, as_labels, check_impl, check_tau, like, use_tiled,
-                                     whole_number)
+from nctheory.losses._inputs import (as_batches, as_features, as_labels, check_impl, check_tau, prototype_inputs,
+                                     use_tiled)
 from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
@@ -158,13 +158,8 @@ def scl_with_prototypes(z, y, W, n_w: int, tau: float = 1.0, batches=None, *, im
     batches: None for the full batch. W is a constant (no gradient flows into it). impl: per batch,
     "auto" (tiled for a batch of n_B >= TILED_MIN_ROWS samples), "dense" or "tiled".
     """
-    z = as_features(z)
-    W = like(W, z).detach()
-    k = W.shape[0]
-    y = as_labels(y, z.shape[0], z.device, k=k)
-    tau = check_tau(tau)
+    z, y, W, n_w, tau = prototype_inputs(z, y, W, n_w, tau)
     impl = check_impl(impl)
-    n_w = whole_number(n_w, "n_w", 0)
     total = z.new_zeros(())
     Q = W @ W.T / tau  # prototype-prototype logits
     for b in as_batches(batches, z.shape[0]):

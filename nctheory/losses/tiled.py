@@ -54,8 +54,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from nctheory.errors import InputError
-from nctheory.losses._inputs import (as_batches, as_features, as_index_array, as_labels, check_tau, like, supcon_inputs,
-                                     whole_number)
+from nctheory.losses._inputs import (as_batches, as_features, as_index_array, as_labels, check_tau, prototype_inputs,
+                                     supcon_inputs, whole_number)
 from nctheory.losses._precision import outside_autocast
 
 NEG_INF = float("-inf")
@@ -115,6 +115,19 @@ def _exclude_self(S: torch.Tensor, self_rows: torch.Tensor | None, j0: int, j1: 
     if bool(hit.any()):
         r = hit.nonzero().squeeze(1)
         S[r, self_rows[r] - j0] = NEG_INF
+
+
+def _row_tiles(A, C, self_rows, inv_tau: float, row_blocks, col_blocks):
+    """The logit tiles of the anchor rows A against the contrast rows C, recomputed: yields
+    (i0, i1, j0, j1, S) with S = A[i0:i1] C[j0:j1]^T / tau, each anchor's own column (``self_rows``) set to
+    -inf; the forward and the backward of :class:`_RowsLSE` walk the same tiles."""
+    for i0, i1 in row_blocks:
+        AI = A[i0:i1] * inv_tau
+        sI = None if self_rows is None else self_rows[i0:i1]
+        for j0, j1 in col_blocks:
+            S = torch.mm(AI, C[j0:j1].T)
+            _exclude_self(S, sI, j0, j1)
+            yield i0, i1, j0, j1, S
 
 
 # ---------------------------------------------------------------- parallel tiles on the CPU
@@ -263,14 +276,8 @@ class _RowsLSE(torch.autograd.Function):
 
         def work(my_rows):  # row blocks are disjoint between threads: they write their own slices
             buf = A.new_empty((min(m, tile), min(N, tile)))
-            for i0, i1 in my_rows:
-                AI = A[i0:i1] * inv_tau
-                sI = None if self_rows is None else self_rows[i0:i1]
-                for j0, j1 in cblocks:
-                    S = torch.mm(AI, C[j0:j1].T)
-                    _exclude_self(S, sI, j0, j1)
-                    _online_update(mx[i0:i1], s[i0:i1], S, 1, buf[: i1 - i0, : j1 - j0])
-                    del S
+            for i0, i1, j0, j1, S in _row_tiles(A, C, self_rows, inv_tau, my_rows, cblocks):
+                _online_update(mx[i0:i1], s[i0:i1], S, 1, buf[: i1 - i0, : j1 - j0])
 
         _run_split(_blocks(m, tile), work, A.device)
         lse = mx.add_(s.log_())
@@ -296,20 +303,14 @@ class _RowsLSE(torch.autograd.Function):
 
         def work(my_rows):  # dA: disjoint row slices; dC: one accumulator per thread, summed after
             dC = torch.zeros_like(C) if need_c else None
-            for i0, i1 in my_rows:
-                AI = A[i0:i1] * inv_tau
-                sI = None if self_rows is None else self_rows[i0:i1]
-                for j0, j1 in cblocks:
-                    S = torch.mm(AI, C[j0:j1].T)
-                    _exclude_self(S, sI, j0, j1)
-                    S.sub_(shift[i0:i1, None]).exp_()  # the softmax tile g_a exp(s_ac - lse_a)
-                    if scale is not None:
-                        S.mul_(scale[i0:i1, None])
-                    if need_a:
-                        dA[i0:i1].addmm_(S, C[j0:j1])
-                    if need_c:
-                        dC[j0:j1].addmm_(S.T, A[i0:i1])
-                    del S
+            for i0, i1, j0, j1, S in _row_tiles(A, C, self_rows, inv_tau, my_rows, cblocks):
+                S.sub_(shift[i0:i1, None]).exp_()  # the softmax tile g_a exp(s_ac - lse_a)
+                if scale is not None:
+                    S.mul_(scale[i0:i1, None])
+                if need_a:
+                    dA[i0:i1].addmm_(S, C[j0:j1])
+                if need_c:
+                    dC[j0:j1].addmm_(S.T, A[i0:i1])
             return dC
 
         parts = _run_split(_blocks(m, tile), work, A.device)
@@ -537,19 +538,13 @@ def scl_with_prototypes_tiled(z, y, W, n_w: int, tau: float = 1.0, batches=None,
     z: (n, d), y: (n,) labels in [0, k), W: (k, d) prototypes (a constant: no gradient flows into
     it), batches: None for the full batch. Memory O((n + k) d + k^2).
     """
-    z = as_features(z)
-    W = like(W, z).detach()
-    k = W.shape[0]
-    y = as_labels(y, z.shape[0], z.device, k=k)
-    tau = check_tau(tau)
+    z, y, W, n_w, tau = prototype_inputs(z, y, W, n_w, tau)  # z: float32 at least; W in z's dtype
     tile = _check_tile(tile)
-    n_w = whole_number(n_w, "n_w", 0)
-    H = z  # as_features: float32 at least; W (like) is in z's dtype
     Q = W @ W.T / tau
-    total = H.new_zeros(())
+    total = z.new_zeros(())
     for b in as_batches(batches, z.shape[0]):
         b = b.to(z.device)
-        total = total + _prototype_batch_tiled(H[b], y[b], W, Q, n_w, tau, tile)
+        total = total + _prototype_batch_tiled(z[b], y[b], W, Q, n_w, tau, tile)
     return total
 
 
