@@ -154,21 +154,30 @@ def test_resume_repairs_rows_after_the_checkpoint_and_refuses_missing_rows(tmp_p
 
 
 # ------------------------------------------------------------------------------------------ signals
+VERIFY_JOBS_2 = [sys.executable, "-m", "nctheory", "verify", "--jobs", "2", "--only", "kini2023.thm1_certified",
+                 "--only", "kini2023.remark1", "--only", "graf2021.balanced_etf", "--report", "-", "--no-progress"]
+
+
+def _verify_with_workers(proc) -> list:
+    """Wait (at most 90 s) until the running `verify --jobs 2` has its workers: the pool's two and the spawn
+    start method's resource tracker, 3 children; then one more second. Returns their pids."""
+    deadline = time.time() + 90
+    workers = []
+    while time.time() < deadline and proc.poll() is None:
+        workers = _children(proc.pid)
+        if len(workers) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and len(workers) >= 3, "verify finished or started no workers"
+    time.sleep(1.0)
+    return workers
+
+
 def test_sigterm_to_verify_jobs_2_stops_its_workers(tmp_path):
-    cmd = [sys.executable, "-m", "nctheory", "verify", "--jobs", "2", "--only", "kini2023.thm1_certified",
-           "--only", "kini2023.remark1", "--only", "graf2021.balanced_etf", "--report", "-", "--no-progress"]
-    proc = _start(cmd, cwd=tmp_path)
+    proc = _start(VERIFY_JOBS_2, cwd=tmp_path)
+    workers = []
     try:
-        deadline = time.time() + 90
-        workers = []
-        while time.time() < deadline and proc.poll() is None:
-            workers = _children(proc.pid)
-            # the pool's workers (the spawn start method also runs a resource tracker: 3 children)
-            if len(workers) >= 3:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None and len(workers) >= 3, "verify finished or started no workers"
-        time.sleep(1.0)
+        workers = _verify_with_workers(proc)
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -185,19 +194,10 @@ def test_sigterm_to_verify_jobs_2_stops_its_workers(tmp_path):
 def test_sigkill_to_verify_jobs_2_leaves_no_worker(tmp_path):
     """kill -9 of `verify --jobs 2` runs no clean-up in the parent at all: its workers, started with
     nctheory.cli.signals.worker_initializer, get SIGTERM from the kernel (PR_SET_PDEATHSIG) and end."""
-    cmd = [sys.executable, "-m", "nctheory", "verify", "--jobs", "2", "--only", "kini2023.thm1_certified",
-           "--only", "kini2023.remark1", "--only", "graf2021.balanced_etf", "--report", "-", "--no-progress"]
-    proc = _start(cmd, cwd=tmp_path)
+    proc = _start(VERIFY_JOBS_2, cwd=tmp_path)
+    workers = []
     try:
-        deadline = time.time() + 90
-        workers = []
-        while time.time() < deadline and proc.poll() is None:
-            workers = _children(proc.pid)
-            if len(workers) >= 3:  # two pool workers and the spawn start method's resource tracker
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None and len(workers) >= 3, "verify finished or started no workers"
-        time.sleep(1.0)
+        workers = _verify_with_workers(proc)
     finally:
         _kill(proc)  # SIGKILL
     deadline = time.time() + 15
