@@ -125,7 +125,7 @@ def batch_rows(cfg, n_train: int) -> int:
 def forward_rows(cfg, n_train: int) -> int:
     """Rows of one forward pass with a graph: the batch's, or for full batching (the two-pass gradient of
     :func:`nctheory.harness.train.full_batch_backward`) one chunk's, views x chunk_size."""
-    if cfg.batching == "full" and getattr(cfg, "chunk_size", None) is not None:
+    if cfg.batching == "full" and cfg.chunk_size is not None:
         return cfg.views * min(int(cfg.chunk_size), n_train)
     return batch_rows(cfg, n_train)
 
@@ -249,7 +249,7 @@ def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
     elif name == "parameters":
         what, flags = f"{est['parameters']} parameters with their gradients and momentum", d + arch
     elif name == "activations":
-        chunked = cfg.batching == "full" and getattr(cfg, "chunk_size", None) is not None
+        chunked = cfg.batching == "full" and cfg.chunk_size is not None
         what = f"the activations of {'a chunk' if chunked else 'a batch'} of {est['forward_rows']} images"
         flags = batch + ([_flag("chunk_size", cfg.chunk_size)] if chunked else []) + arch
     elif name == "loss":
@@ -258,7 +258,7 @@ def _largest(cfg, b: dict, est: dict, data: DataSize, parts) -> tuple[str, str]:
     else:
         what, flags = f"the geometry of {data.images} images' features", d + arch
     tip = "lower " + " or ".join(flags)
-    if name == "activations" and cfg.batching == "full" and getattr(cfg, "chunk_size", None) is None:
+    if name == "activations" and cfg.batching == "full" and cfg.chunk_size is None:
         tip += " or set --chunk-size N (the exact two-pass full-batch gradient, one chunk's activations at a time)"
     elif name in ("activations", "loss") and cfg.batching == "full":
         tip += " or train on mini-batches (--batching reshuffle --batch-size B)"
