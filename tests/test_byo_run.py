@@ -216,7 +216,10 @@ def test_ctrl_c_names_the_saved_epoch_and_the_same_command_resumes(tmp_path):
     --resume) and ends with the metrics of an uninterrupted run; once more: finished, nothing retrained."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "nctheory", "train", *SMALL, "--epochs", "30", "--out", str(tmp_path / "i")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a suite run as a background job (no job control) starts with
+    # SIGINT ignored, which the child would inherit, and Python installs its Ctrl-C handler only over SIG_DFL
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert _interrupt_when(proc, tmp_path / "i" / "metrics.csv", 4), "the run finished before the interrupt"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
